@@ -1,0 +1,1 @@
+"""seedfunnel: measure cross-platform seeding."""

@@ -1,0 +1,1 @@
+"""Ingestion (SPEC 1-3): exporter adapters, readers, quarantine."""

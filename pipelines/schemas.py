@@ -1,0 +1,568 @@
+"""The one declaration of every table seedfunnel reads, keeps or publishes.
+
+Readers, lake writers, warehouse DDL, expectations and docs derive from here; no other module
+writes a column list. Each table states its grain and key next to its columns.
+
+Logical types: ``str``, ``int64``, ``float64``, ``bool``, ``ts`` (aware UTC timestamp, microseconds),
+``date``, ``list<str>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+PLATFORMS: tuple[str, ...] = ("xiaohongshu", "douyin", "bilibili", "kuaishou", "weibo")
+EXPOSURE_KINDS: tuple[str, ...] = ("impression", "read", "like", "collect", "comment", "share")
+NOTE_TYPES: tuple[str, ...] = ("image", "video")
+ORDER_STATUSES: tuple[str, ...] = ("paid", "refunded")
+ATTRIBUTION_MODELS: tuple[str, ...] = (
+    "last_touch",
+    "first_touch",
+    "linear",
+    "time_decay",
+    "position_based",
+)
+ALL = "all"  # the platform / slice value that means "every platform together"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    doc: str
+    nullable: bool = False
+    enum: tuple[str, ...] | None = None
+    min: float | None = None  # inclusive lower bound
+    max: float | None = None  # inclusive upper bound
+    min_exclusive: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    grain: str
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    layer: str  # "input" (lake, canonical), "derived" (lake, computed), "seed", "warehouse"
+    doc: str = ""
+    partition: str | None = "dt"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema(
+            [pa.field(c.name, arrow_type(c.type), nullable=c.nullable) for c in self.columns]
+        )
+
+
+_ARROW = {
+    "str": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "ts": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+    "list<str>": pa.list_(pa.string()),
+}
+
+
+def arrow_type(logical: str) -> pa.DataType:
+    return _ARROW[logical]
+
+
+def C(name: str, type: str, doc: str, **kw) -> Column:  # noqa: N802 - short on purpose
+    return Column(name, type, doc, **kw)
+
+
+# Columns shared by many tables: one definition each.
+DT_DELIVERY = C("dt", "date", "Delivery day: the landing folder's dt (Asia/Shanghai calendar day)")
+PLATFORM = C("platform", "str", "Platform the note lives on", enum=PLATFORMS)
+NOTE_ID = C("note_id", "str", "Note id on its platform")
+EXT_USER_ID = C("ext_user_id", "str", "User id on the external (note) platform")
+USER_ID = C("user_id", "str", "On-platform (e-commerce) user id")
+BRAND_ID = C("brand_id", "str", "Brand id from seeds/brands.csv")
+CATEGORY_ID = C("category_id", "str", "Category id from seeds/categories.csv")
+AUTHOR_ID = C(
+    "author_id",
+    "str",
+    "Note author: first 16 hex of sha256 of the platform user id (MediaCrawler's creator_hash)",
+)
+RUN_ID = C("run_id", "str", "Run that wrote the row")
+SOURCE_FILE = C("source_file", "str", "Landing-zone file the row came from, relative to the landing root")
+COUNT = dict(type="int64", min=0)
+
+
+def _count(name: str, doc: str) -> Column:
+    return Column(name, doc=doc, **COUNT)
+
+
+# ---------------------------------------------------------------- canonical inputs (SPEC 3)
+
+NOTES = Table(
+    "notes",
+    grain="one note version as delivered",
+    key=("platform", "note_id"),
+    layer="input",
+    doc="External seeding notes from every exporter. The record from the latest delivery wins, "
+    "within a file the last one (resolved when the lake is read).",
+    columns=(
+        PLATFORM,
+        NOTE_ID,
+        AUTHOR_ID,
+        C("published_at", "ts", "When the note was published"),
+        C("title", "str", "Title, topic markup removed"),
+        C("text", "str", "Body text, topic markup removed"),
+        C("tags", "list<str>", "Topic tags: the exporter's tag list plus inline #topic[话题]# markup"),
+        _count("likes", "Likes"),
+        _count("collects", "Collects (favourites)"),
+        _count("comments", "Comments"),
+        _count("shares", "Shares"),
+        C("note_type", "str", "image or video", enum=NOTE_TYPES),
+        SOURCE_FILE,
+        C("source_row", "int64", "1-based record number inside source_file", min=1),
+        DT_DELIVERY,
+    ),
+)
+
+EXPOSURES = Table(
+    "exposures",
+    grain="one exposure event",
+    key=("platform", "note_id", "ext_user_id", "event_time", "kind", "dwell_ms"),
+    layer="input",
+    doc="Who saw or engaged with which note, when. Exact duplicate rows collapse to one.",
+    columns=(
+        PLATFORM,
+        NOTE_ID,
+        EXT_USER_ID,
+        C("event_time", "ts", "When the exposure happened"),
+        C("kind", "str", "Exposure kind", enum=EXPOSURE_KINDS),
+        C("dwell_ms", "int64", "Dwell time in milliseconds", nullable=True, min=0),
+        DT_DELIVERY,
+    ),
+)
+
+ID_LINKS = Table(
+    "id_links",
+    grain="one link claim as delivered",
+    key=("platform", "ext_user_id"),
+    layer="input",
+    doc="External user id -> on-platform user id. Per (platform, ext_user_id) the highest "
+    "confidence wins, ties to the smallest user_id.",
+    columns=(
+        PLATFORM,
+        EXT_USER_ID,
+        USER_ID,
+        C("confidence", "float64", "Link confidence", min=0, max=1),
+        DT_DELIVERY,
+    ),
+)
+
+SEARCHES = Table(
+    "searches",
+    grain="one search",
+    key=("search_id",),
+    layer="input",
+    doc="On-platform search log.",
+    columns=(
+        C("search_id", "str", "Search id"),
+        USER_ID,
+        C("event_time", "ts", "When the search was made"),
+        C("query", "str", "The query as typed"),
+        DT_DELIVERY,
+    ),
+)
+
+ORDERS = Table(
+    "orders",
+    grain="one order",
+    key=("order_id",),
+    layer="input",
+    doc="On-platform orders. Only paid orders count; a brand's category is the one in brands.csv.",
+    columns=(
+        C("order_id", "str", "Order id"),
+        USER_ID,
+        C("item_id", "str", "Item id"),
+        BRAND_ID,
+        CATEGORY_ID,
+        C("amount_fen", "int64", "Paid amount in fen (1/100 yuan)", min=0, min_exclusive=True),
+        C("paid_at", "ts", "When the order was paid"),
+        C("status", "str", "paid or refunded", enum=ORDER_STATUSES),
+        DT_DELIVERY,
+    ),
+)
+
+ITEMS = Table(
+    "items",
+    grain="one item in the latest catalog snapshot",
+    key=("item_id",),
+    layer="input",
+    partition=None,
+    doc="Item catalog snapshot: fills an order's brand when the order file omits it.",
+    columns=(
+        C("item_id", "str", "Item id"),
+        BRAND_ID,
+        CATEGORY_ID,
+        C("title", "str", "Item title", nullable=True),
+    ),
+)
+
+# ---------------------------------------------------------------- reference data (seeds/)
+
+BRANDS = Table(
+    "brands",
+    grain="one brand",
+    key=("brand_id",),
+    layer="seed",
+    partition=None,
+    columns=(
+        BRAND_ID,
+        C("name", "str", "Display name (Chinese where the brand has one)"),
+        C("aliases", "str", "|-separated aliases: Chinese, Latin/pinyin, Traditional variants"),
+        CATEGORY_ID,
+    ),
+)
+
+CATEGORIES = Table(
+    "categories",
+    grain="one category",
+    key=("category_id",),
+    layer="seed",
+    partition=None,
+    columns=(
+        CATEGORY_ID,
+        C("name", "str", "Display name"),
+        C("keywords", "str", "|-separated query keywords"),
+    ),
+)
+
+CREATORS = Table(
+    "creators",
+    grain="one creator",
+    key=("platform", "author_id"),
+    layer="seed",
+    partition=None,
+    columns=(
+        PLATFORM,
+        C(
+            "author_id",
+            "str",
+            "Creator id: raw platform user id or its 16-hex creator_hash (raw ids are hashed on load)",
+        ),
+        C("vertical", "str", "The creator's vertical: a category_id"),
+    ),
+)
+
+# ---------------------------------------------------------------- derived lake tables (matching)
+
+NOTE_BRANDS = Table(
+    "note_brands",
+    grain="one (note, brand) mention in the winning note version",
+    key=("platform", "note_id", "brand_id"),
+    layer="derived",
+    partition=None,
+    columns=(PLATFORM, NOTE_ID, BRAND_ID),
+)
+
+SEARCH_CATEGORIES = Table(
+    "search_categories",
+    grain="one (search, category) pair",
+    key=("search_id", "category_id"),
+    layer="derived",
+    partition=None,
+    columns=(C("search_id", "str", "Search id"), CATEGORY_ID),
+)
+
+# ---------------------------------------------------------------- ingestion bookkeeping
+
+QUARANTINE = Table(
+    "quarantine",
+    grain="one rejected input row (or one unreadable file, row_number 0)",
+    key=("run_id", "source_file", "row_number"),
+    layer="warehouse",
+    doc="Every input row that could not be accepted, with its reason. Never dropped.",
+    columns=(
+        C("dt", "date", "Delivery day"),
+        C("source", "str", "Input table the file was meant for (notes, exposures, ...)"),
+        C("platform", "str", "Platform folder, where the source has one", nullable=True),
+        SOURCE_FILE,
+        C("row_number", "int64", "1-based line (CSV/JSONL), element (JSON) or row (Parquet/SQLite); 0 = whole file", min=0),
+        C("reason", "str", "Reason code"),
+        C("message", "str", "Human-readable explanation"),
+        C("raw", "str", "The raw content of the row, as text"),
+        RUN_ID,
+    ),
+)
+
+INGEST_FILES = Table(
+    "ingest_files",
+    grain="one landing file ingested by one run",
+    key=("run_id", "source_file"),
+    layer="warehouse",
+    doc="Row accounting: input_rows = accepted_rows + quarantined_rows for every file.",
+    columns=(
+        C("dt", "date", "Delivery day"),
+        C("source", "str", "Input table"),
+        C("platform", "str", "Platform folder", nullable=True),
+        SOURCE_FILE,
+        C("format", "str", "Detected format (e.g. mediacrawler_json_v2026, csv_gb18030)"),
+        _count("input_rows", "Rows read"),
+        _count("accepted_rows", "Rows accepted into the lake"),
+        _count("quarantined_rows", "Rows sent to quarantine"),
+        RUN_ID,
+    ),
+)
+
+# ---------------------------------------------------------------- warehouse (SPEC 6)
+
+DT_EVENT = C("dt", "date", "Business day (Asia/Shanghai) the row belongs to")
+IS_FINAL = C("is_final", "bool", "True once every window that feeds the row has closed")
+
+FCT_TOUCHES = Table(
+    "fct_touches",
+    grain="one touch: a linked, brand-bearing exposure of a touch kind, per brand",
+    key=("platform", "note_id", "ext_user_id", "touch_at", "kind", "brand_id"),
+    layer="warehouse",
+    columns=(
+        DT_EVENT,
+        USER_ID,
+        BRAND_ID,
+        C("touch_at", "ts", "Exposure time"),
+        PLATFORM,
+        NOTE_ID,
+        AUTHOR_ID,
+        EXT_USER_ID,
+        C("kind", "str", "Exposure kind", enum=EXPOSURE_KINDS[1:]),
+        C("vertical", "str", "Author's vertical (category_id), if known", nullable=True),
+        RUN_ID,
+    ),
+)
+
+FCT_SEARCH_PAIRS = Table(
+    "fct_search_pairs",
+    grain="one (search, category) pair",
+    key=("search_id", "category_id"),
+    layer="warehouse",
+    columns=(
+        DT_EVENT,
+        C("search_id", "str", "Search id"),
+        USER_ID,
+        C("searched_at", "ts", "Search time"),
+        CATEGORY_ID,
+        C("seeded_brand_ids", "str", "|-joined sorted brands of the category the pair is seeded for"),
+        C("converted_brand_ids", "str", "|-joined sorted brands of the category with a paid order in the conversion window"),
+        C("is_seeded", "bool", "Seeded for at least one brand (a search-back, 回搜)"),
+        C("is_converted", "bool", "Converts at category level"),
+        C("last_touch_platform", "str", "Platform of the latest touch for any seeded brand before the search", nullable=True),
+        IS_FINAL,
+        RUN_ID,
+    ),
+)
+
+FCT_SEEDED_ORDERS = Table(
+    "fct_seeded_orders",
+    grain="one seeded order",
+    key=("order_id",),
+    layer="warehouse",
+    columns=(
+        C("dt", "date", "Payment day"),
+        C("order_id", "str", "Order id"),
+        USER_ID,
+        BRAND_ID,
+        CATEGORY_ID,
+        C("amount_fen", "int64", "Paid amount in fen", min=0, min_exclusive=True),
+        C("paid_at", "ts", "Payment time"),
+        C("anchor_search_id", "str", "Latest seeded search of the brand's category in the conversion window"),
+        C("anchor_searched_at", "ts", "Anchor search time"),
+        C("touch_count", "int64", "Eligible touches", min=1),
+        C("last_touch_platform", "str", "Platform of the last eligible touch", enum=PLATFORMS),
+        C("is_vertical_match", "bool", "The last eligible touch's author vertical equals the brand's category"),
+        RUN_ID,
+    ),
+)
+
+FCT_ATTRIBUTION_CREDITS = Table(
+    "fct_attribution_credits",
+    grain="one (order, eligible touch, model)",
+    key=("order_id", "model", "touch_seq"),
+    layer="warehouse",
+    columns=(
+        C("dt", "date", "Payment day"),
+        C("order_id", "str", "Order id"),
+        C("model", "str", "Attribution model", enum=ATTRIBUTION_MODELS),
+        C("touch_seq", "int64", "1-based position of the touch in (time, platform, note_id, kind, ext_user_id) order", min=1),
+        USER_ID,
+        BRAND_ID,
+        C("touch_at", "ts", "Touch time"),
+        PLATFORM,
+        NOTE_ID,
+        AUTHOR_ID,
+        C("credit_fen", "float64", "Share of the order amount credited to the touch", min=0),
+        RUN_ID,
+    ),
+)
+
+_UPLIFT_COLUMNS = (
+    _count("seeded_pairs", "Pairs seeded for the subject"),
+    _count("seeded_conversions", "Seeded pairs that convert"),
+    _count("baseline_pairs", "Pairs not seeded for the subject (shared by every platform)"),
+    _count("baseline_conversions", "Baseline pairs that convert"),
+    C("cvr_seeded", "float64", "seeded_conversions / seeded_pairs", nullable=True, min=0, max=1),
+    C("cvr_baseline", "float64", "baseline_conversions / baseline_pairs", nullable=True, min=0, max=1),
+    C("uplift", "float64", "cvr_seeded / cvr_baseline; null when any count is zero", nullable=True, min=0),
+    C("uplift_ci_low", "float64", "95% interval, log method", nullable=True, min=0),
+    C("uplift_ci_high", "float64", "95% interval, log method", nullable=True, min=0),
+)
+
+AGG_BRAND_FUNNEL_DAILY = Table(
+    "agg_brand_funnel_daily",
+    grain="one (day, brand, platform or 'all'); dense over the run's days and the brands",
+    key=("dt", "brand_id", "platform"),
+    layer="warehouse",
+    columns=(
+        DT_EVENT,
+        BRAND_ID,
+        C("platform", "str", "Platform, or 'all'", enum=PLATFORMS + (ALL,)),
+        _count("exposed_users", "Distinct users with a touch for the brand that day"),
+        _count("searched_back_users", "Of exposed_users, those with a seeded search within seed_window after their first touch that day"),
+        C("search_back_rate", "float64", "searched_back_users / exposed_users (回搜率)", nullable=True, min=0, max=1),
+        _count("search_back_users", "Distinct users with a pair seeded for the brand that day"),
+        *_UPLIFT_COLUMNS,
+        _count("seeded_orders", "Seeded orders of the brand paid that day"),
+        _count("seeded_gmv_fen", "Their amount"),
+        *(
+            C(f"attributed_gmv_{m}_fen", "float64", f"Credits under {m}, by the touch's platform", min=0)
+            for m in ATTRIBUTION_MODELS
+        ),
+        IS_FINAL,
+        RUN_ID,
+    ),
+)
+
+AGG_CONVERSION_UPLIFT = Table(
+    "agg_conversion_uplift",
+    grain="one (search day, level, subject, slice, slice value); windows are sums of daily counts",
+    key=("dt", "level", "subject_id", "slice", "slice_value"),
+    layer="warehouse",
+    columns=(
+        C("dt", "date", "Search day"),
+        C("level", "str", "brand, category or all", enum=("brand", "category", "all")),
+        C("subject_id", "str", "brand_id, category_id or 'all'"),
+        C("slice", "str", "all, platform or vertical_match", enum=("all", "platform", "vertical_match")),
+        C("slice_value", "str", "'all'; a platform; 'match' or 'mismatch'"),
+        *_UPLIFT_COLUMNS,
+        IS_FINAL,
+        RUN_ID,
+    ),
+)
+
+BRAND_BOOST_SIGNALS = Table(
+    "brand_boost_signals",
+    grain="one (as-of day, user, brand) among the user's 50 highest scores",
+    key=("as_of_dt", "user_id", "brand_id"),
+    layer="warehouse",
+    partition="as_of_dt",
+    columns=(
+        C("as_of_dt", "date", "Signals as of the end of this day (next day 00:00 Asia/Shanghai)"),
+        USER_ID,
+        BRAND_ID,
+        C("raw", "float64", "Sum of decayed kind weights", min=0),
+        C("score", "float64", "1 - exp(-raw)", min=0, max=1),
+        C("rank", "int64", "1 = highest score; ties to the smaller brand_id", min=1, max=50),
+        RUN_ID,
+    ),
+)
+
+DQ_RESULTS = Table(
+    "dq_results",
+    grain="one validation result per (run, table, expectation)",
+    key=("run_id", "table_name", "expectation"),
+    layer="warehouse",
+    columns=(
+        C("dt", "date", "Day validated"),
+        C("table_name", "str", "Table validated"),
+        C("expectation", "str", "Expectation id"),
+        C("severity", "str", "critical or warning", enum=("critical", "warning")),
+        C("success", "bool", "Whether it passed"),
+        C("observed", "str", "Observed value, as text", nullable=True),
+        C("details", "str", "Details (JSON)", nullable=True),
+        RUN_ID,
+    ),
+)
+
+INPUT_TABLES = (NOTES, EXPOSURES, ID_LINKS, SEARCHES, ORDERS, ITEMS)
+SEED_TABLES = (BRANDS, CATEGORIES, CREATORS)
+DERIVED_TABLES = (NOTE_BRANDS, SEARCH_CATEGORIES)
+FUNNEL_TABLES = (
+    FCT_TOUCHES,
+    FCT_SEARCH_PAIRS,
+    FCT_SEEDED_ORDERS,
+    FCT_ATTRIBUTION_CREDITS,
+    AGG_BRAND_FUNNEL_DAILY,
+    AGG_CONVERSION_UPLIFT,
+    BRAND_BOOST_SIGNALS,
+)
+WAREHOUSE_TABLES = FUNNEL_TABLES + (DQ_RESULTS, QUARANTINE, INGEST_FILES)
+TABLES: dict[str, Table] = {
+    t.name: t for t in INPUT_TABLES + SEED_TABLES + DERIVED_TABLES + WAREHOUSE_TABLES
+}
+
+
+def table(name: str) -> Table:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; known: {', '.join(sorted(TABLES))}") from None
+
+
+# ---------------------------------------------------------------- frames <-> Arrow
+# In memory a table is a pandas DataFrame as ``pyarrow.Table.to_pandas()`` makes it by default
+# (pandas 3: ``str`` strings, ``datetime64[us, UTC]``, dates as ``datetime.date`` objects).
+# At every boundary (lake, warehouse, bucket files) it is conformed to its declaration here.
+
+
+def _as(t: Table | str) -> Table:
+    return t if isinstance(t, Table) else table(t)
+
+
+def to_arrow(t: Table | str, df) -> pa.Table:
+    """The frame as an Arrow table with exactly the declared columns, order and types.
+
+    Raises ``ValueError`` naming the table and the columns when some are missing.
+    """
+    t = _as(t)
+    missing = [n for n in t.names if n not in df.columns]
+    if missing:
+        raise ValueError(f"{t.name}: frame lacks column(s) {missing}; it has {list(df.columns)}")
+    arrays = []
+    for c in t.columns:
+        col = df[c.name]
+        typ = arrow_type(c.type)
+        try:
+            arr = pa.array(col, from_pandas=True)
+            if not arr.type.equals(typ):
+                arr = arr.cast(typ)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            raise ValueError(f"{t.name}.{c.name}: cannot store as {c.type}: {e}") from e
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, schema=t.arrow_schema())
+
+
+def empty_frame(t: Table | str):
+    """A frame with no rows and the declared columns."""
+    return _as(t).arrow_schema().empty_table().to_pandas()
+
+
+def conform(t: Table | str, df):
+    """Round-trip through Arrow: declared columns, order and in-memory types."""
+    return to_arrow(t, df).to_pandas()

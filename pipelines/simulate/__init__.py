@@ -1,0 +1,1 @@
+"""A simulated world with planted, known effects, written as a landing zone."""

@@ -1,0 +1,1 @@
+"""Text normalisation and the brand/category matcher (SPEC 4)."""

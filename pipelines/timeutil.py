@@ -1,0 +1,91 @@
+"""Time rules of SPEC section 2, vectorised.
+
+- Every stored timestamp is an aware UTC timestamp (microseconds).
+- The business day ``dt`` of an event is its calendar date in Asia/Shanghai.
+- Epoch numbers above 1e11 are milliseconds, otherwise seconds.
+- Naive timestamp strings are Asia/Shanghai local time; strings with an offset keep it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from .settings import TIMEZONE
+
+TZ = ZoneInfo(TIMEZONE)
+UTC_DTYPE = "datetime64[us, UTC]"
+MS_THRESHOLD = 1e11
+
+
+def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse mixed epoch numbers / strings into UTC; returns (timestamps, is_bad).
+
+    ``is_bad`` is True where a non-null value could not be parsed; nulls stay null and not bad.
+    """
+    s = pd.Series(values, copy=False)
+    out = pd.Series(pd.NaT, index=s.index, dtype=UTC_DTYPE)
+    if s.empty:
+        return out, pd.Series(False, index=s.index)
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        ts = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize(TZ)
+        return ts.dt.tz_convert("UTC").astype(UTC_DTYPE), pd.Series(False, index=s.index)
+
+    present = s.notna()
+    as_text = s.astype("string").str.strip()
+    present &= as_text.fillna("").ne("")
+    num = pd.to_numeric(as_text.where(present), errors="coerce")
+    is_num = num.notna()
+    if is_num.any():
+        n = num[is_num].to_numpy(dtype="float64")
+        us = np.where(n > MS_THRESHOLD, n * 1_000, n * 1_000_000).round().astype("int64")
+        out[is_num] = pd.to_datetime(us, unit="us", utc=True)
+
+    is_str = present & ~is_num
+    if is_str.any():
+        text = as_text[is_str].str.replace("_", " ", regex=False)  # XHS-Downloader's 2024-01-06_12:00:00
+        has_offset = text.str.contains(r"(?:[+-]\d{2}:?\d{2}|Z)$", regex=True)
+        if has_offset.any():
+            out[has_offset[has_offset].index] = pd.to_datetime(
+                text[has_offset], utc=True, errors="coerce", format="ISO8601"
+            )
+        naive = text[~has_offset]
+        if len(naive):
+            local = pd.to_datetime(naive, errors="coerce", format="ISO8601")
+            out[naive.index] = local.dt.tz_localize(TZ, nonexistent="NaT", ambiguous="NaT").dt.tz_convert("UTC")
+    bad = present & out.isna()
+    return out.astype(UTC_DTYPE), bad
+
+
+def business_day(ts: pd.Series) -> pd.Series:
+    """Asia/Shanghai calendar date of aware timestamps, as ``date`` objects (Arrow date32)."""
+    local = ts.dt.tz_convert(TZ)
+    return local.dt.normalize().dt.tz_localize(None).dt.date.astype("date32[pyarrow]")
+
+
+def day_start_utc(day: date) -> pd.Timestamp:
+    """00:00 Asia/Shanghai of ``day`` as a UTC timestamp."""
+    return pd.Timestamp(datetime(day.year, day.month, day.day, tzinfo=TZ)).tz_convert("UTC")
+
+
+def as_of(day: date) -> pd.Timestamp:
+    """End of business day ``day``: next day 00:00 Asia/Shanghai, in UTC (SPEC 5.8)."""
+    return day_start_utc(day + timedelta(days=1))
+
+
+def parse_day(text: str | date) -> date:
+    if isinstance(text, date):
+        return text
+    try:
+        return date.fromisoformat(str(text))
+    except ValueError:
+        raise ValueError(f"not a day: {text!r}; write it as YYYY-MM-DD") from None
+
+
+def days(start: date, end: date) -> list[date]:
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
