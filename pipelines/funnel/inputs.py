@@ -18,7 +18,7 @@ class FunnelInputs:
     - notes: resolved, one row per (platform, note_id) (at least platform, note_id, author_id).
     - note_brands, search_categories: the matcher's output on those notes and searches.
     - orders: brand_id already filled from items where the order file lacked it.
-    - brands, categories, creators: reference data; creators' author_id already canonical.
+    - brands, categories, creators: reference data (seeds); creators' author_id already canonical.
     """
 
     exposures: pd.DataFrame
@@ -29,6 +29,7 @@ class FunnelInputs:
     search_categories: pd.DataFrame
     orders: pd.DataFrame
     brands: pd.DataFrame
+    categories: pd.DataFrame
     creators: pd.DataFrame
 
     @classmethod
