@@ -1,0 +1,72 @@
+"""Shared fixtures: the real PostgreSQL server (skipped with a reason when absent, required on CI)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+PG_URL = os.environ.get("SEEDFUNNEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_reachable(url: str) -> str | None:
+    import sqlalchemy as sa
+
+    try:
+        with sa.create_engine(url).connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return None
+    except Exception as e:
+        return f"{e.__class__.__name__}: {str(e).splitlines()[0]}"
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    """URL of the real PostgreSQL server; under CI=true its absence is a failure, not a skip."""
+    problem = _pg_reachable(PG_URL)
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true but {PG_URL} is unreachable: {problem}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({problem}); set SEEDFUNNEL_TEST_PG_URL")
+    return PG_URL
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str):
+    """A fresh schema on the real server for one test, dropped afterwards."""
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server_url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in pg_server_url else "?"
+    yield f"{pg_server_url}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def warehouse_url(request, tmp_path: Path) -> str:
+    """Both warehouse backends, for tests that must hold on each."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    return request.getfixturevalue("pg_url")
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, skipping the test with a reason when it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not found: the shared formats folder must sit beside the repository")
+    return p
