@@ -1,0 +1,1 @@
+"""Note exporter adapters: one module per exporter family, all listed in ``registry``."""

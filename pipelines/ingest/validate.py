@@ -1,0 +1,179 @@
+"""Typing and checking raw columns against their ``schemas`` declaration (type, enum, range, nullable).
+
+Nothing here lists columns: every rule comes from the ``schemas.Column`` being checked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import schemas
+from ..timeutil import MS_THRESHOLD, UTC_DTYPE, parse_timestamps
+from .quarantine import Checks
+
+#: Spellings of platforms seen in exporter content (MediaCrawler's short names among them).
+PLATFORM_ALIASES: dict[str, str] = {
+    **{p: p for p in schemas.PLATFORMS},
+    "xhs": "xiaohongshu",
+    "redbook": "xiaohongshu",
+    "小红书": "xiaohongshu",
+    "dy": "douyin",
+    "抖音": "douyin",
+    "bili": "bilibili",
+    "b站": "bilibili",
+    "ks": "kuaishou",
+    "快手": "kuaishou",
+    "wb": "weibo",
+    "微博": "weibo",
+}
+
+
+def _flag(mask: pd.Series) -> pd.Series:
+    return mask.fillna(False).astype(bool)
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Values as stripped text (pandas ``str`` dtype, missing where null): ids, names, free text."""
+    s = pd.Series(values, copy=False)
+    if pd.api.types.is_float_dtype(s.dtype):
+        # Integral floats (ids that went through a float column) lose their ".0".
+        whole = s.notna() & np.isfinite(s) & s.eq(np.floor(s))
+        text = s.astype("str")
+        text[whole] = s[whole].astype("int64").astype("str")
+        return text.where(s.notna())
+    if not isinstance(s.dtype, pd.StringDtype):
+        s = s.astype("str")
+    return s.str.strip()
+
+
+def nested(values: pd.Series) -> pd.Series:
+    """True where a value is a JSON object or array (the wrong type for a scalar column)."""
+    s = pd.Series(values, copy=False)
+    if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in (
+        "mixed",
+        "unknown-array",
+    ):
+        return pd.Series(False, index=s.index)
+    return s.map(lambda v: isinstance(v, (dict, list, tuple)))
+
+
+def to_utc(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """SPEC 2 timestamps (epoch s/ms, naive Asia/Shanghai text, ISO with offset) -> (UTC, is_bad)."""
+    s = pd.Series(values, copy=False)
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        # Fast path for typed epoch columns (Parquet): the same rule as parse_timestamps.
+        n = s.astype("float64").to_numpy()
+        ok = np.isfinite(n)
+        us = np.where(n > MS_THRESHOLD, n * 1_000, n * 1_000_000)
+        out = pd.Series(
+            pd.to_datetime(np.where(ok, us, 0).round().astype("int64"), unit="us", utc=True),
+            index=s.index,
+        )
+        out = out.where(ok).astype(UTC_DTYPE)
+        return out, pd.Series(False, index=s.index)
+    return parse_timestamps(s)
+
+
+def column(
+    values: pd.Series, col: schemas.Column, checks: Checks, *, empty_ok: bool = False
+) -> pd.Series:
+    """Type one raw column by its declaration, flagging failures in ``checks``; returns the typed values."""
+    s = pd.Series(values, copy=False)
+    name = col.name
+    is_nested = _flag(nested(s))
+    if is_nested.any():
+        s = s.where(~is_nested, None)
+    typed = pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_datetime64_any_dtype(s.dtype)
+    text = None if typed and col.type != "str" else as_text(s)
+    if text is not None:
+        missing = _flag(text.isna()) if empty_ok else (_flag(text.isna()) | _flag(text.eq("")))
+    else:
+        missing = _flag(s.isna())
+    if not col.nullable:
+        checks.flag(missing, "missing_required", f"required field {name!r} is empty")
+    checks.flag(
+        is_nested, "bad_type", f"field {name!r} holds a JSON object or array, not a {col.type}"
+    )
+
+    if col.type == "str":
+        out = text
+        if col.enum is not None:
+            out = text.str.lower()
+            checks.flag(
+                ~missing & ~_flag(out.isin(col.enum)),
+                "bad_enum",
+                name,
+                shown=text,
+                suffix=f" is not one of {', '.join(col.enum)}",
+            )
+        return out.where(~missing, None)
+
+    if col.type == "ts":
+        ts, bad = to_utc(s.where(~missing) if missing.any() else s)
+        checks.flag(bad, "bad_timestamp", name, shown=s, suffix=" is not a timestamp")
+        return ts
+
+    if col.type in ("int64", "float64"):
+        if pd.api.types.is_bool_dtype(s.dtype):
+            num = pd.Series(np.nan, index=s.index)
+            wrong = ~missing
+        elif typed:
+            num = s.astype("float64")
+            wrong = pd.Series(False, index=s.index)
+        else:
+            num = pd.to_numeric(text.where(~missing), errors="coerce").astype("float64")
+            wrong = ~missing & _flag(num.isna())
+        finite = np.isfinite(num.fillna(0).to_numpy())
+        if col.type == "int64":
+            wrong |= ~missing & _flag(num.notna() & num.ne(np.floor(num)))
+        wrong |= ~missing & ~finite
+        kind = "an integer" if col.type == "int64" else "a number"
+        checks.flag(wrong, "bad_type", name, shown=s, suffix=f" is not {kind}")
+        good = ~missing & ~wrong
+        _range(num, good, col, checks)
+        if col.type == "int64":
+            if pd.api.types.is_integer_dtype(s.dtype) and not s.isna().any():
+                return s.astype("int64")
+            out = pd.Series(pd.array([None] * len(s), dtype="Int64"), index=s.index)
+            out[good] = num[good].astype("int64")
+            return out
+        return num.where(good)
+
+    raise NotImplementedError(f"ingestion does not read columns of type {col.type} ({name})")
+
+
+def _range(num: pd.Series, good: pd.Series, col: schemas.Column, checks: Checks) -> None:
+    if col.min is not None:
+        low = num.le(col.min) if col.min_exclusive else num.lt(col.min)
+        sign = ">" if col.min_exclusive else ">="
+        checks.flag(
+            good & _flag(low),
+            "out_of_range",
+            col.name,
+            shown=num,
+            suffix=f" must be {sign} {col.min:g}",
+        )
+    if col.max is not None:
+        checks.flag(
+            good & _flag(num.gt(col.max)),
+            "out_of_range",
+            col.name,
+            shown=num,
+            suffix=f" must be <= {col.max:g}",
+        )
+
+
+def platform_agrees(values: pd.Series, folder: str, checks: Checks) -> None:
+    """Flag rows whose platform field names another platform than the folder (empty is fine)."""
+    text = as_text(values).str.lower()
+    present = _flag(text.notna() & text.ne(""))
+    spellings = [k for k, v in PLATFORM_ALIASES.items() if v == folder]
+    wrong = present & ~_flag(text.isin(spellings))
+    checks.flag(
+        wrong,
+        "platform_mismatch",
+        "platform field",
+        shown=values,
+        suffix=f" disagrees with the folder {folder!r}",
+    )

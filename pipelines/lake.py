@@ -1,0 +1,150 @@
+"""The lake: typed Parquet per table, hive-partitioned by delivery day, written atomically.
+
+Layout: ``<lake>/<table>/dt=YYYY-MM-DD/part-0.parquet`` (the table's partition column, ``dt`` or
+``as_of_dt``, is also a column inside the file;
+platform is a column, not a partition); unpartitioned tables (items) live in
+``<lake>/<table>/snapshot/part-0.parquet``. Read with ``read_table`` (or, with another engine,
+hive partitioning off: the ``dt`` column is in the files).
+
+A partition is replaced as a whole: the new folder is written under a hidden temporary name (file
+written to a temporary name, fsynced, renamed), then swapped in with two renames. A crash leaves
+either the old partition or the new one in place, plus hidden leftovers that readers ignore and the
+next write of that partition cleans up (restoring the old partition if the swap was cut between
+its two renames).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import schemas
+
+PART = "part-0.parquet"
+SNAPSHOT = "snapshot"
+
+
+def partition_name(day: date | None, column: str | None = "dt") -> str:
+    """``dt=YYYY-MM-DD`` (the table's partition column) for a day, ``snapshot`` for unpartitioned tables."""
+    return SNAPSHOT if day is None or column is None else f"{column}={day.isoformat()}"
+
+
+def partition_path(lake: Path, name: str, day: date | None) -> Path:
+    return Path(lake) / name / partition_name(day, schemas.table(name).partition)
+
+
+def write_partition(lake: Path, name: str, day: date | None, frame: pd.DataFrame) -> Path:
+    """Replace one partition of a table with ``frame`` (typed by ``schemas``); returns its folder."""
+    table = schemas.table(name)
+    if (table.partition is None) != (day is None):
+        raise ValueError(f"{name}: partitioned by {table.partition!r}, got day {day!r}")
+    data = schemas.to_arrow(table, frame)
+    final = partition_path(lake, name, day)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _recover(final)
+    token = uuid.uuid4().hex[:12]
+    staged = final.parent / f".{final.name}.new-{token}"
+    staged.mkdir()
+    _write_file(staged / PART, data)
+    _fsync_dir(staged)
+    retired = final.parent / f".{final.name}.old-{token}"
+    if final.exists():
+        os.replace(final, retired)
+    os.replace(staged, final)
+    _fsync_dir(final.parent)
+    shutil.rmtree(retired, ignore_errors=True)
+    return final
+
+
+def _write_file(path: Path, data: pa.Table) -> None:
+    """Write a Parquet file atomically: temporary name in the same folder, fsync, rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "wb") as fh:
+        pq.write_table(data, fh, compression="zstd")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _recover(final: Path) -> None:
+    """Clean leftovers of interrupted writes of one partition; restore it if a swap was cut."""
+    parent = final.parent
+    olds = sorted(parent.glob(f".{final.name}.old-*"))
+    if olds and not final.exists():
+        os.replace(olds.pop(), final)
+    for leftover in olds + sorted(parent.glob(f".{final.name}.new-*")):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def partitions(lake: Path, name: str) -> list[date]:
+    """The delivery days a table holds, ascending (leftovers of interrupted writes ignored)."""
+    root = Path(lake) / name
+    prefix = f"{schemas.table(name).partition}="
+    if not root.is_dir():
+        return []
+    days = []
+    for p in root.iterdir():
+        if p.is_dir() and p.name.startswith(prefix) and (p / PART).exists():
+            days.append(date.fromisoformat(p.name[len(prefix) :]))
+    return sorted(days)
+
+
+def _files(lake: Path, name: str, days: Iterable[date] | None) -> list[Path]:
+    table = schemas.table(name)
+    if table.partition is None:
+        f = partition_path(lake, name, None) / PART
+        return [f] if f.exists() else []
+    have = partitions(lake, name)
+    wanted = have if days is None else sorted(set(have) & set(days))
+    return [partition_path(lake, name, d) / PART for d in wanted]
+
+
+def read_arrow(
+    lake: Path,
+    name: str,
+    days: Iterable[date] | None = None,
+    columns: list[str] | None = None,
+    filters=None,
+) -> pa.Table:
+    """A table's partitions (all, or the given delivery days) as one Arrow table."""
+    table = schemas.table(name)
+    schema = table.arrow_schema()
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
+    parts = [
+        pq.read_table(f, columns=columns, filters=filters, schema=schema)
+        for f in _files(lake, name, days)
+    ]
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+def read_table(lake: Path, name: str, days: Iterable[date] | None = None) -> pd.DataFrame:
+    """A table's rows from the given delivery days (all when None), conformed with ``schemas``."""
+    data = read_arrow(lake, name, days)
+    return schemas.conform(name, data.to_pandas())
+
+
+def resolve_notes(notes: pd.DataFrame) -> pd.DataFrame:
+    """One row per (platform, note_id): latest delivery day, then last file name, then last record."""
+    if notes.empty:
+        return notes.reset_index(drop=True)
+    ordered = notes.sort_values(["dt", "source_file", "source_row"], kind="stable")
+    return ordered.drop_duplicates(["platform", "note_id"], keep="last").sort_values(
+        ["platform", "note_id"], ignore_index=True
+    )

@@ -1,0 +1,227 @@
+"""Note exporters: the real MediaCrawler sample, one fixture per exporter format, bad note rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pandas as pd
+from conftest import shared_path
+from test_ingest_helpers import DAY, FIXTURES, drop, reasons, run, sqlite_from_sql
+
+from pipelines import lake, schemas
+
+NOTES = FIXTURES / "notes"
+
+
+def _hash(user_id: str) -> str:
+    return hashlib.sha256(user_id.encode()).hexdigest()[:16]
+
+
+def _notes(tmp_path) -> pd.DataFrame:
+    return lake.read_table(tmp_path / "lake", "notes").set_index("note_id")
+
+
+def test_real_mediacrawler_sample_ingests_clean(tmp_path):
+    sample = shared_path("formats", "samples", "mediacrawler_xhs_notes.json")
+    drop(tmp_path, f"notes/xiaohongshu/dt={DAY}/{sample.name}", sample.read_bytes())
+    result = run(tmp_path)
+    assert result.quarantine.empty, result.quarantine.message.tolist()
+    assert result.errors == []
+    files = result.ingest_files
+    assert files.format.tolist() == ["mediacrawler_xhs_json_utf8"]
+    assert files.accepted_rows.tolist() == [60]
+
+    notes = _notes(tmp_path)
+    raw = {r["note_id"]: r for r in json.loads(sample.read_text(encoding="utf-8"))}
+    assert len(notes) == 60
+    first = notes.loc["66d5b40e000000001d0182be"]
+    assert list(first.tags) == ["VC", "创业", "融资", "融资路演", "路演"]
+    assert "[话题]" not in first.text and first.text.endswith("投资人就会很轻易的出手。")
+    assert first.text.startswith("背景：LLM相关AI项目")
+    assert (first.likes, first.collects, first.comments, first.shares) == (809, 873, 58, 155)
+    assert first.author_id == _hash(raw["66d5b40e000000001d0182be"]["user_id"])
+    assert first.published_at == pd.Timestamp(1725281294000, unit="ms", tz="UTC")
+    # Markup in the title: the topics become tags and leave the title.
+    titled = notes.loc["68b509e2000000001d00ca34"]
+    assert titled.title == "创业者为什么要参加玄奘之路戈壁活动？"
+    assert list(titled.tags) == ["玄奘之路", "科技创新", "庄老师辅导创新创业", "创新创业"]
+    # Tabs, newlines and emoji survive; no text keeps markup.
+    assert "加V\n\t\n2️⃣" in first.text
+    assert not notes.text.str.contains("[话题]", regex=False).any()
+    assert not notes.title.str.contains("[话题]", regex=False).any()
+    assert set(notes.note_type) == {"image", "video"}
+    assert notes.author_id.str.fullmatch(r"[0-9a-f]{16}").all()
+
+
+def _land_fixture(tmp_path, name: str, platform: str):
+    return drop(tmp_path, f"notes/{platform}/dt={DAY}/{name}", (NOTES / name).read_bytes())
+
+
+def test_mediacrawler_xhs_2026_schema_jsonl(tmp_path):
+    _land_fixture(tmp_path, "mediacrawler_xhs_v2026.jsonl", "xiaohongshu")
+    result = run(tmp_path)
+    assert result.ingest_files.format.tolist() == ["mediacrawler_xhs_v2026_jsonl_utf8"]
+    n = _notes(tmp_path).loc["6650a1b2000000001e00aa01"]
+    assert n.author_id == "0123456789abcdef"  # creator_hash kept as is
+    assert n.title == "周末装备清单"
+    assert n.text == "带上挪客的帐篷就出发了⛺"
+    assert list(n.tags) == ["露营", "装备", "户外"]  # exporter list, then markup topics, distinct
+    assert (n.likes, n.collects, n.comments, n.shares) == (12000, 3000, 10, 0)
+    assert n.note_type == "image"
+
+
+def test_mediacrawler_douyin_json_old_schema(tmp_path):
+    _land_fixture(tmp_path, "mediacrawler_douyin.json", "douyin")
+    run(tmp_path)
+    notes = _notes(tmp_path)
+    video, images = notes.loc["7320000000000000001"], notes.loc["7320000000000000002"]
+    assert video.author_id == _hash("94000000001")
+    assert (video.note_type, images.note_type) == ("video", "image")  # aweme_type 0 / 68
+    assert video.likes == 23000
+    assert video.published_at == pd.Timestamp("2024-01-06 04:00:00", tz="UTC")  # create_time in s
+
+
+def test_mediacrawler_bili_csv_with_bom_and_multiline_field(tmp_path):
+    _land_fixture(tmp_path, "mediacrawler_bili.csv", "bilibili")
+    result = run(tmp_path)
+    assert result.ingest_files.format.tolist() == ["mediacrawler_bili_csv_utf8_bom"]
+    notes = _notes(tmp_path)
+    a, b = notes.loc["1050000001"], notes.loc["1050000002"]
+    assert a.text == "一条\n带换行的简介"
+    assert (a.likes, a.collects, a.comments, a.shares) == (1203, 310, 76, 22)
+    assert (b.likes, b.collects) == (0, 0)  # "None" is a missing count
+    # The second record starts on line 4: the first spans lines 2-3, rows are counted per record.
+    assert notes.source_row.tolist() == [2, 3]
+
+
+def test_mediacrawler_kuaishou_and_weibo(tmp_path):
+    _land_fixture(tmp_path, "mediacrawler_kuaishou.jsonl", "kuaishou")
+    _land_fixture(tmp_path, "mediacrawler_weibo_v2026.json", "weibo")
+    run(tmp_path)
+    notes = _notes(tmp_path)
+    ks, wb = notes.loc["3xabc0001"], notes.loc["5000000000000001"]
+    assert ks.published_at == pd.Timestamp("2024-01-06 04:00:00", tz="UTC")  # create_time in ms
+    assert (ks.likes, ks.note_type) == (34000, "video")
+    # Weibo: from create_date_time (its create_time is 8 h off and ignored).
+    assert wb.published_at == pd.Timestamp("2024-01-06 04:00:00", tz="UTC")
+    assert (wb.title, wb.author_id, wb.comments, wb.shares) == ("", "a1b2c3d4e5f60718", 8, 3)
+
+
+def test_mediacrawler_sqlite_store(tmp_path):
+    db = tmp_path / "landing" / "notes" / "xiaohongshu" / f"dt={DAY}" / "mediacrawler.db"
+    sqlite_from_sql(db, (NOTES / "mediacrawler_xhs_store.sql").read_text(encoding="utf-8"))
+    result = run(tmp_path)
+    assert result.ingest_files.format.tolist() == ["mediacrawler_xhs_sqlite"]
+    n = _notes(tmp_path).loc["6650a1b2000000001e00dd01"]
+    assert list(n.tags) == ["防晒", "夏天"]  # JSON-quoted tag_list
+    assert n.text == "安耐晒yyds"
+    assert n.author_id == _hash("5f0000000000000000000004")
+
+
+def test_spider_xhs_info_json(tmp_path):
+    drop(
+        tmp_path,
+        f"notes/xiaohongshu/dt={DAY}/露营_6650a1b2000000001e00bb01/info.json",
+        (NOTES / "spider_xhs_info.json").read_bytes(),
+    )
+    result = run(tmp_path)
+    assert result.ingest_files.format.tolist() == ["spider_xhs_json_object_utf8"]
+    n = _notes(tmp_path).loc["6650a1b2000000001e00bb01"]
+    assert n.title == ""  # 无标题 means no title
+    assert list(n.tags) == ["露营", "户外生活"]
+    assert (n.likes, n.collects, n.shares, n.note_type) == (11000, 2000, 10, "image")
+    assert n.published_at == pd.Timestamp("2024-01-06 04:00:00", tz="UTC")  # local time
+
+
+def test_xhs_downloader_sqlite_and_csv(tmp_path):
+    db = tmp_path / "landing" / "notes" / "xiaohongshu" / f"dt={DAY}" / "ExploreData.db"
+    sqlite_from_sql(db, (NOTES / "xhs_downloader_explore_data.sql").read_text(encoding="utf-8"))
+    _land_fixture(tmp_path, "xhs_downloader.csv", "xiaohongshu")
+    result = run(tmp_path)
+    assert sorted(result.ingest_files.format) == [
+        "xhs_downloader_csv_utf8_bom",
+        "xhs_downloader_sqlite",
+    ]
+    assert reasons(result, "ExploreData.db") == {3: "bad_enum"}  # 作品类型 未知: no type to store
+    notes = _notes(tmp_path)
+    a = notes.loc["6650a1b2000000001e00cc01"]
+    assert a.published_at == pd.Timestamp(
+        "2024-01-06 04:00:00", tz="UTC"
+    )  # 2024-01-06_12:00:00 local
+    assert list(a.tags) == ["露营", "装备", "好物"]
+    assert (a.likes, a.collects, a.shares, a.note_type) == (
+        22000,
+        15000,
+        0,
+        "image",
+    )  # 分享 -1: missing
+    assert notes.loc["6650a1b2000000001e00cc02"].note_type == "video"
+    c = notes.loc["6650a1b2000000001e00ee01"]
+    assert c.text == "用了 的精华\n皮肤变好了" and list(c.tags) == ["护肤", "精华", "COSRX"]
+
+
+def test_bad_note_rows_are_quarantined_with_reasons(tmp_path):
+    good = json.loads(
+        (NOTES / "mediacrawler_xhs_v2026.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    )
+    lines = [
+        json.dumps(good, ensure_ascii=False),  # 1 fine
+        json.dumps({**good, "note_id": "n2", "liked_count": "一些"}, ensure_ascii=False),  # 2
+        json.dumps({**good, "note_id": "n3", "comment_count": "-7"}, ensure_ascii=False),  # 3
+        json.dumps({**good, "note_id": ""}, ensure_ascii=False),  # 4 missing id
+        json.dumps({**good, "note_id": "n5", "time": "昨天"}, ensure_ascii=False),  # 5
+        json.dumps({**good, "note_id": "n6", "platform": "douyin"}, ensure_ascii=False),  # 6
+        json.dumps(
+            {**good, "note_id": "n7", "creator_hash": "not-a-hash"}, ensure_ascii=False
+        ),  # 7
+        json.dumps(
+            {**good, "note_id": "n8", "title": {"oops": 1}}, ensure_ascii=False
+        ),  # 8 wrong type
+        json.dumps({**good, "note_id": "n9"}, ensure_ascii=False)[:60],  # 9 truncated
+        json.dumps({**good, "note_id": "n10", "platform": "xhs"}, ensure_ascii=False),  # 10 agrees
+    ]
+    drop(tmp_path, f"notes/xiaohongshu/dt={DAY}/search_contents.jsonl", "\n".join(lines) + "\n")
+    result = run(tmp_path)
+    assert reasons(result) == {
+        2: "bad_count",
+        3: "negative_count",
+        4: "missing_required",
+        5: "bad_timestamp",
+        6: "platform_mismatch",
+        7: "bad_type",
+        8: "bad_type",
+        9: "malformed_record",
+    }
+    truncated = result.quarantine.set_index("row_number").loc[9]
+    assert truncated.raw == lines[8]
+    assert "search_contents.jsonl row 9" in truncated.message
+    assert set(_notes(tmp_path).index) == {"6650a1b2000000001e00aa01", "n10"}
+
+
+def test_file_of_another_platform_or_unknown_shape(tmp_path):
+    _land_fixture(tmp_path, "mediacrawler_douyin.json", "xiaohongshu")
+    drop(tmp_path, f"notes/weibo/dt={DAY}/orders.csv", "order_id,user_id\no1,u1\n")
+    drop(tmp_path, f"notes/zhihu/dt={DAY}/answers.jsonl", '{"id": 1}\n')
+    drop(tmp_path, f"notes/bilibili/dt={DAY}/empty.jsonl", "")
+    result = run(tmp_path)
+    q = result.quarantine.set_index("platform")
+    assert q.loc["xiaohongshu"].reason == "platform_mismatch"
+    assert q.loc["weibo"].reason == "wrong_shape"
+    assert q.loc["zhihu"].reason == "unknown_platform"
+    assert (result.quarantine.row_number == 0).all()
+    assert len(result.errors) == 3
+    empty = result.ingest_files.set_index("platform").loc["bilibili"]
+    assert (empty.input_rows, empty.format) == (0, "empty")
+
+
+def test_every_note_column_is_typed(tmp_path):
+    for name, platform in [
+        ("mediacrawler_douyin.json", "douyin"),
+        ("mediacrawler_bili.csv", "bilibili"),
+    ]:
+        _land_fixture(tmp_path, name, platform)
+    run(tmp_path)
+    notes = lake.read_table(tmp_path / "lake", "notes")
+    assert list(notes.columns) == schemas.NOTES.names
+    assert schemas.to_arrow(schemas.NOTES, notes).schema == schemas.NOTES.arrow_schema()
