@@ -1,0 +1,743 @@
+"""Hand-computed fixtures for the pandas funnel engine (SPEC 5 with docs/semantics.md).
+
+The world: categories c1, c2; brands b1, b2 (c1) and b3 (c2). Notes: xiaohongshu n1 (author A,
+vertical c1) mentions b1; douyin n2 (author B, vertical c2) mentions b1; xiaohongshu n3 (author A)
+mentions b1 and b2; bilibili n4 (author C, no vertical) mentions b3. User u1 reads as x1 on
+xiaohongshu, d1 on douyin and k1 on bilibili; u2..u4 as x2..x4 on xiaohongshu and d2.. on douyin.
+T0 is 2026-03-10 12:00 Asia/Shanghai (day D0).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import schemas
+from pipelines.funnel.engine import compute
+from pipelines.funnel.inputs import FunnelInputs
+from pipelines.funnel.synthetic import synthetic_inputs
+from pipelines.funnel.uplift import with_uplift
+from pipelines.settings import FunnelParams
+from pipelines.timeutil import as_of
+
+D0 = date(2026, 3, 10)
+T0 = pd.Timestamp("2026-03-10 12:00:00", tz="Asia/Shanghai").tz_convert("UTC")
+SEC = pd.Timedelta(seconds=1)
+HOUR = pd.Timedelta(hours=1)
+DAY = pd.Timedelta(days=1)
+
+BRANDS = [("b1", "c1"), ("b2", "c1"), ("b3", "c2")]
+CATEGORIES = ["c1", "c2"]
+NOTES = [
+    ("xiaohongshu", "n1", "A"),
+    ("douyin", "n2", "B"),
+    ("xiaohongshu", "n3", "A"),
+    ("bilibili", "n4", "C"),
+]
+NOTE_BRANDS = [
+    ("xiaohongshu", "n1", "b1"),
+    ("douyin", "n2", "b1"),
+    ("xiaohongshu", "n3", "b1"),
+    ("xiaohongshu", "n3", "b2"),
+    ("bilibili", "n4", "b3"),
+]
+CREATORS = [("xiaohongshu", "A", "c1"), ("douyin", "B", "c2")]
+LINKS = [
+    ("xiaohongshu", "x1", "u1", 0.9),
+    ("douyin", "d1", "u1", 0.8),
+    ("bilibili", "k1", "u1", 1.0),
+] + [
+    (p, f"{e}{i}", f"u{i}", 1.0)
+    for i in (2, 3, 4)
+    for p, e in (("xiaohongshu", "x"), ("douyin", "d"))
+]
+EXT = {"x": "xiaohongshu", "d": "douyin", "k": "bilibili"}
+
+
+def rows(table: schemas.Table, names: list[str], data: list[tuple]) -> pd.DataFrame:
+    """A conformed frame of ``table`` from short tuples; columns not named are null."""
+    n = len(data)
+    if n == 0:
+        return schemas.empty_frame(table)
+    cols = {c.name: [None] * n for c in table.columns}
+    for i, name in enumerate(names):
+        cols[name] = [r[i] for r in data]
+    return schemas.conform(table, pd.DataFrame(cols))
+
+
+def world(
+    exposures: list[tuple] = (),
+    searches: list[tuple] = (),
+    orders: list[tuple] = (),
+    links: list[tuple] = LINKS,
+    brands: list[tuple] = BRANDS,
+    notes: list[tuple] = NOTES,
+    note_brands: list[tuple] = NOTE_BRANDS,
+) -> FunnelInputs:
+    """FunnelInputs from short rows.
+
+    exposures: (ext_user_id, note_id, at, kind) - the platform is the ext id's (x/d/k prefix);
+    searches: (search_id, user_id, at, "c1|c2"); orders: (order_id, user_id, brand_id, amount_fen,
+    paid_at[, status]).
+    """
+    note_platform = {n: p for p, n, _ in notes}
+    exp = [(note_platform[n], n, e, t, k) for e, n, t, k in exposures]
+    search_cats = [(s, c) for s, _, _, cats in searches for c in cats.split("|")]
+    order_rows = [(*o, "paid") if len(o) == 5 else o for o in orders]
+    return FunnelInputs(
+        exposures=rows(
+            schemas.EXPOSURES, ["platform", "note_id", "ext_user_id", "event_time", "kind"], exp
+        ),
+        id_links=rows(
+            schemas.ID_LINKS, ["platform", "ext_user_id", "user_id", "confidence"], list(links)
+        ),
+        notes=rows(schemas.NOTES, ["platform", "note_id", "author_id"], list(notes)),
+        note_brands=rows(
+            schemas.NOTE_BRANDS, ["platform", "note_id", "brand_id"], list(note_brands)
+        ),
+        searches=rows(
+            schemas.SEARCHES,
+            ["search_id", "user_id", "event_time", "query"],
+            [s[:3] + ("q",) for s in searches],
+        ),
+        search_categories=rows(
+            schemas.SEARCH_CATEGORIES, ["search_id", "category_id"], search_cats
+        ),
+        orders=rows(
+            schemas.ORDERS,
+            [
+                "order_id",
+                "user_id",
+                "brand_id",
+                "amount_fen",
+                "paid_at",
+                "status",
+                "item_id",
+                "category_id",
+            ],
+            # The order's own category is wrong on purpose: brands.csv decides.
+            [(*o, "i", "c2") for o in order_rows],
+        ),
+        brands=rows(schemas.BRANDS, ["brand_id", "category_id"], list(brands)),
+        categories=rows(schemas.CATEGORIES, ["category_id"], [(c,) for c in CATEGORIES]),
+        creators=rows(schemas.CREATORS, ["platform", "author_id", "vertical"], CREATORS),
+    )
+
+
+def run(
+    inputs: FunnelInputs, start: date = D0, end: date = D0, **params
+) -> dict[str, pd.DataFrame]:
+    return compute(inputs, FunnelParams(**params), start, end, "test")
+
+
+def pair(out: dict, search_id: str, category_id: str = "c1") -> pd.Series:
+    p = out["fct_search_pairs"]
+    hit = p[(p["search_id"] == search_id) & (p["category_id"] == category_id)]
+    assert len(hit) == 1, p
+    return hit.iloc[0]
+
+
+def daily(out: dict, brand_id: str, platform: str = "all", day: date = D0) -> pd.Series:
+    d = out["agg_brand_funnel_daily"]
+    return d[(d["dt"] == day) & (d["brand_id"] == brand_id) & (d["platform"] == platform)].iloc[0]
+
+
+def uplift_row(
+    out: dict, level: str, subject: str, slice_: str, value: str, day: date = D0
+) -> pd.Series:
+    u = out["agg_conversion_uplift"]
+    hit = u[
+        (u["dt"] == day)
+        & (u["level"] == level)
+        & (u["subject_id"] == subject)
+        & (u["slice"] == slice_)
+        & (u["slice_value"] == value)
+    ]
+    assert len(hit) == 1
+    return hit.iloc[0]
+
+
+def credits_of(out: dict, order_id: str, model: str) -> list[float]:
+    c = out["fct_attribution_credits"]
+    return (
+        c[(c["order_id"] == order_id) & (c["model"] == model)]
+        .sort_values("touch_seq")["credit_fen"]
+        .tolist()
+    )
+
+
+# ------------------------------------------------------------------ seeding window (SPEC 5.3)
+
+
+@pytest.mark.parametrize(
+    "touch_offset, seeded",
+    [
+        (pd.Timedelta(0), False),  # touch at the very second of the search: t < t_s fails
+        (-SEC, True),
+        (-15 * DAY, True),  # t_s - seed_window <= t: the lower edge is closed
+        (-15 * DAY - SEC, False),
+        (SEC, False),  # after the search
+    ],
+)
+def test_seed_window_edges(touch_offset, seeded):
+    out = run(
+        world(
+            exposures=[("x1", "n1", T0 + touch_offset, "read")], searches=[("s1", "u1", T0, "c1")]
+        )
+    )
+    p = pair(out, "s1")
+    assert bool(p["is_seeded"]) is seeded
+    assert p["seeded_brand_ids"] == ("b1" if seeded else "")
+    assert (
+        (p["last_touch_platform"] == "xiaohongshu") if seeded else pd.isna(p["last_touch_platform"])
+    )
+    assert daily(out, "b1")["seeded_pairs"] == int(seeded)
+    assert daily(out, "b1")["baseline_pairs"] == 1 - int(seeded)
+
+
+# ------------------------------------------------------------------ conversion window (SPEC 5.4 / 5.5)
+
+
+@pytest.mark.parametrize(
+    "pay_offset, converts",
+    [
+        (pd.Timedelta(0), True),  # an order at the search second converts (closed)
+        (3 * DAY, True),  # exactly + conversion_window converts (closed)
+        (3 * DAY + SEC, False),
+        (-SEC, False),
+    ],
+)
+def test_conversion_window_edges(pay_offset, converts):
+    out = run(
+        world(
+            exposures=[("x1", "n1", T0 - HOUR, "read")],
+            searches=[("s1", "u1", T0, "c1")],
+            orders=[("o1", "u1", "b1", 500, T0 + pay_offset)],
+        ),
+        start=D0 - timedelta(days=1),
+        end=D0 + timedelta(days=4),
+    )
+    p = pair(out, "s1")
+    assert bool(p["is_converted"]) is converts
+    assert p["converted_brand_ids"] == ("b1" if converts else "")
+    seeded = out["fct_seeded_orders"]
+    assert len(seeded) == int(converts)
+    if converts:
+        assert seeded.iloc[0]["anchor_search_id"] == "s1"
+        assert seeded.iloc[0]["category_id"] == "c1"  # brands.csv, not the order's c2
+        assert (
+            daily(out, "b1", day=(T0 + pay_offset).tz_convert("Asia/Shanghai").date())[
+                "seeded_gmv_fen"
+            ]
+            == 500
+        )
+
+
+def test_refunded_orders_do_not_count():
+    out = run(
+        world(
+            exposures=[("x1", "n1", T0 - HOUR, "read")],
+            searches=[("s1", "u1", T0, "c1")],
+            orders=[
+                ("o1", "u1", "b1", 500, T0 + HOUR, "refunded"),
+                ("o2", "u1", "b2", 700, T0 + HOUR, "refunded"),
+            ],
+        )
+    )
+    p = pair(out, "s1")
+    assert not p["is_converted"] and p["converted_brand_ids"] == ""
+    assert out["fct_seeded_orders"].empty and out["fct_attribution_credits"].empty
+    assert daily(out, "b1")["seeded_conversions"] == 0
+
+
+def test_exact_duplicate_rows_collapse():
+    # The same exposure, search and order delivered twice (different dt) count once.
+    base = world(
+        exposures=[("x1", "n1", T0 - HOUR, "read")],
+        searches=[("s1", "u1", T0, "c1")],
+        orders=[("o1", "u1", "b1", 500, T0 + HOUR)],
+    )
+    doubled = FunnelInputs(
+        **{
+            **base.__dict__,
+            "exposures": pd.concat(
+                [base.exposures, base.exposures.assign(dt=D0)], ignore_index=True
+            ),
+            "searches": pd.concat([base.searches, base.searches.assign(dt=D0)], ignore_index=True),
+            "orders": pd.concat([base.orders, base.orders.assign(dt=D0)], ignore_index=True),
+        }
+    )
+    out = run(doubled)
+    assert len(out["fct_touches"]) == 1
+    assert len(out["fct_search_pairs"]) == 1
+    assert out["fct_seeded_orders"]["amount_fen"].tolist() == [500]
+    assert daily(out, "b1")["seeded_gmv_fen"] == 500
+
+
+def test_conflicting_order_rows_are_an_error():
+    base = world(orders=[("o1", "u1", "b1", 500, T0)])
+    clash = pd.concat([base.orders, base.orders.assign(amount_fen=600)], ignore_index=True)
+    with pytest.raises(
+        ValueError,
+        match=r"orders: key \{'order_id': 'o1'\} appears with different content in rows \[0, 1\]",
+    ):
+        run(FunnelInputs(**{**base.__dict__, "orders": clash}))
+
+
+# ------------------------------------------------------------------ id links (SPEC 3, semantics)
+
+
+@pytest.mark.parametrize(
+    "claims, user",
+    [
+        ([("u1", 0.8)], "u1"),  # exactly the threshold links
+        ([("u1", 0.7999)], None),
+        ([("u2", 0.9), ("u1", 0.9)], "u1"),  # tie on confidence: the smaller user_id wins
+        ([("u1", 0.85), ("u2", 0.95)], "u2"),  # the loser never links, though above 0.8
+        ([("u2", 0.79), ("u1", 0.5)], None),  # the winner is below the threshold: nobody links
+    ],
+)
+def test_link_winner_then_threshold(claims, user):
+    links = [("xiaohongshu", "x9", u, c) for u, c in claims]
+    out = run(world(exposures=[("x9", "n1", T0, "read")], links=links))
+    touched = out["fct_touches"]["user_id"].tolist()
+    assert touched == ([user] if user else [])
+
+
+# ------------------------------------------------------------------ touches (SPEC 5.1)
+
+
+def test_note_with_several_brands_touches_each():
+    out = run(world(exposures=[("x1", "n3", T0 - HOUR, "like")], searches=[("s1", "u1", T0, "c1")]))
+    t = out["fct_touches"]
+    assert t["brand_id"].tolist() == ["b1", "b2"]
+    assert set(t["vertical"]) == {"c1"} and set(t["author_id"]) == {"A"}
+    assert pair(out, "s1")["seeded_brand_ids"] == "b1|b2"
+    assert (
+        daily(out, "b2")["exposed_users"] == 1
+        and daily(out, "b2", "xiaohongshu")["exposed_users"] == 1
+    )
+
+
+def test_impressions_make_no_touch_but_count_in_boost():
+    at = T0
+    out = run(world(exposures=[("x1", "n1", at, "impression")], searches=[("s1", "u1", T0, "c1")]))
+    assert out["fct_touches"].empty
+    assert not pair(out, "s1")["is_seeded"]
+    assert daily(out, "b1")["exposed_users"] == 0
+    boost = out["brand_boost_signals"]
+    age_days = (as_of(D0) - at) / DAY  # 12 hours: as_of is D0 + 1 00:00 Shanghai
+    assert age_days == 0.5
+    assert boost["brand_id"].tolist() == ["b1"]
+    assert boost.iloc[0]["raw"] == pytest.approx(0.2 * 2 ** (-0.5 / 3), rel=1e-12)
+
+
+def test_touch_order_ties_break_on_platform_note_kind():
+    # Four touches for b1 at the same second: order (douyin n2) < (xhs n1 like) < (xhs n1 read) < (xhs n3).
+    t = T0 - DAY
+    out = run(
+        world(
+            exposures=[
+                ("x1", "n3", t, "read"),
+                ("x1", "n1", t, "read"),
+                ("d1", "n2", t, "read"),
+                ("x1", "n1", t, "like"),
+            ],
+            searches=[("s1", "u1", T0, "c1")],
+            orders=[("o1", "u1", "b1", 1000, T0 + HOUR)],
+        )
+    )
+    c = out["fct_attribution_credits"]
+    seq = c[c["model"] == "linear"].sort_values("touch_seq")
+    assert list(zip(seq["platform"], seq["note_id"], strict=True)) == [
+        ("douyin", "n2"),
+        ("xiaohongshu", "n1"),
+        ("xiaohongshu", "n1"),
+        ("xiaohongshu", "n3"),
+    ]
+    assert credits_of(out, "o1", "last_touch") == [0, 0, 0, 1000]
+    assert credits_of(out, "o1", "first_touch") == [1000, 0, 0, 0]
+    order = out["fct_seeded_orders"].iloc[0]
+    assert order["touch_count"] == 4 and order["last_touch_platform"] == "xiaohongshu"
+    assert order["is_vertical_match"]  # n3's author A has vertical c1 = c(b1)
+    assert pair(out, "s1")["last_touch_platform"] == "xiaohongshu"
+
+
+def test_search_matching_two_categories_makes_two_pairs():
+    out = run(
+        world(
+            exposures=[("x1", "n1", T0 - HOUR, "read")],
+            searches=[("s1", "u1", T0, "c1|c2")],
+            orders=[("o1", "u1", "b3", 300, T0 + HOUR)],
+        )
+    )
+    c1, c2 = pair(out, "s1", "c1"), pair(out, "s1", "c2")
+    assert c1["is_seeded"] and not c1["is_converted"]
+    assert not c2["is_seeded"] and c2["is_converted"] and c2["converted_brand_ids"] == "b3"
+    assert out["fct_seeded_orders"].empty  # b3 was never touched
+    # Level all: two pairs, one seeded (not converted), one baseline (converted).
+    a = uplift_row(out, "all", "all", "all", "all")
+    assert (
+        a["seeded_pairs"],
+        a["seeded_conversions"],
+        a["baseline_pairs"],
+        a["baseline_conversions"],
+    ) == (1, 0, 1, 1)
+
+
+# ------------------------------------------------------------------ seeded orders and attribution
+
+
+def test_anchor_is_latest_seeded_search_ties_to_larger_id():
+    out = run(
+        world(
+            exposures=[
+                ("x1", "n1", T0 - 2 * DAY, "read"),
+                ("x1", "n1", T0 + 10 * 60 * SEC, "read"),
+            ],
+            searches=[("s1", "u1", T0 - DAY, "c1"), ("s3", "u1", T0, "c1"), ("s2", "u1", T0, "c1")],
+            orders=[("o1", "u1", "b1", 100, T0 + HOUR)],
+        )
+    )
+    order = out["fct_seeded_orders"].iloc[0]
+    assert order["anchor_search_id"] == "s3" and order["anchor_searched_at"] == T0
+    # The touch between anchor and payment is not eligible.
+    assert order["touch_count"] == 1
+
+
+FIVE = [  # (ext, note, age before the anchor, kind), already in touch order
+    ("d1", "n2", 14 * DAY, "read"),
+    ("x1", "n1", 14 * DAY, "read"),
+    ("d1", "n2", 7 * DAY, "like"),
+    ("x1", "n1", 7 * DAY, "read"),
+    ("x1", "n3", 7 * DAY, "read"),
+]
+CASES = {
+    # n: (touches, time_decay shares, position_based shares)
+    # time_decay weights 2**(-age/7d): 14 days -> 0.25, 7 days -> 0.5, then normalised.
+    1: ([FIVE[3]], [1.0], [1.0]),
+    2: ([FIVE[1], FIVE[3]], [0.25 / 0.75, 0.5 / 0.75], [0.5, 0.5]),
+    3: ([FIVE[1], FIVE[2], FIVE[4]], [0.25 / 1.25, 0.5 / 1.25, 0.5 / 1.25], [0.4, 0.2, 0.4]),
+    5: (FIVE, [0.125, 0.125, 0.25, 0.25, 0.25], [0.4, 0.2 / 3, 0.2 / 3, 0.2 / 3, 0.4]),
+}
+
+
+@pytest.mark.parametrize("n", sorted(CASES))
+def test_attribution_models(n):
+    touches, decay, position = CASES[n]
+    amount = 1000
+    out = run(
+        world(
+            exposures=[(e, note, T0 - age, kind) for e, note, age, kind in touches]
+            + [("x1", "n1", T0 - 15 * DAY - SEC, "read")],  # just outside the window: not eligible
+            searches=[("s1", "u1", T0, "c1")],
+            orders=[("o1", "u1", "b1", amount, T0 + HOUR)],
+        )
+    )
+    assert out["fct_seeded_orders"]["touch_count"].tolist() == [n]
+    expected = {
+        "last_touch": [0.0] * (n - 1) + [amount],
+        "first_touch": [amount] + [0.0] * (n - 1),
+        "linear": [amount / n] * n,
+        "time_decay": [amount * s for s in decay],
+        "position_based": [amount * s for s in position],
+    }
+    for model, want in expected.items():
+        got = credits_of(out, "o1", model)
+        assert got == pytest.approx(want, rel=1e-12), model
+        assert sum(got) == pytest.approx(amount, rel=1e-12)
+        assert daily(out, "b1")[f"attributed_gmv_{model}_fen"] == pytest.approx(amount, rel=1e-12)
+    c = out["fct_attribution_credits"]
+    assert c[c["model"] == "linear"]["touch_seq"].tolist() == list(range(1, n + 1))
+
+
+def test_attributed_gmv_by_touch_platform():
+    # Touches on douyin then xiaohongshu: last_touch all to xiaohongshu, first_touch to douyin.
+    out = run(
+        world(
+            exposures=[("d1", "n2", T0 - 2 * DAY, "read"), ("x1", "n1", T0 - DAY, "read")],
+            searches=[("s1", "u1", T0, "c1")],
+            orders=[("o1", "u1", "b1", 800, T0 + HOUR)],
+        )
+    )
+    xhs, dy = daily(out, "b1", "xiaohongshu"), daily(out, "b1", "douyin")
+    assert (xhs["attributed_gmv_last_touch_fen"], dy["attributed_gmv_last_touch_fen"]) == (800, 0)
+    assert (xhs["attributed_gmv_first_touch_fen"], dy["attributed_gmv_first_touch_fen"]) == (0, 800)
+    assert (xhs["attributed_gmv_linear_fen"], dy["attributed_gmv_linear_fen"]) == (400, 400)
+    # Seeded orders and GMV go by the order's last touch platform.
+    assert (xhs["seeded_orders"], dy["seeded_orders"], daily(out, "b1")["seeded_gmv_fen"]) == (
+        1,
+        0,
+        800,
+    )
+
+
+# ------------------------------------------------------------------ uplift (SPEC 5.7)
+
+
+def test_uplift_interval_by_hand():
+    counts = pd.DataFrame(
+        {
+            "seeded_conversions": [10, 0, 3, 5],
+            "seeded_pairs": [50, 20, 0, 5],
+            "baseline_conversions": [5, 4, 4, 0],
+            "baseline_pairs": [100, 40, 40, 10],
+        }
+    )
+    u = with_uplift(counts)
+    # x1/n1 = 0.2, x2/n2 = 0.05 -> uplift 4; se = sqrt(1/10 - 1/50 + 1/5 - 1/100) = sqrt(0.27).
+    half = 1.96 * math.sqrt(0.27)
+    assert u.loc[0, "uplift"] == pytest.approx(4.0, rel=1e-12)
+    assert u.loc[0, "uplift_ci_low"] == pytest.approx(4.0 * math.exp(-half), rel=1e-12)
+    assert u.loc[0, "uplift_ci_high"] == pytest.approx(4.0 * math.exp(half), rel=1e-12)
+    assert u.loc[0, "uplift_ci_low"] == pytest.approx(1.44462, rel=1e-5)
+    # A zero count makes uplift and interval null; the rates that are defined stay.
+    assert u.loc[1:, ["uplift", "uplift_ci_low", "uplift_ci_high"]].isna().all().all()
+    assert u.loc[1, "cvr_seeded"] == 0 and u.loc[1, "cvr_baseline"] == 0.1
+    assert (
+        pd.isna(u.loc[2, "cvr_seeded"])
+        and u.loc[3, "cvr_seeded"] == 1
+        and u.loc[3, "cvr_baseline"] == 0
+    )
+
+
+def uplift_world() -> dict:
+    """u1 seeded via douyin (author vertical c2: mismatch), u2 via xiaohongshu (c1: match); u3, u4
+    search c1 unseeded. u1 and u3 buy b1 -> b1: seeded 2 / 1 conversion, baseline 2 / 1."""
+    return run(
+        world(
+            exposures=[("d1", "n2", T0 - HOUR, "read"), ("x2", "n1", T0 - HOUR, "read")],
+            searches=[
+                ("s1", "u1", T0, "c1"),
+                ("s2", "u2", T0, "c1"),
+                ("s3", "u3", T0, "c1"),
+                ("s4", "u4", T0, "c1"),
+            ],
+            orders=[("o1", "u1", "b1", 100, T0 + HOUR), ("o3", "u3", "b1", 100, T0 + HOUR)],
+        )
+    )
+
+
+def test_uplift_end_to_end_and_platform_slices():
+    out = uplift_world()
+    b1 = uplift_row(out, "brand", "b1", "all", "all")
+    assert (
+        b1["seeded_pairs"],
+        b1["seeded_conversions"],
+        b1["baseline_pairs"],
+        b1["baseline_conversions"],
+    ) == (2, 1, 2, 1)
+    # uplift 1; interval exp(+-1.96 * sqrt(1 - 1/2 + 1 - 1/2)) = exp(+-1.96).
+    assert b1["uplift"] == pytest.approx(1.0)
+    assert b1["uplift_ci_low"] == pytest.approx(math.exp(-1.96), rel=1e-12)
+    assert b1["uplift_ci_high"] == pytest.approx(math.exp(1.96), rel=1e-12)
+    dy = uplift_row(out, "brand", "b1", "platform", "douyin")
+    xhs = uplift_row(out, "brand", "b1", "platform", "xiaohongshu")
+    wb = uplift_row(out, "brand", "b1", "platform", "weibo")
+    assert (
+        dy["seeded_pairs"],
+        dy["seeded_conversions"],
+        xhs["seeded_pairs"],
+        xhs["seeded_conversions"],
+    ) == (1, 1, 1, 0)
+    assert wb["seeded_pairs"] == 0 and pd.isna(wb["cvr_seeded"])
+    # The baseline is the brand's whole baseline, repeated on every slice row.
+    for r in (dy, xhs, wb):
+        assert (r["baseline_pairs"], r["baseline_conversions"], r["cvr_baseline"]) == (2, 1, 0.5)
+    assert dy["uplift"] == pytest.approx(2.0) and pd.isna(xhs["uplift"])
+    match = uplift_row(out, "brand", "b1", "vertical_match", "match")
+    mismatch = uplift_row(out, "brand", "b1", "vertical_match", "mismatch")
+    assert (match["seeded_pairs"], match["seeded_conversions"]) == (1, 0)  # u2 via n1 (vertical c1)
+    assert (mismatch["seeded_pairs"], mismatch["seeded_conversions"]) == (1, 1)  # u1 via n2 (c2)
+    # b2 (also c1): nobody touched it, so all four c1 pairs are its baseline; nobody bought it.
+    b2 = uplift_row(out, "brand", "b2", "all", "all")
+    assert (b2["seeded_pairs"], b2["baseline_pairs"], b2["baseline_conversions"]) == (0, 4, 0)
+    # Category c1: same pairs, converted at category level.
+    c1 = uplift_row(out, "category", "c1", "platform", "douyin")
+    assert (
+        c1["seeded_pairs"],
+        c1["seeded_conversions"],
+        c1["baseline_pairs"],
+        c1["baseline_conversions"],
+    ) == (1, 1, 2, 1)
+    # The daily table carries the same figures per platform, baseline shared.
+    d = daily(out, "b1", "douyin")
+    assert (d["search_back_users"], d["seeded_pairs"], d["baseline_pairs"], d["uplift"]) == (
+        1,
+        1,
+        2,
+        2.0,
+    )
+    assert daily(out, "b1")["search_back_users"] == 2
+
+
+def test_uplift_is_dense():
+    out = uplift_world()
+    u = out["agg_conversion_uplift"]
+    # 1 day x (all + 2 categories + 3 brands) x (all + 5 platforms + match/mismatch)
+    assert len(u) == 1 * (1 + 2 + 3) * 8
+    assert len(out["agg_brand_funnel_daily"]) == 1 * 3 * 6
+
+
+# ------------------------------------------------------------------ search-back rate (SPEC 5.9)
+
+
+def test_search_back_rate_uses_first_touch_and_window_edge():
+    t10 = pd.Timestamp("2026-03-10 10:00:00", tz="Asia/Shanghai").tz_convert("UTC")
+    out = run(
+        world(
+            exposures=[
+                ("x1", "n1", t10, "read"),  # u1: t_first on xiaohongshu and overall
+                ("d1", "n2", t10 + 4 * HOUR, "read"),  # u1: t_first on douyin
+                ("x2", "n1", t10, "read"),
+                ("x3", "n1", t10, "read"),
+            ],
+            searches=[
+                ("s1", "u1", t10 + 15 * DAY, "c1"),  # = t_first + seed_window: counts (closed)
+                ("s2", "u2", t10, "c1"),  # at t_first: not after it
+                ("s3", "u3", t10 + 15 * DAY + SEC, "c1"),  # one second too late
+            ],
+        )
+    )
+    a = daily(out, "b1")
+    assert (a["exposed_users"], a["searched_back_users"]) == (3, 1)
+    assert a["search_back_rate"] == pytest.approx(1 / 3)
+    # Per platform, t_first is the first touch on that platform: douyin 14:00 -> s1 still inside.
+    x, dy = daily(out, "b1", "xiaohongshu"), daily(out, "b1", "douyin")
+    assert (
+        x["exposed_users"],
+        x["searched_back_users"],
+        dy["exposed_users"],
+        dy["searched_back_users"],
+    ) == (3, 1, 1, 1)
+    assert daily(out, "b1", "weibo")["exposed_users"] == 0 and pd.isna(
+        daily(out, "b1", "weibo")["search_back_rate"]
+    )
+
+
+# ------------------------------------------------------------------ boost (SPEC 5.8)
+
+
+def test_boost_score_window_and_weights():
+    end = as_of(D0)  # 2026-03-11 00:00 Asia/Shanghai
+    out = run(
+        world(
+            exposures=[
+                ("x1", "n1", end - 3 * DAY, "read"),  # 1 * 2**-1 = 0.5
+                ("d1", "n2", end - 3 * DAY, "impression"),  # 0.2 * 0.5 = 0.1
+                ("x1", "n1", end - 15 * DAY, "share"),  # window edge, closed: 2.5 * 2**-5
+                ("x1", "n1", end - 15 * DAY - SEC, "read"),  # outside
+                ("x1", "n1", end, "read"),  # as_of itself is outside (half-open)
+            ]
+        ),
+        start=D0 - timedelta(days=20),
+    )
+    b = out["brand_boost_signals"]
+    raw = 0.5 + 0.1 + 2.5 / 32
+    assert b["as_of_dt"].tolist() == [D0]
+    assert b.iloc[0]["raw"] == pytest.approx(raw, rel=1e-12)
+    assert b.iloc[0]["score"] == pytest.approx(1 - math.exp(-raw), rel=1e-12)
+    assert b.iloc[0]["rank"] == 1
+
+
+def test_boost_rank_ties_and_top_50():
+    brand_ids = [f"b{i:02d}" for i in range(1, 56)]
+    brands = [(b, "c1") for b in brand_ids]
+    notes = [("xiaohongshu", f"m{b}", "A") for b in brand_ids]
+    note_brands = [("xiaohongshu", f"m{b}", b) for b in brand_ids]
+    at = T0 - DAY
+    # One read of every brand at the same second (equal scores), plus a second read of b55.
+    exposures = [("x1", f"m{b}", at, "read") for b in brand_ids] + [
+        ("x1", "mb55", at - HOUR, "read")
+    ]
+    out = run(world(exposures=exposures, brands=brands, notes=notes, note_brands=note_brands))
+    b = out["brand_boost_signals"].set_index("brand_id")
+    assert len(b) == 50
+    assert b.loc["b55", "rank"] == 1
+    # Ties go to the smaller brand_id: b01..b49 rank 2..50, b50..b54 are cut.
+    assert [b.loc[x, "rank"] for x in brand_ids[:49]] == list(range(2, 51))
+    assert not set(brand_ids[49:54]) & set(b.index)
+
+
+# ------------------------------------------------------------------ days and finality
+
+
+def test_finality_flags_relative_to_end():
+    searches = [(f"s{i}", "u1", T0 - i * DAY, "c1") for i in range(6)]
+    out = run(world(searches=searches), start=D0 - timedelta(days=5), end=D0)
+    p = out["fct_search_pairs"].set_index("dt")["is_final"]
+    # Pair metrics are final once the 3-day conversion window has closed: dt <= end - 3.
+    assert {d: bool(v) for d, v in p.items()} == {D0 - timedelta(days=i): i >= 3 for i in range(6)}
+    u = out["agg_conversion_uplift"].groupby("dt")["is_final"].agg(["min", "max"])
+    assert all(
+        (u["min"] == u["max"]) & (u["min"] == [d <= D0 - timedelta(days=3) for d in u.index])
+    )
+    assert not out["agg_brand_funnel_daily"]["is_final"].any()  # finality lag is 15 days
+    long = run(world(searches=searches), start=D0 - timedelta(days=16), end=D0)
+    d = long["agg_brand_funnel_daily"].groupby("dt")["is_final"].first()
+    assert (
+        d[D0 - timedelta(days=16)] and d[D0 - timedelta(days=15)] and not d[D0 - timedelta(days=14)]
+    )
+    assert sorted(set(long["agg_brand_funnel_daily"]["dt"])) == [
+        D0 - timedelta(days=i) for i in range(16, -1, -1)
+    ]
+
+
+def test_outputs_follow_the_schema_and_are_sorted():
+    out = uplift_world()
+    assert set(out) == {t.name for t in schemas.FUNNEL_TABLES}
+    for t in schemas.FUNNEL_TABLES:
+        df = out[t.name]
+        assert list(df.columns) == t.names, t.name
+        pd.testing.assert_frame_equal(df, schemas.conform(t, df))
+        assert not df.duplicated(list(t.key)).any(), t.name
+        pd.testing.assert_frame_equal(df, df.sort_values(list(t.key)).reset_index(drop=True))
+        assert (df["run_id"] == "test").all()
+
+
+# ------------------------------------------------------------------ random world
+
+
+def test_credits_sum_to_seeded_gmv_on_a_random_world():
+    start, end = date(2026, 3, 1), date(2026, 3, 8)
+    inputs = synthetic_inputs(11, users=300, days=8, start=start, tick_seconds=600)
+    out = compute(inputs, FunnelParams(), start, end, "r")
+    orders, c = out["fct_seeded_orders"], out["fct_attribution_credits"]
+    assert len(orders) > 20
+    amount = orders.set_index("order_id")["amount_fen"].astype(float)
+    for model in schemas.ATTRIBUTION_MODELS:
+        per_order = c[c["model"] == model].groupby("order_id")["credit_fen"].sum()
+        np.testing.assert_allclose(
+            per_order.reindex(amount.index).to_numpy(), amount.to_numpy(), rtol=1e-12
+        )
+    assert (c.groupby(["order_id", "model"]).size().unstack().nunique(axis=1) == 1).all()
+    d = out["agg_brand_funnel_daily"]
+    all_rows = d[d["platform"] == "all"]
+    for model in schemas.ATTRIBUTION_MODELS:
+        col = f"attributed_gmv_{model}_fen"
+        np.testing.assert_allclose(all_rows[col], all_rows["seeded_gmv_fen"], rtol=1e-9, atol=1e-6)
+        platforms = d[d["platform"] != "all"].groupby(["dt", "brand_id"])[col].sum()
+        np.testing.assert_allclose(
+            platforms.to_numpy(),
+            all_rows.set_index(["dt", "brand_id"])[col].reindex(platforms.index),
+            rtol=1e-9,
+            atol=1e-6,
+        )
+    # Seeded orders per platform add up to the 'all' row; uplift counts stay consistent.
+    by_platform = (
+        d[d["platform"] != "all"]
+        .groupby(["dt", "brand_id"])[["seeded_orders", "seeded_pairs"]]
+        .sum()
+    )
+    whole = all_rows.set_index(["dt", "brand_id"])[["seeded_orders", "seeded_pairs"]].reindex(
+        by_platform.index
+    )
+    assert (by_platform == whole).all().all()
+    assert (d["searched_back_users"] <= d["exposed_users"]).all()
+    assert (d["seeded_conversions"] <= d["seeded_pairs"]).all() and (
+        d["baseline_conversions"] >= 0
+    ).all()
