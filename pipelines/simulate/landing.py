@@ -1,0 +1,601 @@
+"""Write a simulated world as a landing zone (SPEC section 1) plus ``ground_truth.json``.
+
+Layout under ``out/``::
+
+    notes/<platform>/dt=YYYY-MM-DD/<exporter files>
+    exposures/<platform>/dt=YYYY-MM-DD/exposures_<platform>_<day>.<csv|parquet|jsonl>
+    id_links/<platform>/dt=YYYY-MM-DD/id_links_<platform>_<day>.<ext>
+    searches/dt=YYYY-MM-DD/searches_<day>.<ext>
+    orders/dt=YYYY-MM-DD/orders_<day>.<ext>
+    items/items.csv
+    ground_truth.json
+
+Event files use the canonical column names of ``schemas`` (without ``dt``). Every random choice
+comes from one ``SeedSequence(seed)`` split into per-stage and per-day children, and no file holds
+wall-clock time or unordered dict output, so the same arguments give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .. import schemas
+from ..reference import load_reference
+from . import exporters
+from .vocab import Vocabulary, build_vocabulary
+from .world import World, WorldParams, behave, build_world, exposures_for_day, touches_of
+
+EVENT_FORMATS = ("parquet", "csv", "csv_bom", "csv_gb18030", "jsonl")
+TIME_STYLES = ("epoch_s", "epoch_ms", "local_naive", "iso_offset")
+LANDING_FOLDERS = ("notes", "exposures", "id_links", "searches", "orders", "items")
+BAD_TIMESTAMP = "2026-02-30 25:61:00"  # not a date: must be quarantined, never guessed
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    """What simulate_world wrote."""
+
+    out: str
+    seed: int
+    users: int
+    days: int
+    start: str
+    notes: int
+    note_files: int
+    exposures: int
+    touches: int
+    id_links: int
+    searches: int
+    orders: int
+    files: int
+    bytes: int
+
+
+# ---------------------------------------------------------------- encoders
+
+
+def time_array(t: np.ndarray, style: str) -> pa.Array:
+    """Epoch seconds as one of the timestamp spellings found in the wild."""
+    t = np.asarray(t, dtype=np.int64)
+    if style == "epoch_s":
+        return pa.array(t, pa.int64())
+    if style == "epoch_ms":
+        return pa.array(t * 1000, pa.int64())
+    if style == "timestamp":
+        return pa.array(t * 1_000_000, pa.timestamp("us", tz="UTC"))
+    local = pa.array(t + 8 * 3600, pa.timestamp("s"))  # Asia/Shanghai: fixed +08:00
+    if style == "local_naive":
+        return pc.strftime(local, format="%Y-%m-%d %H:%M:%S")
+    if style == "iso_offset":
+        return pc.binary_join_element_wise(pc.strftime(local, format="%Y-%m-%dT%H:%M:%S"), "+08:00", "")
+    raise ValueError(f"unknown time style {style!r}")
+
+
+def _json_values(arr: pa.Array) -> pa.Array:
+    """JSON text of each value of an Arrow column (strings quoted and escaped, nulls as null)."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        esc = pc.replace_substring(pc.replace_substring(arr, "\\", "\\\\"), '"', '\\"')
+        text = pc.binary_join_element_wise('"', esc, '"', "")
+    else:
+        text = pc.cast(arr, pa.string())
+    return pc.if_else(pc.is_null(arr), "null", text)
+
+
+def jsonl_bytes(table: pa.Table) -> bytes:
+    """The table as JSON Lines, built column-wise in Arrow (no per-row Python)."""
+    if table.num_rows == 0:
+        return b""
+    parts: list = []
+    for i, name in enumerate(table.column_names):
+        parts.append(("{" if i == 0 else ",") + json.dumps(name) + ":")
+        parts.append(_json_values(table.column(name).combine_chunks()))
+    parts.append("}\n")
+    lines = pc.binary_join_element_wise(*parts, "").cast(pa.large_string())
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
+    return lines.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+
+
+def csv_bytes(table: pa.Table) -> bytes:
+    """The table as UTF-8 CSV with a header (nulls as empty fields)."""
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(quoting_style="needed"))
+    return buf.getvalue()
+
+
+def encode(table: pa.Table, fmt: str) -> bytes:
+    """Bytes of the table in one of EVENT_FORMATS."""
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        return buf.getvalue()
+    if fmt == "jsonl":
+        return jsonl_bytes(table)
+    raw = csv_bytes(table)
+    if fmt == "csv":
+        return raw
+    if fmt == "csv_bom":
+        return b"\xef\xbb\xbf" + raw
+    if fmt == "csv_gb18030":
+        return raw.decode("utf-8").encode("gb18030")  # as Excel in China saves it
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def extension(fmt: str) -> str:
+    return {"parquet": "parquet", "jsonl": "jsonl"}.get(fmt, "csv")
+
+
+# ---------------------------------------------------------------- messiness
+
+
+@dataclass
+class Defects:
+    """Every injected defect, with where it is, for ground_truth.json."""
+
+    duplicate_rows: dict
+    malformed: list
+    styles: dict
+
+    @classmethod
+    def empty(cls) -> Defects:
+        return cls(duplicate_rows={}, malformed=[], styles={})
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.styles[key] = self.styles.get(key, 0) + int(n)
+
+
+def _with_defects(
+    rng: np.random.Generator,
+    table: pa.Table,
+    fmt: str,
+    time_col: str,
+    *,
+    dup_share: float,
+    bad_row: bool,
+    source: str,
+    rel: str,
+    defects: Defects,
+    fresh_id: tuple[str, str] | None = None,
+) -> tuple[bytes, int]:
+    """Encode a file with exact duplicate rows appended and maybe one malformed row at the end."""
+    n = table.num_rows
+    k = int(rng.binomial(n, dup_share)) if n else 0
+    if k:
+        table = pa.concat_tables([table, table.take(pa.array(np.sort(rng.choice(n, k, replace=False))))])
+        defects.duplicate_rows[source] = defects.duplicate_rows.get(source, 0) + k
+    content = encode(table, fmt)
+    rows = table.num_rows
+    if bad_row and n and fmt != "parquet":
+        row = table.slice(0, 1).to_pylist()[0]
+        if fresh_id:
+            row[fresh_id[0]] = fresh_id[1]
+        if fmt == "jsonl":
+            line = jsonl_bytes(pa.Table.from_pylist([row], schema=table.schema))
+            content += line[: len(line) // 2] + b"\n"
+            reason = "truncated_json"
+        else:
+            row[time_col] = BAD_TIMESTAMP
+            cols = {c: pa.array([None if row[c] is None else str(row[c])], pa.string()) for c in table.column_names}
+            line = csv_bytes(pa.table(cols)).split(b"\n", 1)[1]
+            content += line.decode("utf-8").encode("gb18030") if fmt == "csv_gb18030" else line
+            reason = "bad_timestamp"
+        rows += 1
+        defects.malformed.append({"source": source, "file": rel, "row": rows, "line": rows + (0 if fmt == "jsonl" else 1), "reason": reason})
+    return content, rows
+
+
+# ---------------------------------------------------------------- the run
+
+
+class _Writer:
+    """Writes files under the landing root and keeps the file manifest."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.manifest: list[dict] = []
+        self.bytes = 0
+
+    def write(self, rel: str, content: bytes, **meta) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        self.bytes += len(content)
+        self.manifest.append({"path": rel, **meta})
+
+
+def _day_folder(source: str, day: date, platform: str | None = None) -> str:
+    return f"{source}/{platform + '/' if platform else ''}dt={day.isoformat()}"
+
+
+def _choose(rng: np.random.Generator, options: tuple[str, ...], forced: int | None) -> str:
+    """A random option, or option ``forced`` (so the first day shows every variant)."""
+    return options[forced % len(options)] if forced is not None else options[int(rng.integers(0, len(options)))]
+
+
+def plan_world(
+    *, users: int, days: int, start: date, seed: int, seeds_dir: Path, params: WorldParams | None = None
+) -> tuple[World, Vocabulary, list[np.random.SeedSequence]]:
+    """The static world of these arguments (what simulate_world writes), its vocabulary and streams."""
+    params = params or WorldParams()
+    seeds_dir = Path(seeds_dir)
+    reference = load_reference(seeds_dir)
+    creators_csv = seeds_dir / "creators.csv"
+    raw_creators = (
+        pd.read_csv(creators_csv, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        if creators_csv.exists()
+        else pd.DataFrame({"platform": pd.Series(dtype=str), "author_id": pd.Series(dtype=str)})
+    )
+    vocab = build_vocabulary(reference.brands, reference.categories)
+    streams = np.random.SeedSequence(seed).spawn(5)
+    world = build_world(np.random.default_rng(streams[0]), users=users, days=days, start=start,
+                        reference=reference, raw_creators=raw_creators, vocab=vocab, params=params)
+    return world, vocab, streams
+
+
+def simulate_world(
+    out: Path,
+    *,
+    users: int,
+    days: int,
+    start: date,
+    seed: int,
+    seeds_dir: Path,
+    progress: Progress | None = None,
+    params: WorldParams | None = None,
+) -> SimulationSummary:
+    """Simulate a world and write it under ``out`` as a landing zone plus ground_truth.json."""
+    report = progress or (lambda message, fraction: None)
+    out = Path(out)
+    report("world", 0.0)
+    world, vocab, streams = plan_world(users=users, days=days, start=start, seed=seed, seeds_dir=seeds_dir, params=params)
+    rng_behave, rng_notes, rng_files = (np.random.default_rng(s) for s in streams[1:4])
+    day_streams = streams[4].spawn(days)
+
+    _clear(out)
+    w = _Writer(out)
+    defects = Defects.empty()
+    dates = [start + timedelta(days=i) for i in range(days)]
+
+    _write_links(world, dates[0], w)
+    _write_items(world, w)
+
+    touches, n_exposures = [], 0
+    for d in range(days):
+        report(f"exposures {dates[d]}", 0.05 + 0.6 * d / days)
+        rng_day = np.random.default_rng(day_streams[d])
+        ex = exposures_for_day(rng_day, world, d)
+        n_exposures += len(ex)
+        touches.append(touches_of(world, ex))
+        _write_exposures(rng_day, world, ex, d, dates[d], w, defects)
+    touches_all = pd.concat(touches, ignore_index=True)
+
+    report("searches and orders", 0.7)
+    beh = behave(rng_behave, world, touches_all, vocab)
+    _write_searches(rng_files, world, beh, dates, w, defects)
+    _write_orders(rng_files, world, beh, dates, w, defects)
+
+    report("notes", 0.85)
+    note_files = _write_notes(rng_notes, world, dates, w, defects)
+
+    report("ground truth", 0.97)
+    truth = ground_truth(world, beh, touches_all, vocab, defects, w, seed=seed, users=users, n_exposures=n_exposures)
+    (out / "ground_truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    report("done", 1.0)
+    return SimulationSummary(
+        out=str(out), seed=seed, users=users, days=days, start=start.isoformat(),
+        notes=len(world.notes), note_files=note_files, exposures=n_exposures,
+        touches=len(touches_all), id_links=len(world.links), searches=len(beh.searches),
+        orders=len(beh.orders), files=len(w.manifest), bytes=w.bytes,
+    )
+
+
+def _clear(out: Path) -> None:
+    """Remove a previous simulation's folders (only the landing folders and ground_truth.json)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in LANDING_FOLDERS:
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+    (out / "ground_truth.json").unlink(missing_ok=True)
+
+
+def _write_links(world: World, day: date, w: _Writer) -> None:
+    """id_links, all delivered on the first day (a later claim could re-decide closed days)."""
+    links = world.links
+    for i, platform in enumerate(schemas.PLATFORMS):
+        part = links[links["platform"] == platform]
+        fmt = EVENT_FORMATS[(i + 1) % len(EVENT_FORMATS)]
+        table = pa.table({c: pa.array(part[c].to_numpy(), schemas.arrow_type(schemas.ID_LINKS.column(c).type))
+                          for c in schemas.ID_LINKS.names if c != "dt"})
+        rel = f"{_day_folder('id_links', day, platform)}/id_links_{platform}_{day.isoformat()}.{extension(fmt)}"
+        w.write(rel, encode(table, fmt), source="id_links", platform=platform, dt=day.isoformat(), format=fmt, rows=len(part))
+
+
+def _write_items(world: World, w: _Writer) -> None:
+    items = world.items
+    table = pa.table({c: pa.array(items[c].to_numpy().astype(str), pa.string()) for c in schemas.ITEMS.names})
+    w.write("items/items.csv", encode(table, "csv"), source="items", platform=None, dt=None, format="csv", rows=len(items))
+
+
+def _write_exposures(rng: np.random.Generator, world: World, ex: pd.DataFrame, d: int, day: date, w: _Writer, defects: Defects) -> None:
+    """One file per platform for the day, in a rotating format and time spelling."""
+    acc = world.accounts
+    platform_of = acc["platform"].to_numpy()[ex["account"].to_numpy()]
+    ext_ids = pa.array(acc["ext_user_id"].to_numpy())
+    note_ids = pa.array(world.notes["note_id"].to_numpy())
+    kinds = pa.array(list(schemas.EXPOSURE_KINDS))
+    for i, platform in enumerate(schemas.PLATFORMS):
+        e = ex[platform_of == i]
+        fmt = _choose(rng, EVENT_FORMATS, i if d == 0 else None)
+        styles = ("timestamp",) + TIME_STYLES if fmt == "parquet" else TIME_STYLES
+        style = _choose(rng, styles, (i + d) if d < 2 else None)
+        dwell = e["dwell"].to_numpy()
+        table = pa.table(
+            {
+                "platform": pa.array(np.full(len(e), platform)),
+                "note_id": note_ids.take(pa.array(e["note"].to_numpy())),
+                "ext_user_id": ext_ids.take(pa.array(e["account"].to_numpy())),
+                "event_time": time_array(e["t"].to_numpy(), style),
+                "kind": kinds.take(pa.array(e["kind"].to_numpy().astype(np.int64))),
+                "dwell_ms": pa.array(dwell, pa.int64(), mask=dwell < 0),
+            }
+        )
+        rel = f"{_day_folder('exposures', day, platform)}/exposures_{platform}_{day.isoformat()}.{extension(fmt)}"
+        bad = (d == 0) or bool(rng.random() < 0.3)
+        content, rows = _with_defects(rng, table, fmt, "event_time", dup_share=0.002, bad_row=bad,
+                                      source="exposures", rel=rel, defects=defects)
+        w.write(rel, content, source="exposures", platform=platform, dt=day.isoformat(), format=fmt, time_style=style, rows=rows)
+        defects.count(f"exposures_format_{fmt}")
+        defects.count(f"exposures_time_{style}")
+
+
+def _business_day_index(world: World, t: np.ndarray) -> np.ndarray:
+    return np.searchsorted(world.day_starts, t, side="right") - 1
+
+
+def _write_searches(rng: np.random.Generator, world: World, beh, dates: list[date], w: _Writer, defects: Defects) -> None:
+    s = beh.searches
+    day_of = _business_day_index(world, s["t"].to_numpy())
+    for d, day in enumerate(dates):
+        part = s[day_of == d]
+        fmt = _choose(rng, ("csv_gb18030", "jsonl", "parquet", "csv_bom", "csv"), d if d < 5 else None)
+        style = _choose(rng, TIME_STYLES, d if d < 4 else None)
+        table = pa.table(
+            {
+                "search_id": pa.array(part["search_id"].to_numpy()),
+                "user_id": pa.array(world.user_ids[part["user"].to_numpy()]),
+                "event_time": time_array(part["t"].to_numpy(), style),
+                "query": pa.array(part["query"].to_numpy().astype(str)),
+            }
+        )
+        rel = f"{_day_folder('searches', day)}/searches_{day.isoformat()}.{extension(fmt)}"
+        content, rows = _with_defects(rng, table, fmt, "event_time", dup_share=0.003, bad_row=d < 5 or bool(rng.random() < 0.2),
+                                      source="searches", rel=rel, defects=defects, fresh_id=("search_id", f"s_bad_{day:%Y%m%d}"))
+        w.write(rel, content, source="searches", platform=None, dt=day.isoformat(), format=fmt, time_style=style, rows=rows)
+        defects.count(f"searches_format_{fmt}")
+
+
+def _write_orders(rng: np.random.Generator, world: World, beh, dates: list[date], w: _Writer, defects: Defects) -> None:
+    o = beh.orders
+    items, brands = world.items, world.brands
+    day_of = _business_day_index(world, o["t"].to_numpy())
+    missing = (o["status"].to_numpy() == "paid") & (rng.random(len(o)) < world.params.missing_brand_orders_share)
+    defects.count("orders_missing_brand_filled_from_items", int(missing.sum()))
+    brand_id = np.where(missing, None, brands["brand_id"].to_numpy()[o["brand"].to_numpy()])
+    category_id = np.where(missing, None, brands["category_id"].to_numpy()[o["brand"].to_numpy()])
+    for d, day in enumerate(dates):
+        m = day_of == d
+        part = o[m]
+        fmt = _choose(rng, ("csv", "jsonl", "parquet", "csv_bom"), d if d < 4 else None)
+        style = _choose(rng, TIME_STYLES, (d + 2) if d < 4 else None)
+        table = pa.table(
+            {
+                "order_id": pa.array(part["order_id"].to_numpy()),
+                "user_id": pa.array(world.user_ids[part["user"].to_numpy()]),
+                "item_id": pa.array(items["item_id"].to_numpy()[part["item"].to_numpy()]),
+                "brand_id": pa.array(brand_id[m], pa.string()),
+                "category_id": pa.array(category_id[m], pa.string()),
+                "amount_fen": pa.array(part["amount_fen"].to_numpy(), pa.int64()),
+                "paid_at": time_array(part["t"].to_numpy(), style),
+                "status": pa.array(part["status"].to_numpy().astype(str)),
+            }
+        )
+        rel = f"{_day_folder('orders', day)}/orders_{day.isoformat()}.{extension(fmt)}"
+        content, rows = _with_defects(rng, table, fmt, "paid_at", dup_share=0.003, bad_row=False,
+                                      source="orders", rel=rel, defects=defects)
+        w.write(rel, content, source="orders", platform=None, dt=day.isoformat(), format=fmt, time_style=style, rows=rows)
+        defects.count(f"orders_format_{fmt}")
+
+
+def _write_notes(rng: np.random.Generator, world: World, dates: list[date], w: _Writer, defects: Defects) -> int:
+    """Every note on its delivery day (and some again later, with fresher counts), per exporter."""
+    notes = world.notes
+    versions = pd.concat(
+        [
+            notes.assign(note=np.arange(len(notes)), day=notes["delivered_day"], version=0),
+            notes.assign(note=np.arange(len(notes)), day=notes["redelivered_day"], version=1).query("day >= 0"),
+        ],
+        ignore_index=True,
+    ).sort_values(["day", "platform", "published", "note"], kind="stable", ignore_index=True)
+    defects.count("notes_redelivered", int((versions["version"] == 1).sum()))
+    grow = np.where(versions["version"].to_numpy() == 1, 1.0 + rng.random(len(versions)), 1.0)
+    n = len(versions)
+    count_values = {
+        "likes": versions["likes"].to_numpy(), "collects": versions["collects"].to_numpy(),
+        "comments": versions["comments"].to_numpy(), "shares": versions["shares"].to_numpy(),
+        "views": versions["likes"].to_numpy() * 20 + 100, "coins": versions["likes"].to_numpy() // 3,
+    }
+    count_text = {}
+    for name, v in count_values.items():
+        count_text[name], styles = exporters.count_strings(rng, np.round(v * grow).astype(np.int64))
+        for style, k in styles.items():
+            defects.count(f"note_counts_{style}", k)
+    brandless = versions["brand1"].to_numpy() < 0
+    platform_names = np.asarray(schemas.PLATFORMS)[versions["platform"].to_numpy()]
+    # "None" (MediaCrawler, some platforms) and "-1" (XHS-Downloader) mark a missing count; only on
+    # brandless notes, so whatever ingestion decides for them cannot move the planted estimand
+    none_count = brandless & (platform_names != "xiaohongshu") & (rng.random(n) < 0.3)
+    count_text["comments"] = np.where(none_count, "None", count_text["comments"])
+    minus_one = brandless & (platform_names == "xiaohongshu") & (rng.random(n) < 0.3)
+
+    fmt_idx = np.empty(n, dtype=np.int64)
+    for platform in schemas.PLATFORMS:
+        m = platform_names == platform
+        k = len(exporters.FORMATS[platform])
+        fmt_idx[m] = rng.integers(0, k, int(m.sum()))
+        first_day = np.flatnonzero(m & (versions["day"].to_numpy() == 0))
+        fmt_idx[first_day[:k]] = np.arange(min(k, len(first_day)))  # every format on day one
+        # a creator known only by its hash (creators.csv may hold hashes) has no raw user id to
+        # write: its notes go to the 2026-07 schema, so every note is still delivered
+        hashed_only = m & (world.creators["raw_id"].to_numpy()[versions["creator"].to_numpy()] == "")
+        v2026 = next(i for i, f in enumerate(exporters.FORMATS[platform]) if f[2] == "v2026")
+        fmt_idx[hashed_only] = v2026
+    versions["fmt"] = fmt_idx
+    fields = exporters.note_fields(world, versions)
+    files = 0
+    for (day, pcode, fi), group in versions.groupby(["day", "platform", "fmt"], sort=True):
+        platform = schemas.PLATFORMS[pcode]
+        fmt = exporters.FORMATS[platform][fi]
+        exporter, file_type, schema = fmt
+        day_date = dates[int(day)]
+        rows = group.index.to_numpy()
+        fetched = exporters.fetched_ms(int(world.day_starts[int(day)]))
+        records = []
+        for r in rows:
+            counts = {k: count_text[k][r] for k in count_text}
+            f = fields[r]
+            if exporter == "mediacrawler":
+                records.append(exporters.mediacrawler_record(platform, schema, f, counts, fetched))
+            elif exporter == "spider_xhs":
+                records.append(exporters.spider_xhs_record(f, counts))
+            else:
+                if minus_one[r]:
+                    counts["likes"] = "-1"
+                records.append(exporters.xhs_downloader_record(f, counts, fetched // 1000))
+        if not records:
+            continue
+        broken = {}
+        if exporter == "mediacrawler" and file_type in ("json", "jsonl") and rng.random() < 0.25:
+            broken[int(rng.integers(0, len(records)))] = "truncated_json" if file_type == "jsonl" else "unparseable_count"
+        if exporter == "mediacrawler" and file_type == "csv" and rng.random() < 0.25:
+            broken[int(rng.integers(0, len(records)))] = "unparseable_count"
+        folder = _day_folder("notes", day_date, platform)
+        for nf in exporters.write_note_files(platform, day_date.isoformat(), fmt, records, broken=broken):
+            rel = f"{folder}/{nf.name}"
+            w.write(rel, nf.content, source="notes", platform=platform, dt=day_date.isoformat(),
+                    format=f"{nf.exporter}_{nf.file_type}_{nf.schema}", rows=nf.rows)
+            for m in nf.malformed:
+                defects.malformed.append({"source": "notes", "file": rel, **m})
+            files += 1
+            defects.count(f"notes_files_{nf.exporter}_{nf.file_type}_{nf.schema}")
+    defects.count("note_counts_none_literal", int(none_count[np.isin(fmt_idx, range(6))].sum()))
+    defects.count("note_counts_minus_one", int(minus_one[(platform_names == "xiaohongshu") & (fmt_idx == 7)].sum()))
+    for col in ("alias_script_1", "alias_script_2", "alias_script_tag"):
+        for script, k in versions[col].value_counts().items():
+            if script:
+                defects.count(f"note_alias_mentions_{script}", int(k))
+    defects.count("notes_traditional_script", int(versions["traditional_notes"].sum()))
+    return files
+
+
+# ---------------------------------------------------------------- ground truth
+
+
+def _ratio(x1: int, n1: int, x2: int, n2: int) -> float | None:
+    if min(x1, n1, x2, n2) == 0:
+        return None
+    return round((x1 / n1) / (x2 / n2), 6)
+
+
+def ground_truth(world: World, beh, touches: pd.DataFrame, vocab, defects: Defects, w: _Writer, *, seed: int, users: int, n_exposures: int) -> dict:
+    """Everything a test or a reader needs to know about the world: parameters, estimand, defects."""
+    p = world.params
+    pairs = beh.pairs[beh.pairs["final"]]
+    seeded, match = pairs["seeded"].to_numpy(), pairs["match"].to_numpy()
+    conv = pairs["converted"].to_numpy()
+
+    def cell(mask):
+        return {"pairs": int(mask.sum()), "conversions": int((conv & mask).sum())}
+
+    cells = {"unseeded": cell(~seeded), "seeded_vertical_match": cell(match), "seeded_mismatch": cell(seeded & ~match), "seeded": cell(seeded)}
+    base = cells["unseeded"]
+    realised = {
+        k: _ratio(cells[k]["conversions"], cells[k]["pairs"], base["conversions"], base["pairs"])
+        for k in ("seeded", "seeded_vertical_match", "seeded_mismatch")
+    }
+    query_scripts = beh.searches["query_script"].value_counts().to_dict()
+    malformed = sorted(defects.malformed, key=lambda m: (m["file"], m["row"]))
+    malformed_counts: dict[str, int] = {}
+    for m in malformed:
+        key = f"{m['source']}_{m['reason']}"
+        malformed_counts[key] = malformed_counts.get(key, 0) + 1
+    return {
+        "seed": seed,
+        "users": users,
+        "days": world.days,
+        "start": world.start.isoformat(),
+        "end": (world.start + timedelta(days=world.days - 1)).isoformat(),
+        "parameters": p.as_dict(),
+        "estimand": {
+            "definition": (
+                "For a search pair (s, c) and each brand b of c independently, the user buys b within "
+                "[t_s, t_s + conversion_window] with probability p0 * f; f = 1 when (s, c) is not seeded "
+                "for b (no observable touch for b in [t_s - seed_window, t_s)), f = factor_vertical_match "
+                "when it is seeded and the creator vertical of the last such touch (touch order: time, "
+                "platform, note_id, kind, ext_user_id) equals c, else f = factor_mismatch (unknown vertical "
+                "is a mismatch). Hence SPEC 5.7 uplift by vertical_match estimates factor_vertical_match "
+                "(match) and factor_mismatch (mismatch); orders come only from searches, and a user's "
+                "searches of one category are more than conversion_window + 1 s apart."
+            ),
+            "p0": p.p0,
+            "factor_vertical_match": p.factor_vertical_match,
+            "factor_mismatch": p.factor_mismatch,
+            "observable_touch": "kind in touch_kinds, account's winning link >= min_link_confidence, note mentions the brand",
+            "final_pairs_only": "pairs whose conversion window ends before the world does (t_s + conversion_window < end)",
+            "realised_pair_counts": cells,
+            "realised_uplift": realised,
+        },
+        "search_back": {
+            "p_search_back": p.p_search_back,
+            "delay": f"truncated exponential, mean {p.search_back_delay_mean_days} days, within (0, seed_window)",
+            "background_searches_per_user_day": p.background_searches_per_user_day,
+            **beh.counts,
+        },
+        "counts": {
+            "users": users,
+            "notes": int(len(world.notes)),
+            "notes_brandless": int((world.notes["brand1"] < 0).sum()),
+            "notes_two_brands": int((world.notes["brand2"] >= 0).sum()),
+            "note_brand_mentions": int(len(world.note_brands)),
+            "exposures_generated": int(n_exposures),
+            "touches": int(len(touches)),
+            "searches": int(len(beh.searches)),
+            "orders_paid": int((beh.orders["status"] == "paid").sum()),
+            "orders_refunded": int((beh.orders["status"] == "refunded").sum()),
+            "items": int(len(world.items)),
+            "files": len(w.manifest) + 1,
+            "bytes": int(w.bytes),
+        },
+        "links": world.link_stats,
+        "defects": {
+            "exact_duplicate_rows": dict(sorted(defects.duplicate_rows.items())),
+            "malformed_rows": malformed_counts,
+            "malformed": malformed,
+            "variants": dict(sorted(defects.styles.items())),
+            "query_scripts": {k: int(v) for k, v in sorted(query_scripts.items())},
+        },
+        "vocabulary_dropped": vocab.dropped,
+        "files": w.manifest,
+    }

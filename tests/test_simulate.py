@@ -1,0 +1,381 @@
+"""The simulated world: determinism, SPEC 1 layout, exporter coverage, and the planted effects.
+
+The effect checks read the raw landing files back with plain pandas (every encoding and time
+spelling the simulator writes), resolve links and touches themselves (merge_asof per user and
+brand), and take note -> brand from the simulator's own bookkeeping (``plan_world``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import schemas
+from pipelines.settings import FunnelParams
+from pipelines.simulate import simulate_world
+from pipelines.simulate.exporters import FORMATS
+from pipelines.simulate.landing import plan_world
+from pipelines.text.normalize import normalize
+from pipelines.timeutil import parse_timestamps
+
+ROOT = Path(__file__).parent.parent
+SEEDS = ROOT / "seeds"
+START = date(2026, 1, 1)
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> dict:
+    """Two runs with the same arguments and one with another seed."""
+    base = tmp_path_factory.mktemp("small")
+    kw = dict(users=600, days=5, start=START, seeds_dir=SEEDS)
+    return {
+        "a": (base / "a", simulate_world(base / "a", seed=11, **kw)),
+        "b": (base / "b", simulate_world(base / "b", seed=11, **kw)),
+        "c": (base / "c", simulate_world(base / "c", seed=12, **kw)),
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> tuple[Path, dict]:
+    """A world large enough to see the planted effects."""
+    out = tmp_path_factory.mktemp("world")
+    simulate_world(out, users=2500, days=18, start=START, seed=5, seeds_dir=SEEDS)
+    return out, json.loads((out / "ground_truth.json").read_text(encoding="utf-8"))
+
+
+def test_same_seed_gives_byte_identical_files(small):
+    ha, hb = _hashes(small["a"][0]), _hashes(small["b"][0])
+    assert len(ha) > 50
+    assert ha == hb
+
+
+def test_other_seed_gives_other_files(small):
+    ha, hc = _hashes(small["a"][0]), _hashes(small["c"][0])
+    common = set(ha) & set(hc)
+    assert sum(ha[k] != hc[k] for k in common) > 0.9 * len(common)
+
+
+def test_layout_matches_spec_section_1(small):
+    root, summary = small["a"]
+    platforms = "|".join(schemas.PLATFORMS)
+    day = r"dt=\d{4}-\d{2}-\d{2}"
+    allowed = [
+        rf"notes/({platforms})/{day}/[^/]+\.(jsonl|json|csv)",
+        rf"exposures/({platforms})/{day}/[^/]+\.(csv|parquet|jsonl)",
+        rf"id_links/({platforms})/{day}/[^/]+\.(csv|parquet|jsonl)",
+        rf"searches/{day}/[^/]+\.(csv|parquet|jsonl)",
+        rf"orders/{day}/[^/]+\.(csv|parquet|jsonl)",
+        r"items/[^/]+\.csv",
+        r"ground_truth\.json",
+    ]
+    files = sorted(_hashes(root))
+    stray = [f for f in files if not any(re.fullmatch(a, f) for a in allowed)]
+    assert stray == []
+    for source in ("notes", "exposures", "id_links", "searches", "orders"):
+        assert any(f.startswith(source + "/") for f in files), source
+    assert summary.files == len(files) - 1  # the manifest does not list ground_truth.json
+    days = {m.group(1) for f in files if (m := re.search(r"dt=(\d{4}-\d{2}-\d{2})", f))}
+    assert days == {(START + timedelta(days=i)).isoformat() for i in range(5)}
+
+
+def test_every_exporter_format_and_encoding_appears(small):
+    root, _ = small["a"]
+    truth = json.loads((root / "ground_truth.json").read_text(encoding="utf-8"))
+    seen = {(f["platform"], f["format"]) for f in truth["files"] if f["source"] == "notes"}
+    for platform, formats in FORMATS.items():
+        for exporter, file_type, schema in formats:
+            assert (platform, f"{exporter}_{file_type}_{schema}") in seen, (platform, exporter, file_type, schema)
+    event_formats = {f["format"] for f in truth["files"] if f["source"] in ("exposures", "searches")}
+    assert {"parquet", "csv", "csv_bom", "csv_gb18030", "jsonl"} <= event_formats
+    styles = {f.get("time_style") for f in truth["files"] if f["source"] == "exposures"}
+    assert {"epoch_s", "epoch_ms", "local_naive", "iso_offset"} <= styles
+    assert list(root.glob("notes/xiaohongshu/dt=*/*_info.json"))
+    # a real xhs MediaCrawler record has the sample's field names
+    sample = ROOT.parent / "shared" / "formats" / "samples" / "mediacrawler_xhs_notes.json"
+    old = next(root.glob("notes/xiaohongshu/dt=*/detail_contents_*.json"))
+    record = json.loads(old.read_text(encoding="utf-8"))[-1]
+    if sample.exists():
+        assert set(record) == set(json.loads(sample.read_text(encoding="utf-8"))[0])
+    new = next(root.glob("notes/xiaohongshu/dt=*/search_contents_*.jsonl"))
+    rec2026 = json.loads(new.read_text(encoding="utf-8").splitlines()[-1])
+    assert "creator_hash" in rec2026 and "user_id" not in rec2026 and "ip_location" not in rec2026
+    assert re.fullmatch(r".\*\*\*.", rec2026["nickname"])
+    assert re.fullmatch(r"[0-9a-f]{16}", rec2026["creator_hash"])
+
+
+def test_messy_injections_are_recorded(small):
+    root, _ = small["a"]
+    truth = json.loads((root / "ground_truth.json").read_text(encoding="utf-8"))
+    d = truth["defects"]
+    assert d["exact_duplicate_rows"]["exposures"] > 0
+    for key in ("exposures_bad_timestamp", "exposures_truncated_json", "searches_bad_timestamp"):
+        assert d["malformed_rows"].get(key, 0) > 0, key
+    v = d["variants"]
+    for key in ("note_counts_wan", "note_counts_qian", "note_counts_plus", "note_alias_mentions_fullwidth",
+                "note_alias_mentions_traditional", "notes_traditional_script"):
+        assert v.get(key, 0) > 0, key
+    # each recorded malformed row is exactly where it says, and the file's other rows are clean
+    for m in d["malformed"]:
+        if m["source"] == "notes":
+            continue
+        lines = _decoded_lines(root / m["file"])
+        bad = lines[m["line"] - 1]
+        if m["reason"] == "truncated_json":
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(bad)
+        else:
+            assert "2026-02-30 25:61:00" in bad
+    gb = [f for f in truth["files"] if f["format"] == "csv_gb18030" and f["source"] == "searches"]
+    assert gb
+    raw = (root / gb[0]["path"]).read_bytes()
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")
+
+
+# ---------------------------------------------------------------- reading the raw files back
+
+
+def _decoded_lines(path: Path) -> list[str]:
+    raw = path.read_bytes()
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            return raw.decode(enc).splitlines()
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError(f"{path}: neither UTF-8 nor GB18030")
+
+
+def _read(root: Path, truth: dict, source: str) -> pd.DataFrame:
+    """Every file of a source as strings/numbers, the recorded malformed rows left out."""
+    bad: dict[str, set[int]] = {}
+    for m in truth["defects"]["malformed"]:
+        if m["source"] != "notes":
+            bad.setdefault(m["file"], set()).add(m["line"])
+    frames = []
+    for f in truth["files"]:
+        if f["source"] != source:
+            continue
+        path = root / f["path"]
+        if f["format"] == "parquet":
+            df = pd.read_parquet(path)
+        else:
+            lines = [ln for i, ln in enumerate(_decoded_lines(path), start=1) if i not in bad.get(f["path"], set())]
+            text = "\n".join(lines) + "\n"
+            df = (pd.read_json(io.StringIO(text), lines=True, dtype=False) if f["format"] == "jsonl"
+                  else pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""]))
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _times(values: pd.Series) -> pd.Series:
+    ts, bad = parse_timestamps(values.astype(object))
+    assert not bad.any()
+    return ts
+
+
+def _funnel_frames(root: Path, truth: dict):
+    """Touches, pairs (with seeded / vertical match / converted) from the raw landing files."""
+    params = FunnelParams()
+    world, _, _ = plan_world(users=truth["users"], days=truth["days"], start=date.fromisoformat(truth["start"]),
+                             seed=truth["seed"], seeds_dir=SEEDS)
+    brands = world.brands
+
+    ex = _read(root, truth, "exposures")
+    ex["event_time"] = _times(ex["event_time"])
+    ex = ex.astype({"note_id": str, "ext_user_id": str}).drop_duplicates()
+    links = _read(root, truth, "id_links").astype({"ext_user_id": str, "user_id": str})
+    links["confidence"] = links["confidence"].astype(float)
+    win = links.sort_values(["platform", "ext_user_id", "confidence", "user_id"], ascending=[True, True, False, True])
+    win = win.drop_duplicates(["platform", "ext_user_id"])
+    win = win[win["confidence"] >= params.min_link_confidence]
+
+    notes = world.notes
+    note_meta = pd.DataFrame({
+        "platform": np.asarray(schemas.PLATFORMS)[notes["platform"].to_numpy()],
+        "note_id": notes["note_id"].to_numpy(),
+        "vertical": world.creators["vertical"].to_numpy()[notes["creator"].to_numpy()],
+        "note": np.arange(len(notes)),
+    })
+    nb = world.note_brands.merge(note_meta, on="note")
+    nb["brand_id"] = brands["brand_id"].to_numpy()[nb["brand"].to_numpy()]
+
+    touches = (ex[ex["kind"].isin(params.touch_kinds)]
+               .merge(win[["platform", "ext_user_id", "user_id"]], on=["platform", "ext_user_id"])
+               .merge(nb[["platform", "note_id", "brand_id", "vertical"]], on=["platform", "note_id"]))
+    touches = touches.sort_values(["event_time", "platform", "note_id", "kind", "ext_user_id"], kind="stable")
+
+    se = _read(root, truth, "searches").astype({"search_id": str, "user_id": str, "query": str})
+    se["event_time"] = _times(se["event_time"])
+    se = se.drop_duplicates()
+    dictionary = {}
+    for cat, kws in zip(world.categories["category_id"], world.categories["keywords"], strict=True):
+        for k in kws.split("|"):
+            dictionary.setdefault(normalize(k), set()).add(cat)
+    ref_brands = pd.read_csv(SEEDS / "brands.csv", dtype=str, keep_default_na=False)
+    for aliases, cat in zip(ref_brands["aliases"], ref_brands["category_id"], strict=True):
+        for a in aliases.split("|"):
+            if len(normalize(a)) >= 2:
+                dictionary.setdefault(normalize(a), set()).add(cat)
+    qnorm = se["query"].map(normalize)
+    se["category_id"] = qnorm.map(lambda q: "|".join(sorted({c for t, cs in dictionary.items() if t in q for c in cs})))
+    assert (se["category_id"].str.count(r"\|") == 0).all() and (se["category_id"] != "").all()
+
+    brand_frame = pd.DataFrame({"brand_id": brands["brand_id"], "category_id": brands["category_id"]})
+    pairs = se.merge(brand_frame, on="category_id").sort_values("event_time", kind="stable")
+    t = touches[["user_id", "brand_id", "event_time", "vertical"]].rename(columns={"event_time": "touch_at"})
+    pairs = pd.merge_asof(pairs, t.sort_values("touch_at", kind="stable"), left_on="event_time", right_on="touch_at",
+                          by=["user_id", "brand_id"], allow_exact_matches=False, direction="backward")
+    pairs["seeded"] = pairs["touch_at"].notna() & (pairs["touch_at"] >= pairs["event_time"] - params.seed_window)
+    pairs["match"] = pairs["seeded"] & (pairs["vertical"] == pairs["category_id"])
+
+    orders = _read(root, truth, "orders").astype({"user_id": str, "item_id": str, "order_id": str})
+    orders["paid_at"] = _times(orders["paid_at"])
+    items = pd.read_csv(root / "items" / "items.csv", dtype=str)
+    orders = orders.drop_duplicates("order_id")
+    orders = orders.drop(columns=["brand_id"]).merge(items[["item_id", "brand_id"]], on="item_id")
+    paid = orders[orders["status"] == "paid"][["user_id", "brand_id", "paid_at"]]
+    m = pairs[["search_id", "user_id", "brand_id", "event_time"]].merge(paid, on=["user_id", "brand_id"])
+    hit = m[(m["paid_at"] >= m["event_time"]) & (m["paid_at"] <= m["event_time"] + params.conversion_window)]
+    pairs["converted"] = pairs.set_index(["search_id", "brand_id"]).index.isin(hit.set_index(["search_id", "brand_id"]).index)
+    end = pd.Timestamp(date.fromisoformat(truth["end"]) + timedelta(days=1), tz="Asia/Shanghai").tz_convert("UTC")
+    pairs["final"] = pairs["event_time"] + params.conversion_window < end
+    return touches, se, pairs
+
+
+def test_planted_effects_visible_in_raw_files(world):
+    root, truth = world
+    touches, searches, pairs = _funnel_frames(root, truth)
+    final = pairs[pairs["final"]]
+
+    def cell(mask):
+        return {"pairs": int(mask.sum()), "conversions": int((final["converted"] & mask).sum())}
+
+    cells = {
+        "unseeded": cell(~final["seeded"]),
+        "seeded_vertical_match": cell(final["match"]),
+        "seeded_mismatch": cell(final["seeded"] & ~final["match"]),
+        "seeded": cell(final["seeded"]),
+    }
+    # the raw files, read independently, give exactly the simulator's own bookkeeping
+    assert cells == truth["estimand"]["realised_pair_counts"]
+
+    def ratio(k):
+        return (cells[k]["conversions"] / cells[k]["pairs"]) / (cells["unseeded"]["conversions"] / cells["unseeded"]["pairs"])
+
+    assert cells["seeded_vertical_match"]["conversions"] > 200
+    assert 2.1 < ratio("seeded_vertical_match") < 3.4
+    assert 0.95 < ratio("seeded_mismatch") < 1.75
+    assert ratio("seeded_mismatch") < ratio("seeded_vertical_match")
+
+
+def test_exposed_users_search_their_brands_category_more(world):
+    root, truth = world
+    touches, searches, _ = _funnel_frames(root, truth)
+    brand_cat = pd.read_csv(SEEDS / "brands.csv", dtype=str).set_index("brand_id")["category_id"]
+    exposed = touches.assign(category_id=touches["brand_id"].map(brand_cat))[["user_id", "category_id"]].drop_duplicates()
+    n_users = truth["users"]
+    per_cat = searches.groupby("category_id").size()
+    hits = searches.merge(exposed.assign(exposed=True), on=["user_id", "category_id"], how="left")
+    hits["exposed"] = hits["exposed"].fillna(False).astype(bool)
+    n_exposed = exposed.groupby("category_id").size()
+    by_exposed = hits[hits["exposed"]].groupby("category_id").size() / n_exposed
+    by_unexposed = hits[~hits["exposed"]].groupby("category_id").size() / (n_users - n_exposed)
+    assert (per_cat > 0).all()
+    assert ((by_exposed / by_unexposed).dropna() > 2).all()
+
+
+def test_orders_answer_searches_and_refunds_never_count(world):
+    root, truth = world
+    orders = _read(root, truth, "orders")
+    assert (orders["amount_fen"].astype(int) > 0).all()
+    assert set(orders["status"]) == {"paid", "refunded"}
+    c = truth["counts"]
+    assert c["orders_refunded"] > 0 and c["orders_paid"] > c["orders_refunded"]
+    assert truth["estimand"]["factor_vertical_match"] == 2.7 and truth["estimand"]["factor_mismatch"] == 1.3
+
+
+def test_custom_seeds_with_hashed_creators_deliver_every_note(tmp_path):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "categories.csv").write_text(
+        "category_id,name,keywords\ncat_a,露营,露营|帐篷\ncat_b,咖啡,咖啡|挂耳咖啡\n", encoding="utf-8")
+    (seeds / "brands.csv").write_text(
+        "brand_id,name,aliases,category_id\nb_1,牧高笛,牧高笛|Mobi Garden,cat_a\nb_2,挪客,挪客|Naturehike,cat_a\n"
+        "b_3,三顿半,三顿半|三頓半|Saturnbird,cat_b\nb_4,永璞,永璞|Yongpu,cat_b\n", encoding="utf-8")
+    (seeds / "creators.csv").write_text(
+        "platform,author_id,vertical\nxiaohongshu,5f1d2c3b4a59687766554433,cat_a\n"
+        "douyin,0123456789abcdef,cat_b\nweibo,fedcba9876543210,cat_a\n", encoding="utf-8")
+    out = tmp_path / "landing"
+    simulate_world(out, users=300, days=3, start=START, seed=3, seeds_dir=seeds)
+    truth = json.loads((out / "ground_truth.json").read_text(encoding="utf-8"))
+    delivered = sum(f["rows"] for f in truth["files"] if f["source"] == "notes")
+    broken = sum(1 for m in truth["defects"]["malformed"] if m["source"] == "notes")
+    assert delivered - broken == truth["counts"]["notes"] + truth["defects"]["variants"].get("notes_redelivered", 0)
+    hashed = [json.loads(line) for p in out.glob("notes/douyin/dt=*/search_contents_*.jsonl")
+              for line in p.read_text(encoding="utf-8").splitlines() if line.endswith("}")]
+    assert any(r.get("creator_hash") == "0123456789abcdef" for r in hashed)
+
+
+def test_space_searches_keeps_windows_disjoint():
+    from pipelines.simulate.world import space_searches
+
+    day = 86_400
+    # user 0 / category 0 at 0, 2 d, 3 d + 2 s, 5 d, 9 d: 2 d is too close to 0; 3 d + 2 s is
+    # 1 d + 2 s after 2 d (dropped too, though 3 d + 2 s from the kept 0); 5 d is close to 3 d + 2 s;
+    # 9 d is 4 d after 5 d: kept. Another category is independent.
+    s = pd.DataFrame({
+        "user": [0, 0, 0, 0, 0, 0],
+        "cat": [0, 0, 0, 0, 0, 1],
+        "t": [0, 2 * day, 3 * day + 2, 5 * day, 9 * day, 2 * day],
+        "source": 0,
+    })
+    kept, dropped = space_searches(s, 3 * day)
+    assert dropped == 3
+    assert sorted(zip(kept["cat"], kept["t"], strict=True)) == [(0, 0), (0, 9 * day), (1, 2 * day)]
+
+
+def test_project_matcher_finds_exactly_the_planted_brands_and_one_category(small):
+    from pipelines.reference import load_reference
+    from pipelines.text.matcher import Matcher
+
+    root, summary = small["a"]
+    world, _, _ = plan_world(users=summary.users, days=summary.days, start=START, seed=summary.seed, seeds_dir=SEEDS)
+    n = world.notes
+    tags = [t.split("|") for t in n["tags"]]
+    notes = pd.DataFrame({
+        "platform": np.asarray(schemas.PLATFORMS)[n["platform"].to_numpy()],
+        "note_id": n["note_id"].to_numpy(),
+        "title": n["title"].to_numpy(),
+        "text": n["body"].to_numpy(),
+        "tags": tags,
+    })
+    matcher = Matcher.from_reference(load_reference(SEEDS))
+    found = matcher.note_brands(notes)
+    planted = world.note_brands.assign(
+        platform=notes["platform"].to_numpy()[world.note_brands["note"].to_numpy()],
+        note_id=notes["note_id"].to_numpy()[world.note_brands["note"].to_numpy()],
+        brand_id=world.brands["brand_id"].to_numpy()[world.note_brands["brand"].to_numpy()],
+    )
+    key = ["platform", "note_id", "brand_id"]
+    assert sorted(map(tuple, found[key].to_numpy())) == sorted(map(tuple, planted[key].to_numpy()))
+    truth = json.loads((root / "ground_truth.json").read_text(encoding="utf-8"))
+    searches = _read(root, truth, "searches").astype({"search_id": str, "query": str})
+    searches = searches[~searches["search_id"].str.startswith("s_bad_")].drop_duplicates("search_id")
+    cats = matcher.search_categories(searches)
+    assert len(cats) == len(searches) and cats["search_id"].is_unique
