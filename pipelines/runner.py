@@ -38,6 +38,8 @@ PAIR_WINDOW_TABLES = (
 #: Columns of agg_brand_funnel_daily that later runs still recompute (fed by exposures only).
 EXPOSURE_COLUMNS = ("exposed_users", "searched_back_users", "search_back_rate", "is_final", "run_id")
 
+EVENT_TABLES = ("exposures", "searches", "orders")
+
 Progress = Callable[[str, float], None]
 
 
@@ -46,12 +48,19 @@ def default_run_id(day: date) -> str:
     return f"run-{day.isoformat()}"
 
 
-def written_days(table: str, day: date, params: FunnelParams) -> list[date]:
-    """The days of ``table`` a run for ``day`` rewrites."""
+def first_data_day(settings: Settings, day: date) -> date:
+    """The first delivery day of any event table in the lake (``day`` when there is none)."""
+    firsts = [ps[0] for t in EVENT_TABLES if (ps := lake.partitions(settings.lake, t))]
+    return min(min(firsts, default=day), day)
+
+
+def written_days(table: str, day: date, params: FunnelParams, first: date | None = None) -> list[date]:
+    """The days of ``table`` a run for ``day`` rewrites (none before ``first``, the first data day)."""
+    floor = first or date.min
     if table in PAIR_WINDOW_TABLES:
-        return day_range(day - timedelta(days=math.ceil(params.conversion_window_days)), day)
+        return day_range(max(floor, day - timedelta(days=math.ceil(params.conversion_window_days))), day)
     if table == schemas.AGG_BRAND_FUNNEL_DAILY.name:
-        return day_range(day - timedelta(days=params.finality_lag_days), day)
+        return day_range(max(floor, day - timedelta(days=params.finality_lag_days)), day)
     if table == schemas.BRAND_BOOST_SIGNALS.name:
         return [day]
     raise KeyError(table)
@@ -71,15 +80,18 @@ def stage_ingest(settings: Settings, day: date, run_id: str | None = None) -> di
 # ---------------------------------------------------------------- stage 2: inputs
 
 
-def load_inputs(settings: Settings, day: date) -> FunnelInputs:
-    """The funnel's inputs for a run of ``day``: events of the lookback, dimensions up to ``day``."""
+def load_inputs(settings: Settings, day: date, since: date | None = None) -> FunnelInputs:
+    """The funnel's inputs for a run of ``day``: events of the lookback, dimensions up to ``day``.
+
+    ``since`` overrides the first event delivery day (a one-shot computation over all history).
+    """
     from .reference import load_reference
     from .text.matcher import Matcher
 
     params = settings.funnel
     ref = load_reference(settings.seeds)
     matcher = Matcher.from_reference(ref)
-    events = day_range(day - timedelta(days=params.event_lookback_days), day)
+    events = day_range(since or day - timedelta(days=params.event_lookback_days), day)
     dims = [d for d in lake.partitions(settings.lake, "notes") if d <= day]
     link_days = [d for d in lake.partitions(settings.lake, "id_links") if d <= day]
     notes = lake.resolve_notes(lake.read_table(settings.lake, "notes", dims))
@@ -123,7 +135,7 @@ def stage_funnel_bucket(
         from .funnel.buckets import split_inputs
 
         inputs = split_inputs(inputs, buckets)[bucket]
-    start = day - timedelta(days=params.finality_lag_days)
+    start = max(day - timedelta(days=params.finality_lag_days), first_data_day(settings, day))
     outputs = engine_module(engine).compute(inputs, params, start, day, run_id)
     out = bucket_dir(settings, day, run_id, bucket)
     if out.exists():
@@ -177,17 +189,15 @@ def stage_reduce(settings: Settings, day: date, parts: list[str], run_id: str | 
         merged = merge_outputs(loaded)
     marts = settings.lake / MARTS
     daily_name = schemas.AGG_BRAND_FUNNEL_DAILY.name
-    previous = pd.concat(
-        [lake.read_table(marts, daily_name, [d]) for d in written_days(daily_name, day, params)],
-        ignore_index=True,
-    )
+    first = first_data_day(settings, day)
+    previous = lake.read_table(marts, daily_name, written_days(daily_name, day, params, first))
     open_from = day - timedelta(days=math.ceil(params.conversion_window_days))
     merged[daily_name] = carry_over(merged[daily_name], previous, open_from)
     counts: dict[str, int] = {}
     for t in schemas.FUNNEL_TABLES:
         frame = merged[t.name]
         part_col = t.partition
-        for d in written_days(t.name, day, params):
+        for d in written_days(t.name, day, params, first):
             rows = frame.loc[(frame[part_col] == d).to_numpy(dtype=bool)]
             lake.write_partition(marts, t.name, d, rows)
             counts[t.name] = counts.get(t.name, 0) + len(rows)
@@ -205,8 +215,9 @@ def stage_publish(settings: Settings, day: date, *, fail_after: str | None = Non
     marts = settings.lake / MARTS
     frames: dict[str, pd.DataFrame] = {}
     days: dict[str, list[date]] = {}
+    first = first_data_day(settings, day)
     for t in schemas.FUNNEL_TABLES:
-        days[t.name] = written_days(t.name, day, params)
+        days[t.name] = written_days(t.name, day, params, first)
         frames[t.name] = lake.read_table(marts, t.name, days[t.name])
     for t in (schemas.QUARANTINE, schemas.INGEST_FILES):
         days[t.name] = [day]
