@@ -1,0 +1,278 @@
+"""Small adversarial worlds for the funnel engines, generated directly as FunnelInputs frames.
+
+Few brands and categories so collisions are common; whole-second timestamps on an hourly grid
+(so window lengths in whole hours land exactly on events) plus planted window edges: a touch at
+the search second, a touch exactly seed_window before a search and one second earlier, orders at
+exactly +conversion_window and one second later. Also: duplicate deliveries, exposures differing
+only in dwell_ms, competing id links (ties, exactly the threshold, a loser above it), a second
+external id of one user on one platform, refunded orders, orders of unknown brands or with a
+wrong category, notes with several brands, none, or one missing from brands.csv, searches with
+two categories or none, authors without a vertical, exposures of unknown notes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from pipelines import schemas
+from pipelines.funnel.inputs import FunnelInputs
+from pipelines.settings import FunnelParams
+from pipelines.timeutil import business_day, day_start_utc
+
+US = 1_000_000
+HOUR = 3_600 * US
+DAY = 24 * HOUR
+FIRST_DAY = date(2026, 3, 10)
+
+
+def random_params(rng: np.random.Generator) -> FunnelParams:
+    """SPEC 5 parameters varied over defaults, short windows, odd thresholds and kinds."""
+    kinds = [k for k in schemas.EXPOSURE_KINDS if rng.random() < 0.6] or ["read"]
+    return FunnelParams(
+        seed_window_days=float(rng.choice([15, 15, 7, 2, 1.5, 0.5])),
+        conversion_window_days=float(rng.choice([3, 3, 1, 2.5, 0.25])),
+        min_link_confidence=float(rng.choice([0.8, 0.8, 0.0, 0.5, 0.9, 1.0])),
+        touch_kinds=tuple(kinds),
+        decay_half_life_days=float(rng.choice([7, 7, 1, 0.5, 30])),
+        boost_half_life_days=float(rng.choice([3, 3, 1, 10])),
+        boost_top_n=int(rng.choice([50, 50, 2, 1])),
+    )
+
+
+def _hash16(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _us(ts: pd.Series) -> np.ndarray:
+    """Epoch microseconds of aware timestamps."""
+    return ((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)).to_numpy("int64")
+
+
+def _ts(us: np.ndarray) -> pd.Series:
+    return pd.Series(pd.to_datetime(np.asarray(us, dtype="int64"), unit="us", utc=True))
+
+
+def _delivered(ts: pd.Series, rng: np.random.Generator) -> pd.Series:
+    """Delivery day: the event's business day, sometimes a day late."""
+    late = pd.to_timedelta(rng.integers(0, 2, len(ts)), unit="D")
+    return business_day(ts + late)
+
+
+def _redeliver(df: pd.DataFrame, rng: np.random.Generator, share: float) -> pd.DataFrame:
+    """Append exact copies of some rows delivered on another day."""
+    copies = df[rng.random(len(df)) < share].copy()
+    if len(copies) and "dt" in copies:
+        copies["dt"] = (pd.to_datetime(copies["dt"].astype(str)) + pd.Timedelta(days=1)).dt.date
+    return pd.concat([df, copies], ignore_index=True)
+
+
+def random_inputs(
+    seed: int,
+    *,
+    users: int = 12,
+    days: int = 4,
+    brands: int = 4,
+    categories: int = 2,
+    params: FunnelParams | None = None,
+    dwell_variants: bool = True,
+) -> tuple[FunnelInputs, date, date]:
+    """A random adversarial world and the run's (start, end) days."""
+    rng = np.random.default_rng(seed)
+    params = params or FunnelParams()
+    seed_us = params.seed_window // timedelta(microseconds=1)
+    conv_us = params.conversion_window // timedelta(microseconds=1)
+    start = FIRST_DAY
+    end = start + timedelta(days=days - 1)
+    t0 = int(day_start_utc(start).value // 1_000) - int(min(seed_us, 5 * DAY)) - 2 * DAY
+    t1 = int(day_start_utc(end + timedelta(days=1)).value // 1_000) + conv_us + DAY
+    hours = max(1, (t1 - t0) // HOUR)
+
+    def grid(n: int) -> np.ndarray:
+        """Times on the hour grid, a few one second off it."""
+        jitter = rng.choice([0, 0, 0, 0, 1, -1], n) * US
+        return t0 + rng.integers(0, hours, n) * HOUR + jitter
+
+    cat_ids = [f"c{i}" for i in range(1, categories + 1)]
+    brand_ids = [f"b{i}" for i in range(1, brands + 1)]
+    brand_cat = [cat_ids[i % categories] if i < categories else str(rng.choice(cat_ids)) for i in range(brands)]
+    categories_df = pd.DataFrame(
+        {"category_id": cat_ids, "name": cat_ids, "keywords": [f"kw{c}" for c in cat_ids]}
+    )
+    brands_df = pd.DataFrame(
+        {"brand_id": brand_ids, "name": brand_ids, "aliases": brand_ids, "category_id": brand_cat}
+    )
+
+    # Notes: the same note ids on every platform; a small author pool, some with a vertical.
+    platforms = list(schemas.PLATFORMS)
+    notes_per_platform = 4
+    note_ids = [f"n{i}" for i in range(notes_per_platform)]
+    authors = [_hash16(f"author{i}") for i in range(5)]
+    nplat = np.repeat(platforms, notes_per_platform)
+    nid = np.tile(note_ids, len(platforms))
+    nauthor = rng.choice(authors, len(nid))
+    published = _ts(np.full(len(nid), t0 - 30 * DAY))
+    notes_df = pd.DataFrame(
+        {
+            "platform": nplat,
+            "note_id": nid,
+            "author_id": nauthor,
+            "published_at": published,
+            "title": "t",
+            "text": "x",
+            "tags": [[] for _ in nid],
+            "likes": 0,
+            "collects": 0,
+            "comments": 0,
+            "shares": 0,
+            "note_type": "image",
+            "source_file": "notes.jsonl",
+            "source_row": np.arange(1, len(nid) + 1),
+            "dt": business_day(published),
+        }
+    )
+    nb_count = rng.choice([0, 1, 1, 1, 2, 2, 3], len(nid))
+    nb_rows = [
+        (p, n, b)
+        for p, n, k in zip(nplat, nid, nb_count, strict=True)
+        for b in rng.choice(brand_ids, min(k, brands), replace=False)
+    ]
+    # A brand the matcher found but brands.csv no longer lists: it touches, it never seeds.
+    nb_rows += [(p, n, "b_retired") for p, n in zip(nplat, nid, strict=True) if rng.random() < 0.05]
+    note_brands_df = pd.DataFrame(nb_rows, columns=["platform", "note_id", "brand_id"])
+    creators = {(p, a) for p, a in zip(nplat, nauthor, strict=True) if rng.random() < 0.6}
+    creators_df = pd.DataFrame(
+        [(p, a, str(rng.choice(cat_ids + ["c_unknown"]))) for p, a in sorted(creators)],
+        columns=["platform", "author_id", "vertical"],
+    )
+
+    # External ids: a shared pool of names, so one name on two platforms is two people.
+    user_ids = [f"u{i:03d}" for i in range(users)]
+    ext_platform = rng.choice(platforms, 2 * users)
+    ext_name = [f"x{i}" for i in rng.integers(0, users, 2 * users)]
+    ext = pd.DataFrame({"platform": ext_platform, "ext_user_id": ext_name}).drop_duplicates()
+    owner = rng.choice(user_ids, len(ext))
+    conf = rng.choice([1.0, 0.95, 0.8, 0.8, 0.79, 0.5], len(ext))
+    links = pd.DataFrame({**ext.to_dict("list"), "user_id": owner, "confidence": conf})
+    links = links[rng.random(len(links)) < 0.9]  # some external ids never link
+    rival = links[rng.random(len(links)) < 0.35].copy()
+    rival["user_id"] = rng.choice(user_ids, len(rival))
+    rival["confidence"] = np.where(
+        rng.random(len(rival)) < 0.5, rival["confidence"], rng.choice([1.0, 0.8, 0.7], len(rival))
+    )
+    # A second external id of the same user on the same platform: touch-order ties on ext_user_id.
+    alias = links[rng.random(len(links)) < 0.3].copy()
+    alias["ext_user_id"] = alias["ext_user_id"] + "_alt"
+    alias["confidence"] = 1.0
+    id_links_df = pd.concat([links, rival, alias], ignore_index=True)
+    id_links_df["dt"] = start
+    id_links_df = _redeliver(id_links_df, rng, 0.2)
+
+    # Exposures: random notes (and a few unknown ones) of the external id's platform.
+    n_exp = 6 * len(ext)
+    pick = rng.integers(0, len(ext), n_exp)
+    exp_t = grid(n_exp)
+    exposures_df = pd.DataFrame(
+        {
+            "platform": ext["platform"].to_numpy()[pick],
+            "note_id": rng.choice(note_ids + ["n_missing"], n_exp),
+            "ext_user_id": ext["ext_user_id"].to_numpy()[pick],
+            "event_time": _ts(exp_t),
+            "kind": rng.choice(schemas.EXPOSURE_KINDS, n_exp),
+            "dwell_ms": pd.array(
+                np.where(rng.random(n_exp) < 0.3, None, rng.integers(0, 5, n_exp) * 1000),
+                dtype="Int64",
+            ),
+        }
+    )
+    # Ties: other notes / kinds at exactly the same second by the same external id.
+    ties = exposures_df.sample(frac=0.3, random_state=seed).copy()
+    ties["note_id"] = rng.choice(note_ids, len(ties))
+    ties["kind"] = rng.choice(schemas.EXPOSURE_KINDS, len(ties))
+    alias_exposures = exposures_df.merge(alias[["platform", "ext_user_id"]], on=["platform", "ext_user_id"])
+    alias_exposures = alias_exposures[rng.random(len(alias_exposures)) < 0.5].assign(ext_user_id=lambda d: d["ext_user_id"] + "_alt")
+    exposures_df = pd.concat([exposures_df, ties, alias_exposures], ignore_index=True)
+    if dwell_variants:
+        variants = exposures_df.sample(frac=0.05, random_state=seed + 1).copy()
+        variants["dwell_ms"] = pd.array([123_456] * len(variants), dtype="Int64")
+        exposures_df = pd.concat([exposures_df, variants], ignore_index=True)
+    exposures_df["dt"] = _delivered(exposures_df["event_time"], rng)
+    exposures_df = _redeliver(exposures_df, rng, 0.15)
+
+    # Searches: random ones, plus ones planted on window edges of linked users' exposures.
+    linked = exposures_df.merge(id_links_df, on=["platform", "ext_user_id"])
+    n_rand = 3 * users
+    plant = linked.sample(n=min(len(linked), 3 * users), random_state=seed + 2)
+    # A touch at the search second does not seed it; exactly seed_window before does.
+    edge = rng.choice([0, US, seed_us, seed_us + US, seed_us - US], len(plant))
+    planted_t = _us(plant["event_time"]) + edge
+    search_t = np.concatenate([grid(n_rand), planted_t])
+    search_user = np.concatenate([rng.choice(user_ids, n_rand), plant["user_id"].to_numpy()])
+    # Same-second twins test the anchor tie to the larger search_id.
+    twins = rng.random(len(search_t)) < 0.15
+    search_t = np.concatenate([search_t, search_t[twins]])
+    search_user = np.concatenate([search_user, search_user[twins]])
+    search_ids = [f"s{h}" for h in rng.permutation(len(search_t) * 3)[: len(search_t)]]
+    searches_df = pd.DataFrame(
+        {
+            "search_id": search_ids,
+            "user_id": search_user,
+            "event_time": _ts(search_t),
+            "query": "q",
+        }
+    )
+    searches_df["dt"] = _delivered(searches_df["event_time"], rng)
+    searches_df = _redeliver(searches_df, rng, 0.15)
+    n_cats = rng.choice([0, 1, 1, 1, 2], len(search_ids))
+    sc_rows = [
+        (s, c)
+        for s, k in zip(search_ids, n_cats, strict=True)
+        for c in rng.choice(cat_ids, min(k, categories), replace=False)
+    ]
+    search_categories_df = pd.DataFrame(sc_rows, columns=["search_id", "category_id"])
+
+    # Orders: on conversion window edges of searches, plus random ones.
+    base = searches_df.drop_duplicates("search_id").sample(frac=0.6, random_state=seed + 3)
+    offset = rng.choice([0, conv_us, conv_us + US, -US, conv_us // 2, conv_us - US], len(base))
+    order_t = _us(base["event_time"]) + offset
+    order_user = base["user_id"].to_numpy()
+    n_rand_orders = users
+    order_t = np.concatenate([order_t, grid(n_rand_orders)])
+    order_user = np.concatenate([order_user, rng.choice(user_ids, n_rand_orders)])
+    n_orders = len(order_t)
+    order_brand = rng.choice(brand_ids + ["b_unknown"], n_orders, p=[0.95 / brands] * brands + [0.05])
+    true_cat = dict(zip(brand_ids, brand_cat, strict=True))
+    stated_cat = np.array([true_cat.get(b, "c1") for b in order_brand], dtype=object)
+    wrong = rng.random(n_orders) < 0.1
+    stated_cat[wrong] = "c_wrong"
+    orders_df = pd.DataFrame(
+        {
+            "order_id": [f"o{i}" for i in rng.permutation(n_orders * 2)[:n_orders]],
+            "user_id": order_user,
+            "item_id": [f"i{b}" for b in order_brand],
+            "brand_id": order_brand,
+            "category_id": stated_cat,
+            "amount_fen": rng.integers(1, 50_000, n_orders),
+            "paid_at": _ts(order_t),
+            "status": np.where(rng.random(n_orders) < 0.15, "refunded", "paid"),
+        }
+    )
+    orders_df["dt"] = _delivered(orders_df["paid_at"], rng)
+    orders_df = _redeliver(orders_df, rng, 0.15)
+
+    inputs = FunnelInputs(
+        exposures=schemas.conform("exposures", exposures_df),
+        id_links=schemas.conform("id_links", id_links_df),
+        notes=schemas.conform("notes", notes_df),
+        note_brands=schemas.conform("note_brands", note_brands_df),
+        searches=schemas.conform("searches", searches_df),
+        search_categories=schemas.conform("search_categories", search_categories_df),
+        orders=schemas.conform("orders", orders_df),
+        brands=schemas.conform("brands", brands_df),
+        categories=schemas.conform("categories", categories_df),
+        creators=schemas.conform("creators", creators_df),
+    )
+    return inputs, start, end
