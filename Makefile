@@ -35,7 +35,7 @@ lint: setup
 	$(VENV)/bin/ruff check pipelines dags tests bench
 
 bench: setup
-	$(VENV)/bin/seedfunnel bench
+	$(VENV)/bin/python bench/run.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .seedfunnel .pytest_cache

@@ -110,7 +110,7 @@ def _force_progress() -> bool:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -269,6 +269,8 @@ def _print_summary(summary) -> None:
     for k, v in summary.as_rows():
         t.add_row(k, str(v))
     console.print(t)
+    for k, v in summary.locations():
+        console.print(f"{k}: {v}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - entry point

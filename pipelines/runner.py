@@ -261,12 +261,15 @@ class RunSummary:
         if self.days:
             for name, n in self.days[-1].published.items():
                 rows.append((f"last day: {name}", f"{n:,} rows"))
-        rows += [
-            ("lake", str(self.settings.lake)),
-            ("warehouse", self.settings.resolved_warehouse_url()),
-            ("reports", str(self.settings.reports)),
-        ]
         return rows
+
+    def locations(self) -> list[tuple[str, str]]:
+        """Where the outputs are."""
+        return [
+            ("lake (Parquet)", str(self.settings.lake.resolve())),
+            ("warehouse", self.settings.resolved_warehouse_url()),
+            ("rejected rows", "warehouse table `quarantine` (reason, file, row, raw content)"),
+        ]
 
 
 def run_day(settings: Settings, day: date, *, engine: str = "pandas", run_id: str | None = None) -> DaySummary:
