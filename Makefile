@@ -12,7 +12,7 @@ help:
 	@echo "make demo   simulate a world and run every stage on it (SQLite, local files)"
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff"
-	@echo "make bench  benchmarks (see docs/benchmarks.md)"
+	@echo "make bench  benchmarks (written to bench/out/results.json)"
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }

@@ -60,17 +60,17 @@ def seedfunnel_ingest():
         """The run's business day: the ``day`` param, else data_interval_start in Asia/Shanghai."""
         from airflow.sdk.exceptions import AirflowFailException
 
+        from pipelines.timeutil import scheduled_day
+
         ctx = get_current_context()
-        if ctx["params"].get("day"):
-            return date.fromisoformat(ctx["params"]["day"]).isoformat()
-        start = ctx.get("data_interval_start")
-        if start is None:
+        day = scheduled_day(ctx["params"].get("day"), ctx.get("data_interval_start"))
+        if day is None:
             # Retrying cannot invent a day: fail at once.
             raise AirflowFailException(
                 "this run has no data interval (manual run without a logical date, or asset-"
                 'triggered); trigger it with conf {"day": "YYYY-MM-DD"} or a logical date'
             )
-        return pendulum.instance(start).in_timezone(TIMEZONE).date().isoformat()
+        return day.isoformat()
 
     @task(outlets=list(LAKE_ASSETS.values()))
     def ingest(day: str) -> dict:

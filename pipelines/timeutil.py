@@ -89,3 +89,13 @@ def days(start: date, end: date) -> list[date]:
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def scheduled_day(param_day: str | None, data_interval_start: datetime | None) -> date | None:
+    """The business day a scheduled run processes: the ``day`` param when given, else the
+    Asia/Shanghai date of the run's data interval start; None when the run has neither."""
+    if param_day:
+        return parse_day(param_day)
+    if data_interval_start is None:
+        return None
+    return pd.Timestamp(data_interval_start).tz_convert(TZ).date()
