@@ -220,6 +220,23 @@ def demo(
     _print_summary(summary)
 
 
+db_app = typer.Typer(help="The warehouse schema: migrations (Alembic) and consumer views.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(home: HomeOpt = None, warehouse_url: WarehouseOpt = None) -> None:
+    """Create or migrate the warehouse tables and views to the current contract (idempotent)."""
+    from . import db, warehouse
+
+    url = _settings(home=home, warehouse_url=warehouse_url).resolved_warehouse_url()
+    try:
+        warehouse.check_connection(url)
+    except RuntimeError as e:
+        _fail(str(e))
+    console.print(db.db_upgrade_command(url), highlight=False, soft_wrap=True)
+
+
 @app.command("settings")
 def show_settings(home: HomeOpt = None, seeds: SeedsOpt = None, landing: LandingOpt = None) -> None:
     """Print the resolved settings: folders, warehouse URL and funnel parameters."""

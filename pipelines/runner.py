@@ -209,7 +209,7 @@ def stage_reduce(settings: Settings, day: date, parts: list[str], run_id: str | 
 
 def stage_publish(settings: Settings, day: date, *, fail_after: str | None = None) -> dict[str, int]:
     """Publish the run's marts days, quarantine and ingestion accounting in one transaction."""
-    from . import warehouse
+    from . import db, warehouse
 
     params = settings.funnel
     marts = settings.lake / MARTS
@@ -224,8 +224,8 @@ def stage_publish(settings: Settings, day: date, *, fail_after: str | None = Non
         frames[t.name] = lake.read_table(settings.lake, t.name, [day])
     url = settings.resolved_warehouse_url()
     warehouse.check_connection(url)
+    db.upgrade(url)
     engine = warehouse.make_engine(url)
-    warehouse.create_all(engine)
     try:
         return warehouse.publish(engine, frames, days, fail_after=fail_after)
     finally:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 
 runner = CliRunner()
-COMMANDS = ["simulate", "ingest", "run", "demo", "settings"]
+COMMANDS = ["simulate", "ingest", "run", "demo", "settings", "db"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -47,3 +47,18 @@ def test_simulate_command_is_deterministic(tmp_path):
         assert result.exit_code == 0, result.output
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert (tmp_path / "a" / "ground_truth.json").exists()
+
+
+def test_db_upgrade_is_idempotent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    first = runner.invoke(app, ["db", "upgrade", "--warehouse-url", url])
+    again = runner.invoke(app, ["db", "upgrade", "--warehouse-url", url])
+    assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+    assert first.output != again.output  # the second run says there was nothing to do
+
+
+def test_db_upgrade_unreachable_server_says_what_to_check():
+    result = runner.invoke(
+        app, ["db", "upgrade", "--warehouse-url", "postgresql+psycopg://x@127.0.0.1:1/none?connect_timeout=2"]
+    )
+    assert result.exit_code == 2 and "SEEDFUNNEL_WAREHOUSE_URL" in result.output

@@ -1,0 +1,216 @@
+"""Warehouse migrations on SQLite and the real PostgreSQL: the baseline is the declaration,
+upgrades are idempotent, publishing works on a migrated warehouse and the views return the
+expected rows."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from pipelines import db, schemas, warehouse
+from pipelines.migrations import views
+
+D1, D2, D3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
+VIEW_NAMES = {v.name for v in views.VIEWS}
+
+
+def _frame(t: schemas.Table, n: int, **values) -> pd.DataFrame:
+    """n rows of table ``t``: a neutral value per declared column, overridden by ``values``."""
+    neutral = {"str": "x", "int64": 1, "float64": 0.5, "bool": False, "date": D1, "ts": pd.Timestamp(D1, tz="UTC")}
+    cols = {c.name: [neutral[c.type]] * n for c in t.columns}
+    cols.update({k: list(v) if isinstance(v, (list, tuple)) else [v] * n for k, v in values.items()})
+    return schemas.conform(t, pd.DataFrame(cols))
+
+
+def _read(engine: sa.Engine, sql: str) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.read_sql(sa.text(sql), conn)
+
+
+def test_upgrade_creates_exactly_the_declared_tables_and_views(warehouse_url):
+    assert db.current(warehouse_url) is None
+    assert db.upgrade(warehouse_url) == db.head() == db.current(warehouse_url)
+
+    engine = warehouse.make_engine(warehouse_url)
+    insp = sa.inspect(engine)
+    assert set(insp.get_table_names()) == set(warehouse.TABLES) | {"alembic_version"}
+    assert set(insp.get_view_names()) == VIEW_NAMES
+    for t in schemas.WAREHOUSE_TABLES:
+        found = insp.get_columns(t.name)
+        assert [c["name"] for c in found] == t.names, t.name
+        assert [c["nullable"] for c in found] == [c.nullable for c in t.columns], t.name
+        indexes = {i["name"]: i["column_names"] for i in insp.get_indexes(t.name)}
+        assert indexes == {f"ix_{t.name}_{t.partition}": [t.partition]}, t.name
+    for v in views.VIEWS:
+        assert [c["name"] for c in insp.get_columns(v.name)] == schemas.table(v.source).names
+
+    # Alembic's own comparison of the migrated database with the metadata: no difference at all
+    # (types, nullability, indexes, and on PostgreSQL the table and column comments).
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), warehouse.metadata)
+    assert diff == []
+    engine.dispose()
+
+
+def test_upgrade_twice_is_a_no_op(warehouse_url):
+    first = db.db_upgrade_command(warehouse_url)
+    assert "upgraded from an empty warehouse" in first and db.head() in first
+    engine = warehouse.make_engine(warehouse_url)
+    boost = _frame(schemas.BRAND_BOOST_SIGNALS, 3, as_of_dt=D1, user_id=["u1", "u2", "u3"])
+    warehouse.publish(engine, {"brand_boost_signals": boost}, {"brand_boost_signals": [D1]})
+
+    second = db.db_upgrade_command(warehouse_url)
+    assert "already at revision" in second and "nothing to do" in second
+    assert db.upgrade(warehouse_url) == db.head()
+    assert len(warehouse.read_table(engine, "brand_boost_signals")) == 3
+    assert len(_read(engine, "SELECT version_num FROM alembic_version")) == 1
+    engine.dispose()
+
+
+def test_publish_after_upgrade_and_the_views_return_the_expected_rows(warehouse_url):
+    db.upgrade(warehouse_url)
+    engine = warehouse.make_engine(warehouse_url)
+    assert _read(engine, "SELECT * FROM v_brand_boost_latest").empty  # nothing published yet
+
+    boost = schemas.BRAND_BOOST_SIGNALS
+    day1 = _frame(boost, 2, as_of_dt=D1, user_id="u1", brand_id=["b1", "b2"], score=[0.9, 0.4], rank=[1, 2])
+    day2 = _frame(boost, 2, as_of_dt=D2, user_id=["u1", "u2"], brand_id="b3", score=[0.7, 0.2], rank=1)
+    warehouse.publish(engine, {boost.name: day1}, {boost.name: [D1]})
+    warehouse.publish(engine, {boost.name: day2}, {boost.name: [D2]})
+    # A backfill of the older day afterwards does not move "latest".
+    warehouse.publish(engine, {boost.name: day1}, {boost.name: [D1]})
+
+    latest = _read(engine, "SELECT * FROM v_brand_boost_latest ORDER BY user_id")
+    assert list(latest.columns) == boost.names
+    assert latest.user_id.tolist() == ["u1", "u2"] and set(latest.brand_id) == {"b3"}
+    assert latest.score.tolist() == [0.7, 0.2]
+    assert set(pd.to_datetime(latest.as_of_dt).dt.date) == {D2}
+
+    daily = schemas.AGG_BRAND_FUNNEL_DAILY
+    # D1 is final for both brands, D2 is final for b1 only, D3 is open.
+    rows = pd.concat(
+        [
+            _frame(daily, 2, dt=D1, brand_id=["b1", "b2"], platform="all", is_final=True, exposed_users=[5, 6]),
+            _frame(daily, 2, dt=D2, brand_id=["b1", "b2"], platform="douyin", is_final=[True, False]),
+            _frame(daily, 1, dt=D3, brand_id="b1", platform="all", is_final=False, search_back_rate=None),
+        ]
+    )
+    warehouse.publish(engine, {daily.name: rows}, {daily.name: [D1, D2, D3]})
+    final = _read(engine, "SELECT * FROM v_brand_funnel_final ORDER BY dt, brand_id")
+    assert list(final.columns) == daily.names
+    got = list(zip(pd.to_datetime(final.dt).dt.date, final.brand_id, final.platform, strict=True))
+    assert got == [(D1, "b1", "all"), (D1, "b2", "all"), (D2, "b1", "douyin")]
+    assert final.exposed_users.tolist() == [5, 6, 1]
+    assert final.is_final.astype(bool).all()
+
+    # The views follow the tables: re-running D3 as final adds its row.
+    warehouse.publish(engine, {daily.name: rows.assign(is_final=True).iloc[[-1]]}, {daily.name: [D3]})
+    assert len(_read(engine, "SELECT dt FROM v_brand_funnel_final")) == 4
+    engine.dispose()
+
+
+def test_downgrade_to_base_and_up_again(warehouse_url):
+    db.upgrade(warehouse_url)
+    assert db.downgrade(warehouse_url) is None
+    engine = warehouse.make_engine(warehouse_url)
+    insp = sa.inspect(engine)
+    assert set(insp.get_table_names()) <= {"alembic_version"} and not insp.get_view_names()
+    engine.dispose()
+    assert db.upgrade(warehouse_url) == db.head()
+
+
+def test_concurrent_upgrades_serialise(warehouse_url):
+    # Separate processes, as concurrent Airflow tasks would be: the database serialises them and
+    # the later ones find the work done.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=3, mp_context=ctx) as pool:
+        results = list(pool.map(db.upgrade, [warehouse_url] * 3))
+    assert results == [db.head()] * 3
+    assert db.upgrade(warehouse_url) == db.head()
+
+
+def test_concurrent_upgrades_in_one_process_take_turns(sqlite_url, tmp_path):
+    urls = [sqlite_url, f"sqlite:///{tmp_path / 'other.sqlite'}"] * 2
+    results, errors = [], []
+
+    def run(url: str) -> None:
+        try:
+            results.append(db.upgrade(url))
+        except Exception as e:  # collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(u,)) for u in urls]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors and results == [db.head()] * 4
+
+
+def test_adopts_a_warehouse_made_by_create_all(sqlite_url):
+    engine = warehouse.make_engine(sqlite_url)
+    warehouse.create_all(engine)
+    boost = _frame(schemas.BRAND_BOOST_SIGNALS, 2, user_id=["u1", "u2"])
+    warehouse.publish(engine, {"brand_boost_signals": boost}, {"brand_boost_signals": [D1]})
+    assert db.current(sqlite_url) is None
+
+    assert db.upgrade(sqlite_url) == db.head()
+    assert len(_read(engine, "SELECT * FROM v_brand_boost_latest")) == 2  # data kept, views made
+    engine.dispose()
+
+
+def test_refuses_a_foreign_table_of_the_same_name(warehouse_url):
+    engine = warehouse.make_engine(warehouse_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE fct_touches (dt DATE, something_else TEXT)")
+    with pytest.raises(RuntimeError, match=r"fct_touches.*missing.*user_id.*unexpected.*something_else"):
+        db.upgrade(warehouse_url)
+    # The failed upgrade was one transaction: nothing else was created.
+    assert sa.inspect(engine).get_table_names() == ["fct_touches"]
+    assert db.current(warehouse_url) is None
+    engine.dispose()
+
+
+def test_unknown_revision_names_the_known_ones(sqlite_url):
+    with pytest.raises(RuntimeError, match=r"'nope'.*Known revisions: 0001_baseline"):
+        db.upgrade(sqlite_url, "nope")
+
+
+def test_current_of_a_missing_sqlite_file_creates_nothing(tmp_path):
+    path = tmp_path / "absent.sqlite"
+    assert db.current(f"sqlite:///{path}") is None
+    assert not path.exists()
+
+
+def test_unreachable_warehouse_says_what_to_do():
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"
+    with pytest.raises(RuntimeError, match="SEEDFUNNEL_WAREHOUSE_URL"):
+        db.db_upgrade_command(url)
+
+
+def test_head_revision_records_the_declared_contract():
+    # Fails when schemas.py changes the warehouse without a migration: write a new revision
+    # (and a CHANGELOG.md entry) whose `contract` is db.contract_fingerprint().
+    assert db.revision_contract(db.head()) == db.contract_fingerprint(), (
+        "pipelines/schemas.py changed the warehouse contract; add a migration revision"
+    )
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_offline_sql_renders_every_table_index_and_view(dialect):
+    sql = db.render_sql(dialect)
+    for name, t in warehouse.TABLES.items():
+        assert f"CREATE TABLE {name} (" in sql
+        for ix in t.indexes:
+            assert f"CREATE INDEX {ix.name} ON {name}" in sql
+    for v in views.VIEWS:
+        assert v.create_sql() in sql
+    assert f"'{db.head()}'" in sql
