@@ -92,7 +92,7 @@ def progress_bar(description: str):
         TextColumn("{task.fields[msg]}"),
         console=console,
         transient=False,
-        disable=not console.is_terminal and not _force_progress(),
+        disable=not console.is_terminal,
     ) as bar:
         task = bar.add_task(description, total=1.0, msg="")
 
@@ -103,10 +103,6 @@ def progress_bar(description: str):
 
         yield update
         bar.update(task, completed=1.0)
-
-
-def _force_progress() -> bool:
-    return False
 
 
 def _fail(message: str, code: int = 2) -> None:

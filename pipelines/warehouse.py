@@ -17,6 +17,9 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from . import schemas
@@ -132,8 +135,6 @@ def _load(conn: sa.Connection, t: schemas.Table, arrow) -> None:
 
 def _text_columns(t: schemas.Table, arrow, *, ts_format: str) -> list[np.ndarray]:
     """Column values as Python-native arrays the drivers accept, built column-wise."""
-    import pyarrow.compute as pc
-
     out = []
     for c, col in zip(t.columns, arrow.columns, strict=True):
         if c.type == "ts":
@@ -141,21 +142,16 @@ def _text_columns(t: schemas.Table, arrow, *, ts_format: str) -> list[np.ndarray
         elif c.type == "date":
             col = pc.strftime(col, format="%Y-%m-%d")
         elif c.type == "list<str>":
-            col = pa_json(col)
+            col = _json_text(col)
         out.append(col.to_numpy(zero_copy_only=False))
     return out
 
 
-def pa_json(col):
+def _json_text(col: pa.ChunkedArray) -> pa.Array:
+    """A list<str> column as JSON text (the only list column is small: note tags)."""
     import json
 
-    return _pa().array([None if v is None else json.dumps(v, ensure_ascii=False) for v in col.to_pylist()])
-
-
-def _pa():
-    import pyarrow
-
-    return pyarrow
+    return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in col.to_pylist()])
 
 
 def _insert_many(conn: sa.Connection, t: schemas.Table, arrow) -> None:
@@ -176,16 +172,14 @@ def _nullable(values: np.ndarray) -> list:
 
 
 def _copy_postgres(conn: sa.Connection, t: schemas.Table, arrow) -> None:
-    import pyarrow.csv as pacsv
-
     cols = []
     for c, col in zip(t.columns, arrow.columns, strict=True):
         if c.type == "list<str>":
-            col = pa_json(col)
+            col = _json_text(col)
         cols.append(col)
     buf = io.BytesIO()
     pacsv.write_csv(
-        _pa().Table.from_arrays(cols, names=t.names),
+        pa.Table.from_arrays(cols, names=t.names),
         buf,
         pacsv.WriteOptions(include_header=False, quoting_style="needed"),
     )
