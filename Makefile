@@ -5,14 +5,17 @@ UV     := $(TOOLS)/bin/uv
 VENV   := .venv
 STAMP  := $(VENV)/.synced
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: setup demo test lint bench clean help
+.PHONY: setup demo cluster-demo test lint bench clean help
 
 help:
-	@echo "make demo   simulate a world and run every stage on it (SQLite, local files)"
+	@echo "make demo   simulate a world and run the Airflow DAGs on it, day by day (SQLite, local files)"
+	@echo "make cluster-demo  the same on Airflow's CeleryExecutor: 2 workers, PostgreSQL, Redis (docs/scaling.md)"
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff"
-	@echo "make bench  benchmarks (written to bench/out/results.json)"
+	@echo "make bench  benchmarks: worlds of 10k/100k/1M users (BENCH_ARGS='--sizes 10k,100k' for fewer),"
+	@echo "            written to bench/out/results.json and docs/benchmarks.md"
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }
@@ -28,14 +31,17 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/seedfunnel demo
 
+cluster-demo: setup
+	$(VENV)/bin/seedfunnel cluster-demo
+
 test: setup
-	$(VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check pipelines dags tests bench
 
 bench: setup
-	$(VENV)/bin/python bench/run.py
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .seedfunnel .pytest_cache

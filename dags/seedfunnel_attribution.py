@@ -8,8 +8,9 @@ The daily funnel run (SPEC 5-6): funnel per user bucket -> reduce -> publish to 
   one trigger name the same day.
 - **Tasks**: `resolve_day` -> `wait_for_ingest` (the lake holds the day's `ingest_files`
   partition, written last by ingestion) -> `plan` (bucket count from `SEEDFUNNEL_BUCKETS`, read
-  at run time) -> `funnel_bucket` (mapped, one per user bucket) -> `reduce` -> `publish` ->
-  `cleanup`.
+  at run time) -> `funnel_bucket` (mapped, one per user bucket) -> `reduce` -> `validate`
+  (GX suites; a critical failure stops the run before `publish`, docs/quality.md) -> `publish`
+  -> `report` (the day's HTML report, docs/report.md) -> `cleanup`.
 - **Inlets / outlets**: the lake assets `seedfunnel://lake/<table>` in, the warehouse assets
   `seedfunnel://warehouse/<table>` out. XCom carries paths and counts only.
 
@@ -18,12 +19,15 @@ See `docs/airflow.md`.
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
 
 import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_context, task
 
 TIMEZONE = "Asia/Shanghai"
+#: Between retries; SEEDFUNNEL_RETRY_DELAY_SECONDS (pipelines.settings.ENV_RETRY_DELAY) at parse time.
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("SEEDFUNNEL_RETRY_DELAY_SECONDS", "300")))
 #: Lake tables the funnel reads (schemas.INPUT_TABLES); ingestion emits them.
 INPUT_ASSETS = [
     Asset(f"seedfunnel://lake/{name}")
@@ -53,7 +57,7 @@ WAREHOUSE_ASSETS = {
     start_date=pendulum.datetime(2026, 1, 1, tz=TIMEZONE),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "seedfunnel", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args={"owner": "seedfunnel", "retries": 2, "retry_delay": RETRY_DELAY},
     params={
         "day": Param(
             None,
@@ -70,19 +74,9 @@ def seedfunnel_attribution():
     @task
     def resolve_day() -> str:
         """The run's business day: the ``day`` param, else data_interval_start in Asia/Shanghai."""
-        from airflow.sdk.exceptions import AirflowFailException
+        from pipelines.dag_tasks import business_day
 
-        from pipelines.timeutil import scheduled_day
-
-        ctx = get_current_context()
-        day = scheduled_day(ctx["params"].get("day"), ctx.get("data_interval_start"))
-        if day is None:
-            # Retrying cannot invent a day: fail at once.
-            raise AirflowFailException(
-                "this run has no data interval (manual run without a logical date, or asset-"
-                'triggered); trigger it with conf {"day": "YYYY-MM-DD"} or a logical date'
-            )
-        return day.isoformat()
+        return business_day()
 
     @task.sensor(poke_interval=300, timeout=6 * 3600, mode="reschedule", inlets=INPUT_ASSETS)
     def wait_for_ingest(day: str) -> bool:
@@ -119,6 +113,21 @@ def seedfunnel_attribution():
         # A slice fetches every mapped result in one call (iterating probes past the end).
         return stage_reduce(Settings(), date.fromisoformat(day), list(parts[:]))
 
+    @task
+    def validate(day: str) -> dict:
+        """Run the quality suites on what the day would publish (GX); a critical failure stops the run."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipelines.quality.validate import QualityGateError
+        from pipelines.runner import stage_validate
+        from pipelines.settings import Settings
+
+        try:
+            return stage_validate(Settings(), date.fromisoformat(day))
+        except QualityGateError as e:
+            # The data, not the worker, is wrong: retrying cannot help, and publish must not run.
+            raise AirflowFailException(str(e)) from e
+
     @task(outlets=list(WAREHOUSE_ASSETS.values()))
     def publish(day: str) -> dict[str, int]:
         """Publish the run's days to the warehouse in one transaction; returns rows per table."""
@@ -130,6 +139,14 @@ def seedfunnel_attribution():
         for name, asset in WAREHOUSE_ASSETS.items():
             events[asset].extra = {"day": day, "rows": counts.get(name, 0)}
         return counts
+
+    @task
+    def report(day: str) -> str:
+        """Write the day's HTML attribution report from the warehouse; returns its path."""
+        from pipelines.runner import stage_report
+        from pipelines.settings import Settings
+
+        return stage_report(Settings(), date.fromisoformat(day))
 
     @task
     def cleanup(parts: list[str]) -> int:
@@ -146,7 +163,7 @@ def seedfunnel_attribution():
     planned = plan()
     parts = funnel_bucket.partial(day=day).expand_kwargs(planned)
     wait_for_ingest(day) >> planned
-    reduce(day, parts) >> publish(day) >> cleanup(parts)
+    reduce(day, parts) >> validate(day) >> publish(day) >> report(day) >> cleanup(parts)
 
 
 seedfunnel_attribution()

@@ -14,12 +14,15 @@ See `docs/airflow.md`.
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
 
 import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_context, task
 
 TIMEZONE = "Asia/Shanghai"
+#: Between retries; SEEDFUNNEL_RETRY_DELAY_SECONDS (pipelines.settings.ENV_RETRY_DELAY) at parse time.
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("SEEDFUNNEL_RETRY_DELAY_SECONDS", "300")))
 #: Lake tables stage_ingest writes (schemas.INPUT_TABLES + quarantine + ingest_files).
 LAKE_TABLES = (
     "notes",
@@ -42,7 +45,7 @@ LAKE_ASSETS = {name: Asset(f"seedfunnel://lake/{name}") for name in LAKE_TABLES}
     start_date=pendulum.datetime(2026, 1, 1, tz=TIMEZONE),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "seedfunnel", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args={"owner": "seedfunnel", "retries": 2, "retry_delay": RETRY_DELAY},
     params={
         "day": Param(
             None,
@@ -58,19 +61,9 @@ def seedfunnel_ingest():
     @task
     def resolve_day() -> str:
         """The run's business day: the ``day`` param, else data_interval_start in Asia/Shanghai."""
-        from airflow.sdk.exceptions import AirflowFailException
+        from pipelines.dag_tasks import business_day
 
-        from pipelines.timeutil import scheduled_day
-
-        ctx = get_current_context()
-        day = scheduled_day(ctx["params"].get("day"), ctx.get("data_interval_start"))
-        if day is None:
-            # Retrying cannot invent a day: fail at once.
-            raise AirflowFailException(
-                "this run has no data interval (manual run without a logical date, or asset-"
-                'triggered); trigger it with conf {"day": "YYYY-MM-DD"} or a logical date'
-            )
-        return day.isoformat()
+        return business_day()
 
     @task(outlets=list(LAKE_ASSETS.values()))
     def ingest(day: str) -> dict:

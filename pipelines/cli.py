@@ -171,19 +171,131 @@ def run(
     buckets: Annotated[int | None, typer.Option(help="User buckets for the funnel step", min=1)] = None,
     engine: Annotated[str, typer.Option(help="Funnel engine: pandas, or duckdb (the SQL reference)")] = "pandas",
 ) -> None:
-    """Run every stage in-process, day by day: ingest, match, funnel, publish.
+    """Run every stage in-process, day by day: ingest, match, funnel, publish, report.
 
-    The same tasks the Airflow DAG runs, for people without a scheduler.
+    The same tasks the Airflow DAG runs, for people without a scheduler. The last day's HTML
+    report is written under HOME/reports (see `seedfunnel report`).
     """
-    from .runner import run_days
-
     settings = _settings(home=home, seeds=seeds, landing=landing, warehouse_url=warehouse_url, buckets=buckets)
-    _require_landing(settings)
     d1 = _day(start)
-    d2 = _day(end) if end else d1
-    with progress_bar("run") as update:
-        summary = run_days(settings, d1, d2, engine=engine, progress=update)
+    _run_days(settings, d1, _day(end) if end else d1, engine)
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option(help="First day to process, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="Last day to process, YYYY-MM-DD")],
+    landing: LandingOpt = None,
+    seeds: SeedsOpt = None,
+    home: HomeOpt = None,
+    warehouse_url: WarehouseOpt = None,
+    buckets: Annotated[int | None, typer.Option(help="User buckets for the funnel step", min=1)] = None,
+    engine: Annotated[str, typer.Option(help="Funnel engine: pandas, or duckdb (the SQL reference)")] = "pandas",
+) -> None:
+    """Process START..END in order, like a multi-day `run`; days already run are replaced.
+
+    Run over the days of a landing zone in order, the final tables equal one computation over all
+    of it (SPEC section 5). The last day's HTML report is written under HOME/reports.
+    """
+    settings = _settings(home=home, seeds=seeds, landing=landing, warehouse_url=warehouse_url, buckets=buckets)
+    _run_days(settings, _day(start), _day(end), engine)
+
+
+def _run_days(settings: Settings, d1: date, d2: date, engine: str) -> None:
+    """Check what a user can get wrong before any work, then run the days with progress and a summary."""
+    from . import warehouse
+    from .runner import ENGINES, run_days
+
+    if d2 < d1:
+        _fail(f"--end {d2} is before --start {d1}; swap them.")
+    if engine not in ENGINES:
+        _fail(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+    _require_landing(settings)
+    _require_landing_days(settings.landing, d1, d2)
+    settings.home.mkdir(parents=True, exist_ok=True)  # the default SQLite warehouse lives there
+    try:
+        warehouse.check_connection(settings.resolved_warehouse_url())
+    except RuntimeError as e:
+        _fail(str(e))
+    from .quality.validate import QualityGateError
+
+    try:
+        with progress_bar("run") as update:
+            summary = run_days(settings, d1, d2, engine=engine, progress=update)
+    except QualityGateError as e:
+        _fail(str(e), code=1)
     _print_summary(summary)
+
+
+@app.command()
+def report(
+    date_: Annotated[str, typer.Option("--date", help="Day of the report, YYYY-MM-DD")],
+    days: Annotated[int | None, typer.Option(help="Days the report covers, ending at --date [default 30]", min=1)] = None,
+    home: HomeOpt = None,
+    seeds: SeedsOpt = None,
+    landing: LandingOpt = None,
+    warehouse_url: WarehouseOpt = None,
+) -> None:
+    """(Re)build the day's HTML attribution report from the warehouse (docs/report.md).
+
+    Writes HOME/reports/attribution/YYYY-MM-DD.html (self-contained: open it offline) and
+    HOME/reports/index.html (every report, newest first). Prints the report's path.
+    """
+    from . import warehouse
+    from .report import WINDOW_DAYS, NoDataError, build_report
+
+    settings = _settings(home=home, seeds=seeds, landing=landing, warehouse_url=warehouse_url)
+    day = _day(date_)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        warehouse.check_connection(settings.resolved_warehouse_url())
+    except RuntimeError as e:
+        _fail(str(e))
+    try:
+        path = build_report(settings, day, days=days or WINDOW_DAYS)
+    except NoDataError as e:
+        _fail(str(e))
+    console.print(f"index of every report: {(settings.reports / 'index.html').resolve()}", highlight=False, soft_wrap=True)
+    sys.stdout.write(f"{path.resolve()}\n")
+
+
+@app.command()
+def validate(
+    date_: Annotated[str, typer.Option("--date", help="Day to validate, YYYY-MM-DD (already run into the lake)")],
+    home: HomeOpt = None,
+    seeds: SeedsOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="List every expectation, not only the failed ones")] = False,
+) -> None:
+    """Run the data-quality suites (expectations/) on a day now and print the results.
+
+    Validates what the day's run wrote to the lake (its inputs and the tables it publishes) and
+    rebuilds Data Docs (HOME/reports/data_docs/index.html). Read-only for the warehouse. Exit
+    code 1 when a critical expectation fails (docs/quality.md).
+    """
+    from . import lake
+    from .quality.validate import validate_day
+
+    settings = _settings(home=home, seeds=seeds)
+    day = _day(date_)
+    if day not in lake.partitions(settings.lake, "ingest_files"):
+        _fail(f"{day} was never ingested into {settings.lake}; run `seedfunnel run --start {day}` first.")
+    outcome = validate_day(settings, day)
+    rows = outcome.results if all_ else outcome.failed
+    t = RichTable(title=f"data quality {day}: {outcome.counts()['expectations']} expectations")
+    for col in ("table", "expectation", "severity", "result", "observed"):
+        t.add_column(col)
+    for r in rows.itertuples(index=False):
+        t.add_row(r.table_name, r.expectation, r.severity, "pass" if r.success else "[red]FAIL[/]", r.observed)
+    console.print(t)
+    counts = outcome.counts()
+    console.print(
+        f"{counts['failed_critical']} critical and {counts['failed_warning']} warning failure(s); "
+        f"Data Docs: {outcome.data_docs}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if outcome.blocked:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -193,13 +305,23 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed")] = 7,
     home: HomeOpt = None,
     landing: LandingOpt = None,
+    buckets: Annotated[int | None, typer.Option(help="User buckets for the funnel step", min=1)] = None,
 ) -> None:
-    """Simulate a world (unless --landing names real data) and run every stage over its days."""
-    from .runner import run_days
+    """Simulate a world (unless --landing names real data) and run the Airflow DAGs over its days.
+
+    Each day runs `seedfunnel_ingest` then `seedfunnel_attribution` with `dag.test()` in a local
+    Airflow (home `HOME/airflow`, SQLite metadata DB there, no scheduler); the warehouse is
+    SQLite in HOME unless SEEDFUNNEL_WAREHOUSE_URL names another.
+    """
+    from . import airflow_local
     from .simulate import simulate_world
     from .timeutil import parse_day
 
-    settings = _settings(home=home, landing=landing)
+    settings = _settings(home=home, landing=landing, buckets=buckets)
+    try:
+        airflow_local.require_airflow()
+    except airflow_local.AirflowError as e:
+        _fail(str(e))
     if landing is None:
         start = parse_day("2026-01-01")
         with progress_bar("simulate") as update:
@@ -211,9 +333,102 @@ def demo(
     else:
         _require_landing(settings)
         d1, d2 = _landing_days(settings.landing)
-    with progress_bar("run") as update:
-        summary = run_days(settings, d1, d2, progress=update)
+    try:
+        with progress_bar("airflow") as update:
+            summary = airflow_local.run_days(settings, d1, d2, progress=update)
+    except airflow_local.AirflowError as e:
+        _fail(str(e), code=1)
     _print_summary(summary)
+
+
+@app.command()
+def bench(
+    sizes: Annotated[str, typer.Option(help="Users per simulated world, comma-separated")] = "10k,100k,1M",
+    days: Annotated[int, typer.Option(help="Days per world", min=1)] = 20,
+    repeats: Annotated[int, typer.Option(help="Repeats per measurement (medians)", min=1)] = 3,
+    repeats_large: Annotated[int, typer.Option(help="Repeats for worlds of 1M users or more", min=1)] = 1,
+    work: Annotated[Path | None, typer.Option(help="Where worlds are cached [default HOME/bench]")] = None,
+    pg_url: Annotated[str | None, typer.Option(help="PostgreSQL server for publish; 'off' to skip")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Benchmarks of issue 8: ingest, funnel (pandas vs DuckDB) and publish per world size.
+
+    Writes bench/out/results.json and the generated table of docs/benchmarks.md.
+    """
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+    if not script.exists():
+        _fail(f"{script} not found: `seedfunnel bench` runs from a source checkout of seedfunnel")
+    spec = importlib.util.spec_from_file_location("seedfunnel_bench", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    try:
+        parsed = [module.parse_size(s) for s in sizes.split(",") if s.strip()]
+    except ValueError as e:
+        _fail(str(e))
+    opts = module.Options(
+        sizes=parsed, days=days, repeats=repeats, repeats_large=repeats_large,
+        work=work or _settings(home=home).home / "bench", pg_url=pg_url,
+    )
+    with progress_bar("bench") as update:
+        results = module.run(opts, progress=update)
+    console.print(f"wrote {opts.out / 'results.json'} and {opts.docs}")
+    console.print_json(json.dumps(results["summary"], default=str))
+
+
+@app.command("cluster-demo")
+def cluster_demo(
+    users: Annotated[int, typer.Option(help="Users in the simulated world", min=1)] = 2_000,
+    days: Annotated[int, typer.Option(help="Days in the simulated world", min=1)] = 2,
+    buckets: Annotated[int, typer.Option(help="User buckets (mapped funnel tasks per day)", min=1)] = 8,
+    folder: Annotated[Path | None, typer.Option(help="Cluster folder: world, lake, logs [default HOME/cluster]")] = None,
+    pg_url: Annotated[str | None, typer.Option(help="PostgreSQL server (databases are created on it)")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis for the Celery broker")] = None,
+    kill_worker: Annotated[
+        str | None, typer.Option(help="SIGKILL this worker (worker-a or worker-b) mid-run on the last day")
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Airflow 3 with CeleryExecutor on this machine: API server, scheduler, DAG processor, 2 workers.
+
+    Simulates a world, ingests it, runs `seedfunnel_attribution` day by day on the cluster (metadata
+    in PostgreSQL database seedfunnel_airflow, warehouse in seedfunnel_warehouse, broker Redis),
+    shows which worker ran each bucket, and stops every process. See docs/scaling.md.
+    """
+    import signal
+
+    from . import cluster
+
+    def _terminate(signum, frame):  # SIGTERM too ends every process the demo started
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    target = folder or _settings(home=home).home / "cluster"
+    try:
+        out = cluster.demo(
+            target, users=users, days=days, buckets=buckets, pg_url=pg_url or cluster.DEFAULT_PG_URL,
+            redis_url=redis_url or cluster.DEFAULT_REDIS_URL, kill_worker=kill_worker,
+            echo=lambda m: console.print(m, highlight=False, soft_wrap=True),
+        )
+    except cluster.ClusterError as e:
+        _fail(str(e), code=1)
+    table = RichTable(title="funnel_bucket tasks of the last day: the worker that ran each")
+    for col in ("bucket", "worker", "try", "seconds", "earlier tries"):
+        table.add_column(col)
+    for b in out["runs"][-1]["buckets"]:
+        earlier = ", ".join(f"#{t['try_number']} {t['hostname']} {t['state']}" for t in b.get("tries", [])[:-1])
+        table.add_row(str(b["bucket"]), b["hostname"], str(b["try_number"]), f"{b['seconds']:.1f}", earlier)
+    console.print(table)
+    console.print(f"warehouse: {out['warehouse_url']}", highlight=False, soft_wrap=True)
+    rows = RichTable(title="warehouse rows")
+    rows.add_column("table")
+    rows.add_column("rows", justify="right")
+    for name, n in out["rows"].items():
+        rows.add_row(name, f"{n:,}")
+    console.print(rows)
+    console.print(f"process logs: {out['logs']}", highlight=False, soft_wrap=True)
 
 
 db_app = typer.Typer(help="The warehouse schema: migrations (Alembic) and consumer views.", no_args_is_help=True)
@@ -239,6 +454,7 @@ def show_settings(home: HomeOpt = None, seeds: SeedsOpt = None, landing: Landing
     s = _settings(home=home, seeds=seeds, landing=landing)
     out = s.describe()
     out["funnel"] = _jsonable(s.funnel)
+    out["quality"] = _jsonable(s.quality)
     sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
@@ -248,6 +464,27 @@ def _require_landing(settings: Settings) -> None:
             f"landing folder {settings.landing} does not exist. Pass --landing DIR (laid out as in "
             f"SPEC section 1), set {ENV_LANDING}, or create a simulated one with "
             f"`seedfunnel simulate --out {settings.landing}`."
+        )
+
+
+def _require_landing_days(landing: Path, d1: date, d2: date) -> None:
+    """Fail when no requested day has landing files; warn about the ones that have none."""
+    from .timeutil import days
+
+    found = {p.name[3:] for p in landing.rglob("dt=*") if p.is_dir()}
+    wanted = [d.isoformat() for d in days(d1, d2)]
+    missing = [d for d in wanted if d not in found]
+    if len(missing) == len(wanted):
+        held = f"it holds {min(found)} .. {max(found)}" if found else "it holds no dt=YYYY-MM-DD folders at all"
+        _fail(
+            f"no landing files for {d1}{f' .. {d2}' if d2 != d1 else ''} under {landing} ({held}). "
+            "Pick days the landing zone holds, or point --landing at the right folder."
+        )
+    if missing:
+        console.print(
+            f"[yellow]warning:[/] no landing files for {len(missing)} of the {len(wanted)} days "
+            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); they run on earlier deliveries only.",
+            highlight=False, soft_wrap=True,
         )
 
 

@@ -204,11 +204,26 @@ def stage_reduce(settings: Settings, day: date, parts: list[str], run_id: str | 
     return counts
 
 
+# ---------------------------------------------------------------- stage 4b: validate
+
+
+def stage_validate(settings: Settings, day: date, run_id: str | None = None, *, data_docs: bool = True) -> dict:
+    """Run the quality suites on what the day would publish; returns counts (docs/quality.md).
+
+    A critical failure publishes the day's dq_results alone and raises QualityGateError, so the
+    publish stage does not run; warnings are recorded and do not block. ``data_docs`` rebuilds
+    the Data Docs site (``settings.reports / "data_docs"``); a blocked day always does.
+    """
+    from .quality.validate import gate
+
+    return gate(settings, day, run_id or default_run_id(day), data_docs=data_docs)
+
+
 # ---------------------------------------------------------------- stage 5: publish
 
 
 def stage_publish(settings: Settings, day: date, *, fail_after: str | None = None) -> dict[str, int]:
-    """Publish the run's marts days, quarantine and ingestion accounting in one transaction."""
+    """Publish the run's marts days, quarantine, ingestion accounting and dq_results in one transaction."""
     from . import db, warehouse
 
     params = settings.funnel
@@ -222,6 +237,9 @@ def stage_publish(settings: Settings, day: date, *, fail_after: str | None = Non
     for t in (schemas.QUARANTINE, schemas.INGEST_FILES):
         days[t.name] = [day]
         frames[t.name] = lake.read_table(settings.lake, t.name, [day])
+    if day in lake.partitions(settings.lake, schemas.DQ_RESULTS.name):  # stage_validate ran
+        days[schemas.DQ_RESULTS.name] = [day]
+        frames[schemas.DQ_RESULTS.name] = lake.read_table(settings.lake, schemas.DQ_RESULTS.name, [day])
     url = settings.resolved_warehouse_url()
     warehouse.check_connection(url)
     db.upgrade(url)
@@ -230,6 +248,16 @@ def stage_publish(settings: Settings, day: date, *, fail_after: str | None = Non
         return warehouse.publish(engine, frames, days, fail_after=fail_after)
     finally:
         engine.dispose()
+
+
+# ---------------------------------------------------------------- stage 6: report
+
+
+def stage_report(settings: Settings, day: date) -> str:
+    """Write the day's HTML attribution report from the warehouse; returns its path (docs/report.md)."""
+    from .report import build_report
+
+    return str(build_report(settings, day))
 
 
 # ---------------------------------------------------------------- the whole day, in-process
@@ -241,6 +269,7 @@ class DaySummary:
     ingest: dict
     published: dict[str, int]
     seconds: float
+    report: str | None = None
 
 
 @dataclass
@@ -269,11 +298,14 @@ class RunSummary:
             ("lake (Parquet)", str(self.settings.lake.resolve())),
             ("warehouse", self.settings.resolved_warehouse_url()),
             ("rejected rows", "warehouse table `quarantine` (reason, file, row, raw content)"),
+            *(("report", str(Path(d.report).resolve())) for d in self.days[-1:] if d.report),
         ]
 
 
-def run_day(settings: Settings, day: date, *, engine: str = "pandas", run_id: str | None = None) -> DaySummary:
-    """Every stage for one day, in-process."""
+def run_day(
+    settings: Settings, day: date, *, engine: str = "pandas", run_id: str | None = None, report: bool = True
+) -> DaySummary:
+    """Every stage for one day, in-process; the report last (``report=False`` skips it)."""
     t0 = time.perf_counter()
     run_id = run_id or default_run_id(day)
     ingest = stage_ingest(settings, day, run_id)
@@ -281,9 +313,13 @@ def run_day(settings: Settings, day: date, *, engine: str = "pandas", run_id: st
         stage_funnel_bucket(settings, day, b, settings.buckets, engine, run_id) for b in range(settings.buckets)
     ]
     stage_reduce(settings, day, parts, run_id)
+    # Raises QualityGateError on a critical failure: the day is not published. Data Docs are
+    # rendered with the report (run_days: the last day, or a blocked one).
+    stage_validate(settings, day, run_id, data_docs=report)
     published = stage_publish(settings, day)
     shutil.rmtree(settings.work / day.isoformat() / run_id, ignore_errors=True)
-    return DaySummary(day, ingest, published, time.perf_counter() - t0)
+    path = stage_report(settings, day) if report else None
+    return DaySummary(day, ingest, published, time.perf_counter() - t0, path)
 
 
 def run_days(
@@ -295,7 +331,8 @@ def run_days(
     for i, day in enumerate(days):
         if progress:
             progress(f"day {day}", i / len(days))
-        summary.days.append(run_day(settings, day, engine=engine))
+        # Only the last day's report: earlier days' figures are rewritten by the later runs anyway.
+        summary.days.append(run_day(settings, day, engine=engine, report=day == days[-1]))
     if progress:
         progress("done", 1.0)
     return summary

@@ -21,6 +21,10 @@ ENV_WAREHOUSE_URL = "SEEDFUNNEL_WAREHOUSE_URL"
 ENV_SEEDS = "SEEDFUNNEL_SEEDS"
 ENV_LANDING = "SEEDFUNNEL_LANDING"
 ENV_BUCKETS = "SEEDFUNNEL_BUCKETS"
+#: Name an Airflow worker reports as its hostname (``worker_hostname``); unset: the machine's FQDN.
+ENV_WORKER_NAME = "SEEDFUNNEL_WORKER_NAME"
+#: Seconds between task retries in the DAGs, read when a DAG file is parsed (default 300).
+ENV_RETRY_DELAY = "SEEDFUNNEL_RETRY_DELAY_SECONDS"
 
 #: Kind weights of the brand boost signal (SPEC 5.8).
 KIND_WEIGHTS: dict[str, float] = {
@@ -74,6 +78,24 @@ class FunnelParams:
 
 
 @dataclass(frozen=True)
+class QualityParams:
+    """Thresholds of the data-quality checks (docs/quality.md); GX suites read them by name."""
+
+    min_id_link_rate: float = 0.5
+    max_orphan_exposure_rate: float = 0.05
+    max_unknown_brand_rate: float = 0.05
+    max_quarantine_rate: float = 0.05
+    max_event_delivery_age_days: int = 0
+    max_dimension_delivery_age_days: int = 30
+    max_event_lag_hours: float = 24.0
+    credit_tolerance_fen: float = 0.01
+
+    def parameters(self) -> dict[str, float]:
+        """The thresholds as GX suite parameters (``{"$PARAMETER": name}`` in the suites)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path(os.environ.get(ENV_HOME, ".seedfunnel")))
     landing: Path | None = None
@@ -83,6 +105,7 @@ class Settings:
     warehouse_url: str | None = None
     buckets: int = field(default_factory=lambda: int(os.environ.get(ENV_BUCKETS, "1")))
     funnel: FunnelParams = field(default_factory=FunnelParams)
+    quality: QualityParams = field(default_factory=QualityParams)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home))
@@ -124,11 +147,21 @@ class Settings:
         return replace(self, **changes)
 
     def describe(self) -> dict[str, str]:
-        out = {f.name: str(getattr(self, f.name)) for f in fields(self) if f.name != "funnel"}
+        out = {f.name: str(getattr(self, f.name)) for f in fields(self) if f.name not in ("funnel", "quality")}
         out["lake"] = str(self.lake)
         out["reports"] = str(self.reports)
         out["warehouse_url"] = self.resolved_warehouse_url()
         return out
+
+
+def worker_hostname() -> str:
+    """Airflow's ``[core] hostname_callable``: SEEDFUNNEL_WORKER_NAME, else the machine's FQDN.
+
+    Lets several Celery workers on one machine record distinct TaskInstance hostnames.
+    """
+    import socket
+
+    return os.environ.get(ENV_WORKER_NAME) or socket.getfqdn()
 
 
 def _airflow_connection_url() -> str | None:

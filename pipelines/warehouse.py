@@ -4,13 +4,17 @@ SQLite by default, PostgreSQL through a URL. Publishing a set of days of a table
 transaction: delete those days, load the new rows, commit. A failure anywhere rolls back and the
 previous data stays. On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (pysqlite's own
 transaction handling is disabled, so the DELETE and INSERTs really are one transaction); on
-PostgreSQL rows are loaded with ``COPY`` through psycopg 3 and publishes of the same table are
-serialised by a transaction-scoped advisory lock.
+PostgreSQL rows are loaded with binary ``COPY`` through psycopg 3 and publishes of the same table
+are serialised by a transaction-scoped advisory lock.
+
+Loads are built column-wise with Arrow in batches of ``BATCH_ROWS`` (no per-row Python work
+besides the SQLite driver's binding): multi-row INSERTs on SQLite, binary COPY tuples assembled
+with ``binary_join_element_wise`` on PostgreSQL (docs/benchmarks.md has the figures).
 """
 
 from __future__ import annotations
 
-import io
+import sqlite3
 import zlib
 from collections.abc import Iterable, Mapping
 from datetime import date
@@ -19,7 +23,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from . import schemas
@@ -58,6 +61,7 @@ def make_engine(url: str) -> sa.Engine:
             dbapi_conn.isolation_level = None
             dbapi_conn.execute("PRAGMA journal_mode=WAL")
             dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+            dbapi_conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: large loads spill less
 
         @sa.event.listens_for(engine, "begin")
         def _begin_immediate(conn):
@@ -126,69 +130,157 @@ def _lock_id(name: str) -> int:
     return zlib.crc32(f"seedfunnel:{name}".encode()) & 0x7FFFFFFF
 
 
-def _load(conn: sa.Connection, t: schemas.Table, arrow) -> None:
+#: Rows per batch of a load: bounds the memory of converted values, not the transaction.
+BATCH_ROWS = 100_000
+#: Rows per SQLite INSERT statement (fewer statement steps than one row each).
+_SQLITE_ROWS_PER_INSERT = 500
+#: Microseconds and days from the Unix epoch to PostgreSQL's (2000-01-01), for binary COPY.
+_PG_EPOCH_US = 946_684_800_000_000
+_PG_EPOCH_DAYS = 10_957
+_PG_NULL = b"\xff\xff\xff\xff"  # a field of length -1
+
+
+def _load(conn: sa.Connection, t: schemas.Table, arrow: pa.Table) -> None:
+    arrow = _encode_lists(t, arrow)
     if conn.dialect.name == "postgresql":
         _copy_postgres(conn, t, arrow)
     else:
         _insert_many(conn, t, arrow)
 
 
-def _text_columns(t: schemas.Table, arrow, *, ts_format: str) -> list[np.ndarray]:
-    """Column values as Python-native arrays the drivers accept, built column-wise."""
-    out = []
-    for c, col in zip(t.columns, arrow.columns, strict=True):
-        if c.type == "ts":
-            col = pc.strftime(col, format=ts_format)
-        elif c.type == "date":
-            col = pc.strftime(col, format="%Y-%m-%d")
-        elif c.type == "list<str>":
-            col = _json_text(col)
-        out.append(col.to_numpy(zero_copy_only=False))
+def _encode_lists(t: schemas.Table, arrow: pa.Table) -> pa.Table:
+    """list<str> columns as JSON text (the only list column is small: note tags)."""
+    import json
+
+    for i, c in enumerate(t.columns):
+        if c.type == "list<str>":
+            col = arrow.column(i)
+            text = pa.array(
+                [None if v is None else json.dumps(v, ensure_ascii=False) for v in col.to_pylist()],
+                type=pa.string(),
+            )
+            arrow = arrow.set_column(i, c.name, text)
+    return arrow
+
+
+def _batches(arrow: pa.Table):
+    for offset in range(0, arrow.num_rows, BATCH_ROWS):
+        yield arrow.slice(offset, BATCH_ROWS)
+
+
+# ---------------------------------------------------------------- SQLite: executemany
+
+
+def _insert_many(conn: sa.Connection, t: schemas.Table, arrow: pa.Table) -> None:
+    """Multi-row INSERTs (up to ``_SQLITE_ROWS_PER_INSERT`` rows each) with the values bound flat."""
+    dbapi = conn.connection.driver_connection  # the transaction's own connection
+    width = len(t.columns)
+    per = max(1, min(_SQLITE_ROWS_PER_INSERT, dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    names = ", ".join(f'"{n}"' for n in t.names)
+    row = "(" + ", ".join("?" for _ in t.columns) + ")"
+    many = f'INSERT INTO "{t.name}" ({names}) VALUES ' + ", ".join([row] * per)
+    one = f'INSERT INTO "{t.name}" ({names}) VALUES {row}'
+    cur = dbapi.cursor()
+    try:
+        for batch in _batches(arrow):
+            values = np.empty((batch.num_rows, width), dtype=object)  # row-major: rows bound flat
+            for j, (c, col) in enumerate(zip(t.columns, batch.columns, strict=True)):
+                values[:, j] = _sqlite_values(c, col)
+            full = batch.num_rows // per * per
+            flat = values[:full].ravel().tolist()
+            step = per * width
+            for i in range(0, len(flat), step):
+                cur.execute(many, flat[i : i + step])
+            if full < batch.num_rows:
+                cur.executemany(one, values[full:].tolist())
+    finally:
+        cur.close()
+
+
+def _sqlite_values(c: schemas.Column, col: pa.ChunkedArray) -> np.ndarray:
+    """One column as the Python values SQLAlchemy's SQLite types store (object array; nulls None).
+
+    Timestamps are SQLAlchemy's naive 'YYYY-MM-DD HH:MM:SS.ffffff' text (every value is UTC),
+    dates 'YYYY-MM-DD', booleans 0/1. Arrow's casts format them column-wise.
+    """
+    if c.type == "ts":
+        col = col.cast(pa.timestamp("us")).cast(pa.string())
+    elif c.type == "date":
+        col = col.cast(pa.string())
+    if pa.types.is_string(col.type):
+        codes = col.combine_chunks().dictionary_encode()
+        if len(codes.dictionary) * 4 < len(codes):  # repetitive: one Python string per distinct value
+            distinct = np.append(codes.dictionary.to_numpy(zero_copy_only=False), None)
+            return distinct[pc.fill_null(codes.indices, len(codes.dictionary)).to_numpy(zero_copy_only=False)]
+        return col.to_numpy(zero_copy_only=False)  # nulls come out as None
+    filled = pc.fill_null(col, False if c.type == "bool" else 0) if col.null_count else col
+    values = filled.to_numpy(zero_copy_only=False).astype(object)
+    if col.null_count:
+        values[col.is_null().to_numpy(zero_copy_only=False)] = None
+    return values
+
+
+# ---------------------------------------------------------------- PostgreSQL: binary COPY
+
+
+def _copy_postgres(conn: sa.Connection, t: schemas.Table, arrow: pa.Table) -> None:
+    """COPY in PostgreSQL's binary format, built column-wise with Arrow (no per-row Python)."""
+    names = ", ".join(f'"{n}"' for n in t.names)
+    dbapi = conn.connection.driver_connection
+    header = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+    with dbapi.cursor() as cur:
+        with cur.copy(f'COPY "{t.name}" ({names}) FROM STDIN (FORMAT binary)') as copy:
+            copy.write(header)
+            for batch in _batches(arrow):
+                copy.write(memoryview(_binary_rows(t, batch)))
+            copy.write(b"\xff\xff")  # end of data: a field count of -1
+
+
+def _binary_rows(t: schemas.Table, batch: pa.Table) -> pa.Buffer:
+    """The binary COPY tuples of a batch: per row, the field count, then each field's length and bytes."""
+    n = batch.num_rows
+    fields = [_fixed_binary(np.full(n, len(t.columns), dtype=">i2"))]
+    fields += [_binary_field(c, col) for c, col in zip(t.columns, batch.columns, strict=True)]
+    rows = pc.binary_join_element_wise(*fields, pa.scalar(b"", pa.binary()))
+    rows = rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32, count=n + 1, offset=rows.offset * 4)
+    return rows.buffers()[2][offsets[0] : offsets[-1]]
+
+
+def _binary_field(c: schemas.Column, col: pa.ChunkedArray) -> pa.Array:
+    """One column as binary COPY fields: 4-byte big-endian length (-1 for null) + the value's bytes."""
+    col = col.combine_chunks()
+    n = len(col)
+    if c.type in ("str", "list<str>"):
+        data = col.cast(pa.binary())
+        length = pc.fill_null(pc.binary_length(data), 0).to_numpy(zero_copy_only=False)
+        prefix = _fixed_binary(length.astype(">i4"))
+        out = pc.binary_join_element_wise(prefix, data, pa.scalar(b"", pa.binary()))
+    else:
+        numeric, epoch, dtype = {
+            "ts": (pa.int64(), _PG_EPOCH_US, ">i8"),  # microseconds since 2000-01-01 UTC
+            "date": (pa.int32(), _PG_EPOCH_DAYS, ">i4"),  # days since 2000-01-01
+            "int64": (pa.int64(), 0, ">i8"),
+            "float64": (pa.float64(), 0, ">f8"),
+            "bool": (pa.uint8(), 0, "u1"),
+        }[c.type]
+        values = pc.fill_null(col.cast(numeric), 0).to_numpy(zero_copy_only=False)
+        value = (values - epoch if epoch else values).astype(dtype)
+        packed = np.empty(n, dtype=[("len", ">i4"), ("value", dtype)])
+        packed["len"] = value.dtype.itemsize
+        packed["value"] = value
+        out = _fixed_binary(packed)
+    if col.null_count:
+        out = pc.if_else(col.is_null(), pa.scalar(_PG_NULL, pa.binary()), out)
     return out
 
 
-def _json_text(col: pa.ChunkedArray) -> pa.Array:
-    """A list<str> column as JSON text (the only list column is small: note tags)."""
-    import json
-
-    return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in col.to_pylist()])
-
-
-def _insert_many(conn: sa.Connection, t: schemas.Table, arrow) -> None:
-    # SQLAlchemy's SQLite DateTime stores naive 'YYYY-MM-DD HH:MM:SS.ffffff' (Arrow's %S carries
-    # the microseconds); every value is UTC.
-    cols = _text_columns(t, arrow, ts_format="%Y-%m-%d %H:%M:%S")
-    rows = list(zip(*(_nullable(c) for c in cols), strict=True))
-    placeholders = ", ".join("?" for _ in t.columns)
-    names = ", ".join(f'"{n}"' for n in t.names)
-    conn.exec_driver_sql(f'INSERT INTO "{t.name}" ({names}) VALUES ({placeholders})', rows)
-
-
-def _nullable(values: np.ndarray) -> list:
-    lst = values.tolist()
-    if values.dtype.kind == "f":
-        return [None if v != v else v for v in lst]  # NaN -> NULL
-    return lst
-
-
-def _copy_postgres(conn: sa.Connection, t: schemas.Table, arrow) -> None:
-    cols = []
-    for c, col in zip(t.columns, arrow.columns, strict=True):
-        if c.type == "list<str>":
-            col = _json_text(col)
-        cols.append(col)
-    buf = io.BytesIO()
-    pacsv.write_csv(
-        pa.Table.from_arrays(cols, names=t.names),
-        buf,
-        pacsv.WriteOptions(include_header=False, quoting_style="needed"),
-    )
-    names = ", ".join(f'"{n}"' for n in t.names)
-    dbapi = conn.connection.driver_connection
-    with dbapi.cursor() as cur:
-        # Arrow writes nulls as empty unquoted fields and empty strings as "" — exactly CSV COPY's rule.
-        with cur.copy(f'COPY "{t.name}" ({names}) FROM STDIN (FORMAT csv)') as copy:
-            copy.write(buf.getvalue())
+def _fixed_binary(values: np.ndarray) -> pa.Array:
+    """Each element's raw bytes (any fixed-width numpy dtype) as an Arrow binary array."""
+    raw = np.ascontiguousarray(values)
+    width = raw.dtype.itemsize
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(raw), [None, pa.py_buffer(raw.tobytes())])
+    return fixed.cast(pa.binary())
 
 
 def read_table(engine: sa.Engine, name: str, where: sa.ColumnElement | None = None) -> pd.DataFrame:

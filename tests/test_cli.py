@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 
 runner = CliRunner()
-COMMANDS = ["simulate", "ingest", "run", "demo", "settings", "db"]
+COMMANDS = ["simulate", "ingest", "run", "backfill", "report", "demo", "settings", "db"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -62,3 +62,63 @@ def test_db_upgrade_unreachable_server_says_what_to_check():
         app, ["db", "upgrade", "--warehouse-url", "postgresql+psycopg://x@127.0.0.1:1/none?connect_timeout=2"]
     )
     assert result.exit_code == 2 and "SEEDFUNNEL_WAREHOUSE_URL" in result.output
+
+
+UNREACHABLE = "postgresql+psycopg://x@127.0.0.1:1/none?connect_timeout=2"
+
+
+def _landing_with_day(tmp_path, day="2026-01-01"):
+    (tmp_path / "landing" / "searches" / f"dt={day}").mkdir(parents=True)
+    return tmp_path / "landing"
+
+
+def test_run_of_a_day_without_landing_files_names_the_days_it_has(tmp_path):
+    landing = _landing_with_day(tmp_path)
+    result = runner.invoke(app, ["run", "--start", "2026-02-01", "--landing", str(landing), "--home", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "no landing files for 2026-02-01" in result.output and "2026-01-01 .. 2026-01-01" in result.output
+
+
+def test_run_with_an_unreachable_warehouse_fails_before_any_work(tmp_path):
+    landing = _landing_with_day(tmp_path)
+    result = runner.invoke(
+        app,
+        ["backfill", "--start", "2026-01-01", "--end", "2026-01-01", "--landing", str(landing),
+         "--home", str(tmp_path / "home"), "--warehouse-url", UNREACHABLE],
+    )
+    assert result.exit_code == 2 and "SEEDFUNNEL_WAREHOUSE_URL" in result.output, result.output
+    assert not (tmp_path / "home" / "lake").exists()
+
+
+def test_backfill_with_end_before_start_says_swap(tmp_path):
+    result = runner.invoke(app, ["backfill", "--start", "2026-01-02", "--end", "2026-01-01", "--home", str(tmp_path)])
+    assert result.exit_code == 2 and "swap" in result.output
+
+
+def test_report_errors_say_what_to_do(tmp_path):
+    unreachable = runner.invoke(app, ["report", "--date", "2026-01-01", "--warehouse-url", UNREACHABLE])
+    assert unreachable.exit_code == 2 and "SEEDFUNNEL_WAREHOUSE_URL" in unreachable.output
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    never_run = runner.invoke(app, ["report", "--date", "2026-01-01", "--warehouse-url", url, "--home", str(tmp_path)])
+    assert never_run.exit_code == 2 and "seedfunnel run --start 2026-01-01" in never_run.output
+    assert runner.invoke(app, ["db", "upgrade", "--warehouse-url", url]).exit_code == 0
+    empty = runner.invoke(app, ["report", "--date", "2026-01-01", "--warehouse-url", url, "--home", str(tmp_path)])
+    assert empty.exit_code == 2 and "no funnel rows" in empty.output and "seedfunnel run" in empty.output
+
+
+def test_run_prints_a_summary_with_the_report_and_report_rebuilds_it(tmp_path):
+    landing, home = tmp_path / "landing", tmp_path / "home"
+    sim = runner.invoke(app, ["simulate", "--out", str(landing), "--users", "150", "--days", "1", "--start", "2026-02-01"])
+    assert sim.exit_code == 0, sim.output
+    args = ["--landing", str(landing), "--home", str(home), "--warehouse-url", f"sqlite:///{tmp_path / 'w.sqlite'}"]
+    result = runner.invoke(app, ["backfill", "--start", "2026-02-01", "--end", "2026-02-01", *args])
+    assert result.exit_code == 0, result.output
+    report = home / "reports" / "attribution" / "2026-02-01.html"
+    for text in ("days processed", "1 (2026-02-01 .. 2026-02-01)", "rows accepted", "rows quarantined", "warehouse:"):
+        assert text in result.output, text
+    assert f"report: {report.resolve()}" in " ".join(result.output.split())
+    assert "run: day 2026-02-01" in result.output  # progress lines when not on a terminal
+    report.unlink()
+    again = runner.invoke(app, ["report", "--date", "2026-02-01", *args[2:]])
+    assert again.exit_code == 0, again.output
+    assert report.exists() and str(report.resolve()) in again.stdout

@@ -1,143 +1,40 @@
 """The Airflow DAGs: they import cleanly, are wired as documented, and publish what the runner does.
 
 Airflow reads its configuration once per process, so everything Airflow runs in a fresh interpreter
-(``DRIVER`` below) with its own AIRFLOW_HOME under tmp_path; the test process never imports it.
+(``pipelines.airflow_local``, as `seedfunnel demo` does) with its own AIRFLOW_HOME under tmp_path;
+the test process never imports it.
 """
 
 from __future__ import annotations
 
 import ast
-import json
-import os
-import shutil
-import subprocess
-import sys
+import hashlib
 import time
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from pipelines import runner, schemas, warehouse
+from pipelines import airflow_local, runner, schemas, warehouse
+from pipelines.airflow_local import ATTRIBUTION, DAGS_FOLDER, INGEST, Driver, airflow_env
 from pipelines.settings import (
     ENV_BUCKETS,
     ENV_HOME,
     ENV_LANDING,
+    ENV_RETRY_DELAY,
     ENV_WAREHOUSE_URL,
     TIMEZONE,
     Settings,
 )
 from pipelines.simulate import simulate_world
 
-REPO = Path(__file__).resolve().parent.parent
-DAGS = REPO / "dags"
+DAGS = DAGS_FOLDER
+# One xdist worker for the whole module (`make test` runs --dist loadgroup), so each module-scoped
+# Airflow fixture (the DagBag parse, the end-to-end DAG runs) runs once, not once per worker.
+pytestmark = pytest.mark.xdist_group("airflow_dags")
 START, WORLD_DAYS, RUN_DAYS = date(2026, 3, 1), 4, 3
-INGEST, ATTRIBUTION = "seedfunnel_ingest", "seedfunnel_attribution"
-
-# Runs in a fresh interpreter. argv[1] is a JSON job: {"mode": "inspect"} parses the DAG folder
-# with sockets disabled; {"mode": "run", "runs": [[dag_id, logical_date or null, conf], ...]}
-# runs each with dag.test() against the metadata DB of AIRFLOW_HOME. Prints one JSON line.
-DRIVER = r"""
-import json, socket, sys, time
-job = json.loads(sys.argv[1])
-t0 = time.perf_counter()
-from airflow.dag_processing.dagbag import DagBag
-airflow_import = time.perf_counter() - t0
-
-def inspect():
-    def no_network(*args, **kwargs):
-        raise OSError("network access while importing a DAG file")
-    socket.socket.connect = socket.create_connection = socket.getaddrinfo = no_network
-    t = time.perf_counter()
-    bag = DagBag(dag_folder=job["dags"])
-    parse = time.perf_counter() - t
-    dags = {}
-    for dag in bag.dags.values():
-        dags[dag.dag_id] = {
-            "tags": sorted(dag.tags),
-            "catchup": dag.catchup,
-            "max_active_runs": dag.max_active_runs,
-            "doc_md": dag.doc_md or "",
-            "timetable": type(dag.timetable).__name__,
-            "cron": dag.timetable.expression,
-            "timezone": str(dag.timetable.timezone),
-            "interval_s": dag.timetable.interval.total_seconds(),
-            "dag_timezone": str(dag.timezone),
-            "params": {k: dag.params.get_param(k).value for k in dag.params},
-            "tasks": {
-                t.task_id: {
-                    "upstream": sorted(t.upstream_task_ids),
-                    "mapped": bool(getattr(t, "is_mapped", False)),
-                    "retries": t.retries,
-                    "retry_delay_s": t.retry_delay.total_seconds(),
-                    "outlets": sorted(a.uri for a in t.outlets),
-                    "inlets": sorted(a.uri for a in t.inlets),
-                }
-                for t in dag.tasks
-            },
-        }
-    stats = {s.file: s.duration.total_seconds() for s in bag.dagbag_stats}
-    return {"errors": {str(k): v for k, v in bag.import_errors.items()}, "dags": dags,
-            "file_seconds": stats, "parse_seconds": parse, "airflow_import_seconds": airflow_import}
-
-def run():
-    import pendulum
-    from sqlalchemy import select
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    bag = DagBag(dag_folder=job["dags"])
-    out = []
-    for dag_id, logical, conf in job["runs"]:
-        t = time.perf_counter()
-        dr = bag.dags[dag_id].test(
-            logical_date=pendulum.parse(logical) if logical else None, run_conf=conf
-        )
-        tis = {}
-        for ti in dr.get_task_instances():
-            tis.setdefault(ti.task_id, []).append(str(ti.state))
-        out.append({"dag_id": dag_id, "state": str(dr.state), "tasks": tis,
-                    "seconds": time.perf_counter() - t})
-    with create_session() as session:
-        events = session.execute(
-            select(AssetModel.uri, AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-        ).all()
-    return {"runs": out, "asset_events": [[uri, extra] for uri, extra in events]}
-
-print("RESULT " + json.dumps(inspect() if job["mode"] == "inspect" else run(), default=str))
-"""
-
-
-def _airflow_env(home: Path, db: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SEEDFUNNEL_"))}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{db}",
-        **extra,
-    )
-    home.mkdir(parents=True, exist_ok=True)
-    return env
-
-
-def _start(job: dict, env: dict[str, str]) -> subprocess.Popen:
-    job = {"dags": str(DAGS), **job}
-    return subprocess.Popen(
-        [sys.executable, "-c", DRIVER, json.dumps(job)],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _result(proc: subprocess.Popen, timeout: float = 150) -> dict:
-    output, _ = proc.communicate(timeout=timeout)
-    lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, f"Airflow driver failed:\n{output[-6000:]}"
-    return json.loads(lines[-1][len("RESULT ") :])
 
 
 # ---------------------------------------------------------------- import, policies, structure
@@ -147,8 +44,8 @@ def _result(proc: subprocess.Popen, timeout: float = 150) -> dict:
 def bag(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("dagbag")
     # A database path in a folder that does not exist: any connection attempt at import fails.
-    env = _airflow_env(tmp / "airflow_home", tmp / "absent" / "airflow.db")
-    return _result(_start({"mode": "inspect"}, env))
+    env = airflow_env(tmp / "airflow_home", metadata_url=f"sqlite:///{tmp / 'absent' / 'airflow.db'}")
+    return Driver({"mode": "inspect"}, env, tmp / "inspect.log").wait(timeout=150)
 
 
 def test_every_dag_file_imports_without_database_or_network(bag):
@@ -225,8 +122,10 @@ def test_dag_structure(bag):
         "plan": ["wait_for_ingest"],
         "funnel_bucket": ["plan", "resolve_day"],
         "reduce": ["funnel_bucket", "resolve_day"],
-        "publish": ["reduce", "resolve_day"],
-        "cleanup": ["funnel_bucket", "publish"],
+        "validate": ["reduce", "resolve_day"],
+        "publish": ["resolve_day", "validate"],
+        "report": ["publish", "resolve_day"],
+        "cleanup": ["funnel_bucket", "report"],
     }
     assert [k for k, v in funnel.items() if v["mapped"]] == ["funnel_bucket"]
     assert funnel["wait_for_ingest"]["inlets"] == sorted(
@@ -240,29 +139,29 @@ def test_dag_structure(bag):
     assert bag["dags"][ATTRIBUTION]["params"]["engine"] in runner.ENGINES
 
 
-# ---------------------------------------------------------------- end to end
+# ---------------------------------------------------------------- end to end, on both warehouses
+
+#: (warehouse, buckets) of each DAG process; every one is compared with the in-process runner at 1
+#: bucket on SQLite, so 4 buckets on PostgreSQL equal 1 bucket on SQLite, table for table.
+BACKENDS = {"sqlite": 1, "postgresql": 4}
 
 
-def _logical(day: date) -> str:
-    """The logical date whose one-day interval starts on ``day`` (01:00 of the next day)."""
-    return f"{day + timedelta(days=1)}T01:00:00+08:00"
+def _days() -> list[date]:
+    return [START + timedelta(days=i) for i in range(RUN_DAYS)]
 
 
-def _runs() -> list[list]:
-    days = [START + timedelta(days=i) for i in range(RUN_DAYS)]
-    runs: list[list] = [[INGEST, None, None]]  # no logical date and no day param: must fail
-    for day in days[:-1]:  # the day from the data interval
-        runs += [[INGEST, _logical(day), None], [ATTRIBUTION, _logical(day), None]]
+def _runs(*, with_no_day: bool) -> list[list]:
+    days = _days()
+    runs: list[list] = [[INGEST, None, None]] if with_no_day else []  # no day at all: must fail
+    runs += airflow_local.day_runs(days[:-1])  # the day from the data interval
     # The last day from the param, in a run that has no data interval at all.
-    runs += [
-        [INGEST, None, {"day": days[-1].isoformat()}],
-        [ATTRIBUTION, None, {"day": days[-1].isoformat()}],
-    ]
-    return runs
+    runs += [[INGEST, None, {"day": days[-1].isoformat()}], [ATTRIBUTION, None, {"day": days[-1].isoformat()}]]
+    # Then the last day again, as scheduled: the rerun.
+    return runs + airflow_local.day_runs(days[-1:])
 
 
-def _tables(home: Path) -> dict[str, pd.DataFrame]:
-    engine = warehouse.make_engine(Settings(home=home).resolved_warehouse_url())
+def _tables(url: str) -> dict[str, pd.DataFrame]:
+    engine = warehouse.make_engine(url)
     try:
         out = {}
         for t in schemas.WAREHOUSE_TABLES:
@@ -273,93 +172,181 @@ def _tables(home: Path) -> dict[str, pd.DataFrame]:
         engine.dispose()
 
 
+def _digests(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """One hash per table over its sorted rows."""
+    return {
+        name: hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
+        for name, frame in tables.items()
+    }
+
+
 @pytest.fixture(scope="module")
-def e2e(tmp_path_factory) -> dict:
-    """A simulated world run by the DAGs (1 and 4 buckets, in parallel) and by the runner."""
+def pg_schema_url(request):
+    """A schema of its own on the real server for the module's DAG runs (as conftest's ``pg_url``)."""
+    try:
+        server = request.getfixturevalue("pg_server_url")
+    except pytest.skip.Exception as e:  # PG absent outside CI: only the PostgreSQL cases skip
+        yield pytest.skip.Exception(str(e))
+        return
+    import sqlalchemy as sa
+
+    schema = f"t_dags_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in server else "?"
+    yield f"{server}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory, pg_schema_url) -> dict:
+    """A simulated world run by the DAGs on each warehouse (in parallel) and by the runner."""
     tmp = tmp_path_factory.mktemp("e2e")
     landing = tmp / "landing"
     simulate_world(
         landing, users=300, days=WORLD_DAYS, start=START, seed=7, seeds_dir=Settings().seeds
     )
+    urls = {"sqlite": f"sqlite:///{tmp / 'dag-sqlite' / 'warehouse.sqlite'}", "postgresql": pg_schema_url}
+    skipped = {k: u for k, u in urls.items() if isinstance(u, BaseException)}
 
     t = time.perf_counter()
     template = tmp / "airflow.db"
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=_airflow_env(tmp / "migrate_home", template),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    airflow_local.migrate(
+        airflow_env(tmp / "migrate_home", metadata_url=f"sqlite:///{template}"), tmp / "migrate.log"
     )
-    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
     migrate_seconds = time.perf_counter() - t
 
-    procs = {}
-    for buckets in (1, 4):
-        db = tmp / f"airflow-{buckets}.db"
-        shutil.copy(template, db)
-        env = _airflow_env(
-            tmp / f"airflow_home-{buckets}",
-            db,
-            **{
-                ENV_HOME: str(tmp / f"dag-{buckets}"),
+    drivers, runs = {}, {}
+    for backend, buckets in BACKENDS.items():
+        if backend in skipped:
+            continue
+        db = tmp / f"airflow-{backend}.db"
+        db.write_bytes(template.read_bytes())
+        env = airflow_env(
+            tmp / f"airflow_home-{backend}",
+            metadata_url=f"sqlite:///{db}",
+            extra={
+                ENV_HOME: str(tmp / f"dag-{backend}"),
                 ENV_LANDING: str(landing),
                 ENV_BUCKETS: str(buckets),
+                ENV_WAREHOUSE_URL: urls[backend],
+                ENV_RETRY_DELAY: "1",
             },
         )
-        env.pop(ENV_WAREHOUSE_URL, None)
-        procs[buckets] = _start({"mode": "run", "runs": _runs()}, env)
+        runs[backend] = _runs(with_no_day=backend == "sqlite")
+        # Pause before the rerun (the last two runs) to take the warehouse's digest.
+        job = {"mode": "run", "runs": runs[backend], "asset_events": True, "pause_after": [len(runs[backend]) - 3]}
+        drivers[backend] = Driver(job, env, tmp / f"driver-{backend}.log")
 
-    t = time.perf_counter()
-    reference = Settings(home=tmp / "runner", landing=landing)
-    runner.run_days(reference, START, START + timedelta(days=RUN_DAYS - 1))
-    runner_seconds = time.perf_counter() - t
-    results = {b: _result(p) for b, p in procs.items()}
+    before_rerun, results = {}, {}
+    try:
+        t = time.perf_counter()
+        reference = Settings(home=tmp / "runner", landing=landing)
+        runner.run_days(reference, START, START + timedelta(days=RUN_DAYS - 1))
+        runner_seconds = time.perf_counter() - t
+        for backend, driver in drivers.items():
+            for event in driver.events():
+                if event["event"] == "paused":
+                    before_rerun[backend] = _digests(_tables(urls[backend]))
+                    driver.resume()
+            results[backend] = driver.wait(timeout=600)
+    finally:
+        for driver in drivers.values():
+            driver.stop()
     return {
+        "urls": urls,
+        "skipped": skipped,
+        "runs": runs,
         "results": results,
-        "homes": {b: tmp / f"dag-{b}" for b in procs},
-        "reference": _tables(reference.home),
+        "before_rerun": before_rerun,
+        "homes": {b: tmp / f"dag-{b}" for b in BACKENDS},
+        "reference": _tables(reference.resolved_warehouse_url()),
         "migrate_seconds": migrate_seconds,
         "runner_seconds": runner_seconds,
     }
 
 
-def test_dag_runs_succeed_and_a_run_without_a_day_fails_fast(e2e):
-    for buckets, result in e2e["results"].items():
-        no_day, *runs = result["runs"]
+@pytest.fixture(params=list(BACKENDS))
+def backend(request, e2e) -> str:
+    if request.param in e2e["skipped"]:
+        raise e2e["skipped"][request.param]
+    return request.param
+
+
+def test_dag_runs_succeed_and_a_run_without_a_day_fails_fast(e2e, backend):
+    result = e2e["results"][backend]
+    runs = result["runs"]
+    assert [[r["dag_id"]] for r in runs] == [[r[0]] for r in e2e["runs"][backend]]
+    if backend == "sqlite":
+        no_day, *runs = runs
         assert no_day["state"] == "failed"
         assert no_day["tasks"] == {"resolve_day": ["failed"], "ingest": ["upstream_failed"]}
-        assert [r["state"] for r in runs] == ["success"] * len(runs), runs
-        for r in runs:
-            if r["dag_id"] == ATTRIBUTION:
-                assert r["tasks"]["funnel_bucket"] == ["success"] * buckets, buckets
+    assert [r["state"] for r in runs] == ["success"] * len(runs), runs
+    for r in runs:
+        assert {s for states in r["tasks"].values() for s in states} == {"success"}, r["tasks"]
+        if r["dag_id"] == ATTRIBUTION:
+            assert r["tasks"]["funnel_bucket"] == ["success"] * BACKENDS[backend]
+            assert r["xcom"]["publish"]["fct_touches"] > 0
+        else:
+            assert r["xcom"]["ingest"]["totals"]["exposures"]["accepted_rows"] > 0
 
 
-def test_ingestion_emits_one_asset_event_per_lake_table_and_day(e2e):
-    days = {(START + timedelta(days=i)).isoformat() for i in range(RUN_DAYS)}
-    for result in e2e["results"].values():
-        events = pd.DataFrame(result["asset_events"], columns=["uri", "extra"])
-        events["day"] = events["extra"].map(lambda e: e["day"])
-        lake = events[events["uri"].str.startswith("seedfunnel://lake/")]
-        assert set(lake["uri"]) == {f"seedfunnel://lake/{t.name}" for t in schemas.INPUT_TABLES} | {
-            "seedfunnel://lake/quarantine",
-            "seedfunnel://lake/ingest_files",
-        }
-        assert lake.groupby("uri")["day"].apply(set).map(days.__eq__).all()
-        exposures = lake[lake["uri"].eq("seedfunnel://lake/exposures")]
-        assert exposures["extra"].map(lambda e: e["accepted_rows"]).gt(0).all()
-        published = events[events["uri"].eq("seedfunnel://warehouse/fct_touches")]
-        assert set(published["day"]) == days
-        assert published["extra"].map(lambda e: e["rows"]).gt(0).all()
+def test_ingestion_emits_one_asset_event_per_lake_table_and_day(e2e, backend):
+    days = {d.isoformat() for d in _days()}
+    events = pd.DataFrame(e2e["results"][backend]["asset_events"], columns=["uri", "extra"])
+    events["day"] = events["extra"].map(lambda e: e["day"])
+    lake = events[events["uri"].str.startswith("seedfunnel://lake/")]
+    assert set(lake["uri"]) == {f"seedfunnel://lake/{t.name}" for t in schemas.INPUT_TABLES} | {
+        "seedfunnel://lake/quarantine",
+        "seedfunnel://lake/ingest_files",
+    }
+    assert lake.groupby("uri")["day"].apply(set).map(days.__eq__).all()
+    exposures = lake[lake["uri"].eq("seedfunnel://lake/exposures")]
+    assert exposures["extra"].map(lambda e: e["accepted_rows"]).gt(0).all()
+    published = events[events["uri"].eq("seedfunnel://warehouse/fct_touches")]
+    assert set(published["day"]) == days
+    assert published["extra"].map(lambda e: e["rows"]).gt(0).all()
 
 
-@pytest.mark.parametrize("buckets", [1, 4])
-def test_dag_runs_publish_the_runners_warehouse_tables(e2e, buckets):
-    got = _tables(e2e["homes"][buckets])
+def test_dag_runs_publish_the_runners_warehouse_tables(e2e, backend):
+    got = _tables(e2e["urls"][backend])
     want = e2e["reference"]
     assert len(want["fct_touches"]) > 0 and len(want["agg_brand_funnel_daily"]) > 0
     for name, frame in want.items():
         # Same deterministic run ids (runner.default_run_id), so run_id is compared too.
-        pd.testing.assert_frame_equal(got[name], frame, obj=f"{name} ({buckets} buckets)")
+        pd.testing.assert_frame_equal(got[name], frame, obj=f"{name} ({backend}, {BACKENDS[backend]} buckets)")
     # The mapped outputs were scratch space: cleanup removed them.
-    assert not [p for p in Settings(home=e2e["homes"][buckets]).work.rglob("*") if p.is_file()]
+    assert not [p for p in Settings(home=e2e["homes"][backend]).work.rglob("*") if p.is_file()]
+    # Every run wrote its day's report (docs/report.md).
+    reports = Settings(home=e2e["homes"][backend]).reports
+    for i in range(RUN_DAYS):
+        assert (reports / "attribution" / f"{START + timedelta(days=i)}.html").stat().st_size > 10_000
+    assert (reports / "index.html").exists()
+
+
+def test_rerunning_a_day_through_the_dags_leaves_every_table_identical(e2e, backend):
+    before = e2e["before_rerun"][backend]
+    after = _digests(_tables(e2e["urls"][backend]))
+    assert set(before) == {t.name for t in schemas.WAREHOUSE_TABLES}
+    assert after == before
+
+
+def test_demo_without_airflow_says_what_to_do(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    real = airflow_local.importlib.util.find_spec
+    monkeypatch.setattr(
+        airflow_local.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.split(".")[0] == "airflow" else real(name, *a),
+    )
+    result = CliRunner().invoke(app, ["demo", "--home", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "Airflow is not installed" in result.output and "make setup" in result.output
+    assert "seedfunnel run" in result.output
+    assert not (tmp_path / "landing").exists()  # nothing simulated before the check

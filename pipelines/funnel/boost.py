@@ -10,39 +10,59 @@ import pandas as pd
 from ..settings import FunnelParams
 from ..timeutil import as_of
 from .attribution import DAY_US
-from .touches import TOUCH_ORDER
+from .prepare import decode, run_starts, same_day
+from .touches import Linked
 
 
-def boost_signals(linked: pd.DataFrame, day: date, params: FunnelParams) -> pd.DataFrame:
-    """brand_boost_signals rows (without run_id) as of the end of ``day``, every exposure kind counted."""
-    end = as_of(day)
-    window = linked.loc[
-        (linked["touch_at"] >= end - pd.Timedelta(params.seed_window)) & (linked["touch_at"] < end)
-    ]
+def boost_signals(linked: Linked, day: date, params: FunnelParams) -> pd.DataFrame:
+    """brand_boost_signals rows (without run_id) as of the end of ``day``, every exposure kind counted.
+
+    Sorted by (user_id, brand_id).
+    """
+    end = as_of(day).value // 1_000
+    window_us = pd.Timedelta(params.seed_window).value // 1_000
+    rows = np.flatnonzero((linked.t >= end - window_us) & (linked.t < end))
     weights = params.kind_weight
-    unknown = sorted(set(window["kind"].unique()) - set(weights))
+    unknown = sorted(set(linked.kinds[np.unique(linked.kind[rows])]) - set(weights))
     if unknown:
         raise ValueError(f"boost: no kind weight for exposure kind(s) {unknown}")
-    # A fixed summation order makes equal histories sum to equal floats (rank ties stay ties).
-    window = window.sort_values(["user_id", "brand_id", *TOUCH_ORDER], kind="stable")
-    age_days = (end - window["touch_at"]).to_numpy(dtype="timedelta64[us]").astype("int64") / DAY_US
-    kind_weight = window["kind"].map(weights).to_numpy(dtype="float64")
-    contribution = kind_weight * np.exp2(-age_days / params.boost_half_life_days)
-    signals = (
-        pd.DataFrame(
-            {"user_id": window["user_id"], "brand_id": window["brand_id"], "raw": contribution}
-        )
-        .groupby(["user_id", "brand_id"], sort=True)["raw"]
-        .sum()
-        .reset_index()
+    kind_weight = np.array([weights.get(k, np.nan) for k in linked.kinds], dtype="float64")
+    user, brand = linked.user[rows], linked.brand[rows]
+    age_days = (end - linked.t[rows]) / DAY_US
+    contribution = kind_weight[linked.kind[rows]] * np.exp2(-age_days / params.boost_half_life_days)
+    # Terms summed in ascending order, always the same way: equal multisets of terms give equal
+    # floats, so rank ties are true ties.
+    order = np.lexsort((contribution, user * len(linked.brands) + brand))
+    user, brand, contribution = user[order], brand[order], contribution[order]
+    starts = run_starts(user, brand)
+    raw = _sequential_sums(contribution, starts)
+    user, brand = user[starts], brand[starts]
+    score = 1.0 - np.exp(-raw)
+    # Rank per user: highest score first, ties to the smaller brand_id (codes follow string order).
+    order = np.lexsort((brand, -score, user))
+    first = np.zeros(len(order), dtype=bool)
+    first[run_starts(user[order])] = True
+    position = np.arange(len(order))
+    rank = np.empty(len(order), dtype="int64")
+    rank[order] = position - np.maximum.accumulate(np.where(first, position, 0)) + 1
+    keep = np.flatnonzero(rank <= params.boost_top_n)  # still (user, brand) order
+    n = len(keep)
+    # Already in key order (as_of_dt, user_id, brand_id); "_order" tells publish so.
+    return pd.DataFrame(
+        {
+            "as_of_dt": same_day(day, n),
+            "user_id": decode(linked.users, user[keep]),
+            "brand_id": decode(linked.brands, brand[keep]),
+            "raw": raw[keep],
+            "score": score[keep],
+            "rank": rank[keep],
+            "_order": np.arange(n),
+        }
     )
-    signals["score"] = 1.0 - np.exp(-signals["raw"].to_numpy())
-    signals = signals.sort_values(
-        ["user_id", "score", "brand_id"], ascending=[True, False, True], kind="stable"
-    )
-    signals["rank"] = signals.groupby("user_id", sort=False).cumcount().to_numpy(dtype="int64") + 1
-    signals = signals.loc[signals["rank"] <= params.boost_top_n]
-    signals.insert(0, "as_of_dt", day)
-    return signals.sort_values(["as_of_dt", "user_id", "brand_id"], kind="stable").reset_index(
-        drop=True
-    )
+
+
+def _sequential_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sum of each run values[starts[i]:starts[i+1]], added left to right."""
+    if not len(values):
+        return np.zeros(0, dtype="float64")
+    return np.add.reduceat(values, starts)

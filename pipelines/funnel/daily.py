@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .. import schemas
 from ..settings import FunnelParams
-from .prepare import merge_asof
+from .prepare import decode, run_starts
 from .uplift import slice_counts, with_uplift
 
 PLATFORM_ROWS: tuple[str, ...] = (*schemas.PLATFORMS, schemas.ALL)
@@ -39,38 +40,105 @@ def _with_all(rows: pd.DataFrame, platform: str) -> pd.DataFrame:
 
 
 def exposure_counts(
-    touches: pd.DataFrame, pairs: pd.DataFrame, params: FunnelParams
+    touches: pd.DataFrame,
+    pairs: pd.DataFrame,
+    users: pd.Index,
+    brands: pd.Index,
+    params: FunnelParams,
 ) -> pd.DataFrame:
-    """exposed_users and searched_back_users per (touch day, brand, platform or 'all')."""
-    seed_window = pd.Timedelta(params.seed_window)
-    keys = ["dt", "brand_id", "user_id", "category_id"]
-    per_platform = (
-        touches.groupby([*keys, "platform"], sort=False)["touch_at"]
-        .min()
-        .rename("first_at")
-        .reset_index()
+    """exposed_users and searched_back_users per (touch day, brand, platform or 'all').
+
+    ``touches``: seeding touches as touches() makes them (sorted by user, brand, touch order,
+    with their codes); ``users`` / ``brands``: the sorted ids their ``_user`` / ``_brand`` index.
+    """
+    seed_us = pd.Timedelta(params.seed_window).value // 1_000
+    user = touches["_user"].to_numpy(dtype="int64")
+    brand = touches["_brand"].to_numpy(dtype="int64")
+    platform = touches["_platform"].to_numpy(dtype="int64")
+    t = touches["_t"].to_numpy(dtype="int64")
+    day = _day_numbers(touches["dt"])
+    # The first touch per (user, brand, day) over all platforms: rows are in touch order within
+    # (user, brand), so it is the first row of each run; per platform, the first of each run
+    # after a stable sort by (user, brand, day, platform).
+    overall = run_starts(user, brand, day)
+    by_platform = np.lexsort((platform, day, user * (int(brand.max(initial=0)) + 1) + brand))
+    per_platform = by_platform[
+        run_starts(user[by_platform], brand[by_platform], day[by_platform], platform[by_platform])
+    ]
+    n_platforms = len(schemas.PLATFORMS)
+    firsts = np.concatenate([per_platform, overall])
+    label = np.concatenate([platform[per_platform], np.full(len(overall), n_platforms)])
+
+    categories = pd.Index(
+        pd.concat([touches["category_id"], pairs["category_id"]]).unique(), dtype="str"
     )
-    # The first touch of the day over all platforms is the earliest of the per-platform firsts.
-    overall = per_platform.groupby(keys, sort=False)["first_at"].min().reset_index()
-    first = pd.concat([per_platform, overall.assign(platform=schemas.ALL)], ignore_index=True)
+    category = categories.get_indexer(touches["category_id"])
+    width = max(len(categories), 1)
+    first = pd.DataFrame(
+        {
+            "key": user[firsts] * width + category[firsts],
+            "first_at": t[firsts],
+            "row": np.arange(len(firsts)),
+        }
+    )
+    search_user = users.get_indexer(pairs["user_id"])
+    searches = pd.DataFrame(
+        {
+            "key": search_user * width + categories.get_indexer(pairs["category_id"]),
+            "searched_at": pairs["searched_at"].to_numpy(dtype="datetime64[us]").view("int64"),
+        }
+    ).loc[search_user >= 0]
+    searches = searches.drop_duplicates().sort_values("searched_at", kind="stable")
     # A search of c(b) in (t_first, t_first + W] is seeded for b by that very first touch.
-    searches = pairs[["user_id", "category_id", "searched_at"]].drop_duplicates()
-    first = merge_asof(
-        first.sort_values("first_at", kind="stable"),
-        searches.sort_values("searched_at", kind="stable"),
-        left_on="first_at",
-        right_on="searched_at",
-        by=["user_id", "category_id"],
-        direction="forward",
-        allow_exact_matches=False,
-    )
-    first["searched_back"] = (
-        first["searched_at"].notna() & (first["searched_at"] <= first["first_at"] + seed_window)
-    ).to_numpy(dtype=bool)
-    return (
-        first.groupby(KEY, sort=False)
-        .agg(exposed_users=("user_id", "size"), searched_back_users=("searched_back", "sum"))
+    # (Microsecond epochs are exact in float64.)
+    searched_back = np.zeros(len(firsts), dtype=bool)
+    if len(first) and len(searches):
+        found = pd.merge_asof(
+            first.sort_values("first_at", kind="stable"),
+            searches,
+            left_on="first_at",
+            right_on="searched_at",
+            by="key",
+            direction="forward",
+            allow_exact_matches=False,
+        )
+        next_at = found["searched_at"].to_numpy(dtype="float64", na_value=np.nan)
+        hit = next_at <= found["first_at"].to_numpy(dtype="float64") + seed_us
+        searched_back[found["row"].to_numpy()] = hit
+    counted = (
+        pd.DataFrame(
+            {
+                "day": day[firsts],
+                "brand": brand[firsts],
+                "platform": label,
+                "searched_back": searched_back,
+            }
+        )
+        .groupby(["day", "brand", "platform"], sort=False)
+        .agg(exposed_users=("searched_back", "size"), searched_back_users=("searched_back", "sum"))
         .reset_index()
+    )
+    platforms = pd.Index([*sorted(schemas.PLATFORMS), schemas.ALL], dtype="str")
+    return pd.DataFrame(
+        {
+            "dt": _days(counted["day"].to_numpy()),
+            "brand_id": decode(brands, counted["brand"].to_numpy()),
+            "platform": decode(platforms, counted["platform"].to_numpy()),
+            "exposed_users": counted["exposed_users"].to_numpy(dtype="int64"),
+            "searched_back_users": counted["searched_back_users"].to_numpy(dtype="int64"),
+        }
+    )
+
+
+def _day_numbers(days: pd.Series) -> np.ndarray:
+    """Days since 1970-01-01 of an Arrow date32 column."""
+    return np.asarray(pa.array(days).cast(pa.int32()).to_numpy(zero_copy_only=False), dtype="int64")
+
+
+def _days(numbers: np.ndarray) -> pd.Series:
+    """Arrow date32 from days since 1970-01-01."""
+    return pd.Series(
+        pd.arrays.ArrowExtensionArray(pa.array(numbers.astype("int32")).view(pa.date32()))
     )
 
 
@@ -82,9 +150,11 @@ def brand_daily(
     brand_level: tuple[pd.DataFrame, pd.DataFrame],
     orders: pd.DataFrame,
     credits: pd.DataFrame,
+    codes: tuple[pd.Index, pd.Index],
     params: FunnelParams,
 ) -> pd.DataFrame:
-    """agg_brand_funnel_daily rows (without is_final / run_id)."""
+    """agg_brand_funnel_daily rows (without is_final / run_id); ``codes``: (users, brands) as
+    exposure_counts reads them."""
     grid = (
         pd.DataFrame({"dt": days})
         .merge(
@@ -132,7 +202,13 @@ def brand_daily(
     )
     credited.columns.name = None
     out = grid
-    for part in (exposure_counts(touches, pairs, params), search_back, uplift, sold, credited):
+    for part in (
+        exposure_counts(touches, pairs, *codes, params),
+        search_back,
+        uplift,
+        sold,
+        credited,
+    ):
         out = out.merge(part, on=KEY, how="left")
     for c in ADDITIVE:
         if c not in out.columns:

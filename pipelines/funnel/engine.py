@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 
 from .. import schemas
@@ -16,13 +17,28 @@ from .daily import brand_daily
 from .inputs import FunnelInputs
 from .orders import seeded_orders
 from .pairs import pair_brands, pair_facts, search_pairs
-from .prepare import brand_categories, columns, linked_ids, paid_orders, unique_searches
+from .prepare import (
+    brand_categories,
+    columns,
+    linked_ids,
+    paid_orders,
+    sorted_ids,
+    unique_searches,
+)
 from .touches import linked_exposures, note_dimension, touches
 from .uplift import brand_units, conversion_uplift
 
 
 def publish(table: schemas.Table, df: pd.DataFrame, run_id: str) -> pd.DataFrame:
-    """The frame with run_id, exactly the declared columns and types, sorted by the table's key."""
+    """The frame with run_id, exactly the declared columns and types, sorted by the table's key.
+
+    A frame with an ``_order`` column (each row's rank in key order, from integer codes) is put
+    in that order instead of sorting its strings.
+    """
+    if "_order" in df.columns:
+        df = df.iloc[np.argsort(df["_order"].to_numpy(), kind="stable")]
+        out = schemas.conform(table, df.assign(run_id=run_id))
+        return out.reset_index(drop=True)
     out = schemas.conform(table, df.assign(run_id=run_id))
     return out.sort_values(list(table.key), kind="stable").reset_index(drop=True)
 
@@ -42,20 +58,37 @@ def compute(
 
     notes = note_dimension(inputs.notes, inputs.note_brands, inputs.brands, inputs.creators)
     links = linked_ids(inputs.id_links, params.min_link_confidence)
-    linked = linked_exposures(inputs.exposures, links, notes)
-    touch = touches(linked, params.touch_kinds)
-    seeding = touch.loc[touch["category_id"].notna()]
-
     paid = paid_orders(inputs.orders, inputs.brands)
     pairs = search_pairs(unique_searches(inputs.searches), inputs.search_categories)
-    cand = pair_brands(pairs, seeding, paid, params)
+    # Users and brands as integer codes shared by touches, pairs and orders (string order).
+    users = sorted_ids(links["user_id"], pairs["user_id"], paid["user_id"])
+    brand_ids = sorted_ids(notes["brand_id"], paid["brand_id"])
+    pairs["_user"] = users.get_indexer(pairs["user_id"])
+    pairs["_row"] = np.arange(len(pairs))
+    paid["_user"] = users.get_indexer(paid["user_id"])
+    paid["_brand"] = brand_ids.get_indexer(paid["brand_id"])
+
+    linked = linked_exposures(inputs.exposures, links, notes, users, brand_ids)
+    touch = touches(linked, params.touch_kinds)
+    seeding = touch.loc[touch["category_id"].notna()]
+    cand = pair_brands(pairs, seeding, paid, len(brand_ids), params)
     facts = pair_facts(pairs, cand)
     orders, eligible = seeded_orders(paid, cand, seeding, params)
     credit = credits(eligible, params.decay_half_life_days)
 
     brand_level = brand_units(cand, pairs, brands)
     uplift = conversion_uplift(days, brands, categories, brand_level, facts)
-    daily = brand_daily(days, brands, seeding, pairs, brand_level, orders, credit, params)
+    daily = brand_daily(
+        days,
+        brands,
+        seeding,
+        pairs,
+        brand_level,
+        orders,
+        credit,
+        (linked.users, linked.brands),
+        params,
+    )
     boost = boost_signals(linked, end, params)
 
     pairs_final = end - timedelta(days=math.ceil(params.conversion_window_days))

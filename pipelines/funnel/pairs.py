@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -9,7 +10,7 @@ import pyarrow.compute as pc
 from .. import schemas
 from ..settings import FunnelParams
 from ..timeutil import business_day
-from .prepare import columns, merge_asof
+from .prepare import columns, decode, merge_asof, run_starts
 from .touches import TOUCH_ORDER
 
 #: Columns describing a (pair, brand)'s last touch before the search.
@@ -39,30 +40,46 @@ def pair_brands(
     pairs: pd.DataFrame,
     touches: pd.DataFrame,
     paid: pd.DataFrame,
+    n_brands: int,
     params: FunnelParams,
 ) -> pd.DataFrame:
     """Per (pair, brand of its category) the user ever touched or bought: seeded and converted flags.
 
     (pair, brand) combinations absent here are neither seeded nor converted, so pairs are joined
-    only to the user's own brands of the pair's category (no pairs x brands blow-up).
+    only to the user's own brands of the pair's category (no pairs x brands blow-up). Users and
+    brands are joined on their shared integer codes (``_user``, ``_brand``; ``n_brands`` codes);
+    ``pairs`` carries ``_row``, its position in (search_id, category_id) order.
     """
     seed_window = pd.Timedelta(params.seed_window)
     conversion_window = pd.Timedelta(params.conversion_window)
-    owned = ["user_id", "brand_id", "category_id"]
-    user_brands = pd.concat([touches[owned], paid[owned]], ignore_index=True).drop_duplicates()
-    cand = pairs.merge(user_brands, on=["user_id", "category_id"], how="inner")
+    owned = ["_user", "_brand", "brand_id", "category_id"]
+    # Touches are sorted by (user, brand, touch order): the first row of each run is one per pair.
+    tu, tb = touches["_user"].to_numpy(), touches["_brand"].to_numpy()
+    touched = touches[owned].iloc[run_starts(tu, tb)]
+    # A brand has one category (brands.csv), so (user, brand) decides the row.
+    user_brands = pd.concat([touched, paid[owned]], ignore_index=True).drop_duplicates(
+        ["_user", "_brand"]
+    )
+    cand = pairs.merge(user_brands, on=["_user", "category_id"], how="inner")
+    cand["_ub"] = cand["_user"].to_numpy() * n_brands + cand["_brand"].to_numpy()
     cand = cand.sort_values("searched_at", kind="stable")
 
     # The latest touch strictly before the search decides both "seeded" (it is the newest, so if
     # any touch lies in [t_s - W, t_s) this one does) and the platform / vertical slices.
-    last = touches.drop_duplicates(["user_id", "brand_id", "touch_at"], keep="last")
-    last = last[["user_id", "brand_id", *LAST_TOUCH]].rename(columns=LAST_TOUCH)
+    # Per (user, brand, time) the last in touch order: the last row of each run.
+    starts = run_starts(tu, tb, touches["_t"].to_numpy())
+    ends = np.r_[starts[1:], len(touches)] - 1 if len(starts) else starts
+    last = touches.iloc[ends]
+    last = pd.DataFrame(
+        {"_ub": tu[ends] * n_brands + tb[ends]}
+        | {new: last[old].array for old, new in LAST_TOUCH.items()}
+    )
     cand = merge_asof(
         cand,
         last.sort_values("lt_at", kind="stable"),
         left_on="searched_at",
         right_on="lt_at",
-        by=["user_id", "brand_id"],
+        by=["_ub"],
         direction="backward",
         allow_exact_matches=False,
     )
@@ -70,13 +87,18 @@ def pair_brands(
     cand["is_seeded"] = seeded.to_numpy(dtype=bool)
     cand.loc[~cand["is_seeded"], list(LAST_TOUCH.values())] = None
 
-    first_paid = paid[["user_id", "brand_id", "paid_at"]].drop_duplicates()
+    first_paid = pd.DataFrame(
+        {
+            "_ub": paid["_user"].to_numpy() * n_brands + paid["_brand"].to_numpy(),
+            "paid_at": paid["paid_at"].array,
+        }
+    ).drop_duplicates()
     cand = merge_asof(
         cand,
         first_paid.sort_values("paid_at", kind="stable"),
         left_on="searched_at",
         right_on="paid_at",
-        by=["user_id", "brand_id"],
+        by=["_ub"],
         direction="forward",
         allow_exact_matches=True,
     )
@@ -84,47 +106,47 @@ def pair_brands(
         cand["paid_at"] <= cand["searched_at"] + conversion_window
     )
     cand["is_converted"] = converted.to_numpy(dtype=bool)
-    cand = cand.drop(columns=["paid_at"])
-    cand = cand.sort_values(["search_id", "category_id", "brand_id"], kind="stable")
-    return cand.reset_index(drop=True)
+    cand = cand.drop(columns=["paid_at", "_ub"])
+    # (search_id, category_id, brand_id) order, from codes.
+    order = np.lexsort((cand["_brand"].to_numpy(), cand["_row"].to_numpy()))
+    return cand.iloc[order].reset_index(drop=True)
 
 
-def joined_ids(rows: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
-    """Per group of ``keys`` the sorted values of ``value`` joined with '|' (vectorised in Arrow)."""
-    ordered = rows.sort_values([*keys, value], kind="stable")[[*keys, value]]
-    table = pa.Table.from_pandas(ordered, preserve_index=False)
-    table = table.set_column(len(keys), value, table[value].cast(pa.string()))
-    grouped = table.group_by(keys, use_threads=False).aggregate([(value, "list")])
-    joined = pc.binary_join(grouped[f"{value}_list"], "|")
-    out = grouped.drop_columns([f"{value}_list"]).append_column(value, joined)
-    return out.to_pandas()
+def joined_ids(rows: pd.DataFrame, n: int) -> pd.Series:
+    """Per pair (``_row`` 0..n-1) its rows' brand_ids joined with '|' in row order; '' for none.
+
+    ``rows`` are sorted by ``_row`` (vectorised in Arrow: list offsets from the runs of _row).
+    """
+    row = rows["_row"].to_numpy(dtype="int64")
+    starts = run_starts(row)
+    offsets = pa.array(np.r_[starts, len(row)].astype("int32"), pa.int32())
+    values = pa.array(rows["brand_id"], from_pandas=True).cast(pa.string())
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, values), "|")
+    index = np.full(n, -1, dtype="int64")
+    index[row[starts]] = np.arange(len(starts))
+    taken = joined.take(pa.array(index, mask=index < 0)).fill_null("")
+    return pd.Series(pd.array(taken, dtype="str"))
 
 
 def pair_facts(pairs: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:
-    """fct_search_pairs rows (without run_id / is_final) plus the last touch's vertical."""
-    keys = ["search_id", "category_id"]
-    seeded = cand.loc[cand["is_seeded"]]
-    converted = cand.loc[cand["is_converted"]]
-    seeded_ids = joined_ids(seeded, keys, "brand_id").rename(
-        columns={"brand_id": "seeded_brand_ids"}
-    )
-    converted_ids = joined_ids(converted, keys, "brand_id").rename(
-        columns={"brand_id": "converted_brand_ids"}
-    )
+    """fct_search_pairs rows (without run_id / is_final) plus the last touch's vertical.
+
+    ``cand`` is pair_brands' output (sorted by pair ``_row``, then brand_id).
+    """
+    n = len(pairs)
+    seeded = cand.loc[cand["is_seeded"].to_numpy(dtype=bool)]
+    converted = cand.loc[cand["is_converted"].to_numpy(dtype=bool)]
     last_order = [LAST_TOUCH[c] for c in TOUCH_ORDER]
-    last = seeded.sort_values([*keys, *last_order], kind="stable").drop_duplicates(
-        keys, keep="last"
+    last = seeded.sort_values(["_row", *last_order], kind="stable").drop_duplicates(
+        "_row", keep="last"
     )
-    last = last[[*keys, "lt_platform", "lt_vertical"]].rename(
-        columns={"lt_platform": "last_touch_platform", "lt_vertical": "last_touch_vertical"}
-    )
-    out = (
-        pairs.merge(seeded_ids, on=keys, how="left")
-        .merge(converted_ids, on=keys, how="left")
-        .merge(last, on=keys, how="left")
-    )
-    out["is_seeded"] = out["seeded_brand_ids"].notna().to_numpy(dtype=bool)
-    out["is_converted"] = out["converted_brand_ids"].notna().to_numpy(dtype=bool)
-    out["seeded_brand_ids"] = out["seeded_brand_ids"].fillna("")
-    out["converted_brand_ids"] = out["converted_brand_ids"].fillna("")
+    out = pairs.reset_index(drop=True)
+    out["seeded_brand_ids"] = joined_ids(seeded, n)
+    out["converted_brand_ids"] = joined_ids(converted, n)
+    index = np.full(n, -1, dtype="int64")
+    index[last["_row"].to_numpy()] = np.arange(len(last))
+    out["last_touch_platform"] = decode(last["lt_platform"], index)
+    out["last_touch_vertical"] = decode(last["lt_vertical"], index)
+    out["is_seeded"] = out["seeded_brand_ids"].ne("").to_numpy(dtype=bool)
+    out["is_converted"] = out["converted_brand_ids"].ne("").to_numpy(dtype=bool)
     return out

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .. import schemas
-from ..timeutil import UTC_DTYPE
+from ..timeutil import UTC_DTYPE, business_day
+
+HOUR_US = 3_600_000_000
 
 
 def columns(df: pd.DataFrame, table: schemas.Table, names: Sequence[str]) -> pd.DataFrame:
@@ -122,3 +127,58 @@ def merge_asof(left: pd.DataFrame, right: pd.DataFrame, **kw) -> pd.DataFrame:
                 pd.NA if len(left) else None, index=left.index, dtype=right[name].dtype
             )
     return out
+
+
+def timestamps(us: np.ndarray) -> pd.Series:
+    """Aware UTC timestamps (microseconds) from integer microseconds."""
+    return pd.Series(np.asarray(us, dtype="int64").view("datetime64[us]")).dt.tz_localize("UTC")
+
+
+def day_of(us: np.ndarray) -> pd.Series:
+    """The business day (Asia/Shanghai date, Arrow date32) of integer UTC microseconds.
+
+    Computed once per distinct hour: an hour lies within one business day whenever the zone's
+    offset is whole hours, which is checked (both ends of every hour); otherwise every value is
+    converted on its own.
+    """
+    us = np.asarray(us, dtype="int64")
+    hours, inverse = np.unique(us // HOUR_US, return_inverse=True)
+    starts = business_day(timestamps(hours * HOUR_US))
+    ends = business_day(timestamps(hours * HOUR_US + (HOUR_US - 1)))
+    if not starts.equals(ends):
+        return business_day(timestamps(us))
+    return pd.Series(starts.array.take(inverse.reshape(-1)))
+
+
+def decode(values: pd.Index | pd.Series, codes: np.ndarray) -> pd.Series:
+    """Strings of ``values`` at the positions ``codes`` (-1 gives null)."""
+    codes = np.asarray(codes, dtype="int64")
+    arr = pd.array(values, dtype="str")
+    if not len(arr):
+        return pd.Series(pd.array([None] * len(codes), dtype="str"))
+    return pd.Series(arr.take(codes, allow_fill=True))
+
+
+def same_day(day: date, n: int) -> pd.Series:
+    """``day`` repeated n times as Arrow date32."""
+    ordinal = (day - date(1970, 1, 1)).days
+    days = pa.array(np.full(n, ordinal, dtype="int32")).view(pa.date32())
+    return pd.Series(pd.arrays.ArrowExtensionArray(days))
+
+
+def run_starts(*keys: np.ndarray) -> np.ndarray:
+    """Positions where a run of equal key tuples starts (the arrays sorted by those keys)."""
+    n = len(keys[0])
+    if n == 0:
+        return np.zeros(0, dtype="int64")
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for k in keys:
+        change[1:] |= k[1:] != k[:-1]
+    return np.flatnonzero(change)
+
+
+def sorted_ids(*columns: pd.Series) -> pd.Index:
+    """The distinct non-null strings of the columns, sorted (codes into it follow string order)."""
+    values = pd.concat([pd.Series(c, dtype="str") for c in columns], ignore_index=True)
+    return pd.Index(values.dropna().unique(), dtype="str").sort_values()

@@ -472,8 +472,23 @@ def _settle(
 
 
 def _exact_duplicates(frame: pd.DataFrame, table: schemas.Table) -> np.ndarray:
-    """Rows equal in every column but dt to an earlier row (hash to find candidates, then compare)."""
-    candidates = _content_hash(frame, table).duplicated(keep=False).to_numpy()
+    """Rows equal in every column but dt to an earlier row (hash to find candidates, then compare).
+
+    Rows equal in every column are equal in any of them, so candidates are the rows whose
+    numeric and time columns (cheap to hash, nearly unique per event) repeat; only those are
+    compared in full. Text columns are hashed only when a table has nothing else.
+    """
+    cheap = [
+        c
+        for c in _content_columns(table)
+        if table.column(c).type in ("int64", "float64", "ts", "bool")
+    ]
+    key = (
+        pd.util.hash_pandas_object(frame[cheap], index=False)
+        if cheap
+        else _content_hash(frame, table)
+    )
+    candidates = key.duplicated(keep=False).to_numpy()
     dup = np.zeros(len(frame), dtype=bool)
     if candidates.any():
         dup[candidates] = (

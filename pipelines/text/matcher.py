@@ -11,7 +11,8 @@ One entry string may stand for several targets (an alias listed for two brands, 
 is also a keyword): a match of it reports every one of them. Keywords take part in the scan of note
 texts too, so "苹果醋" (a drinks keyword) hides the alias "苹果" inside it.
 
-How it runs: all texts are normalised in one pass and joined with a separator no entry contains;
+How it runs: equal texts are matched once (queries and tags repeat); the distinct texts are
+normalised in one pass and joined with a separator no entry contains;
 one Aho-Corasick pass over the joined string yields every occurrence; the boundary rule,
 longest-per-start and the greedy left-to-right choice are then resolved with numpy on the arrays
 of occurrences (no Python loop over texts or matches).
@@ -165,7 +166,7 @@ class Matcher:
 
     def brands_in(self, texts: pd.Series | list[str | None]) -> pd.DataFrame:
         """Distinct (row, brand_id) over the texts, sorted; row is the text's positional index."""
-        row, brand = self._pairs(_as_list(texts), self.entry_brands)
+        row, brand = self._pairs(texts, self.entry_brands)
         return pd.DataFrame({"row": row, "brand_id": _take_str(self.brand_ids, brand).to_pandas()})
 
     def categories_in(
@@ -177,7 +178,7 @@ class Matcher:
         the reference the matcher was built from.
         """
         targets, category_ids = self._category_targets(brands)
-        row, cat = self._pairs(_as_list(texts), targets)
+        row, cat = self._pairs(texts, targets)
         return pd.DataFrame({"row": row, "category_id": _take_str(category_ids, cat).to_pandas()})
 
     def note_brands(self, notes: pd.DataFrame) -> pd.DataFrame:
@@ -214,7 +215,7 @@ class Matcher:
         the reference the matcher was built from. Distinct (search_id, category_id), in input order.
         """
         targets, category_ids = self._category_targets(brands)
-        row, cat = self._pairs(_as_list(searches["query"]), targets)
+        row, cat = self._pairs(searches["query"], targets)
         search_ids = searches["search_id"]
         if not search_ids.is_unique:  # the same search delivered twice: one pair, not two
             code, _ = pd.factorize(search_ids)
@@ -223,7 +224,7 @@ class Matcher:
             row = first_row[key]
         table = pa.table(
             {
-                "search_id": pa.array(search_ids.to_numpy()[row], type=pa.string()),
+                "search_id": pa.array(search_ids, type=pa.string(), from_pandas=True).take(row),
                 "category_id": _take_str(category_ids, cat),
             },
             schema=schemas.SEARCH_CATEGORIES.arrow_schema(),
@@ -250,11 +251,29 @@ class Matcher:
         )
         return targets, category_ids
 
-    def _pairs(self, texts: list[str | None], targets: _Targets) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct (row, target code) of the matches in the texts, sorted by row then code."""
-        rows, entry_ids = self._scan(texts)
+    def _pairs(
+        self, texts: pd.Series | list[str | None], targets: _Targets
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct (row, target code) of the matches in the texts, sorted by row then code.
+
+        Equal texts match alike, so each distinct text is normalised and scanned once (queries and
+        tags repeat a lot) and its pairs are handed to every row holding it.
+        """
+        text_of_row, distinct = pd.factorize(
+            pd.Series(texts, dtype=None if isinstance(texts, pd.Series) else object),
+            use_na_sentinel=False,
+        )
+        rows, entry_ids = self._scan(_as_list(pd.Series(distinct, dtype=object)))
         owner, code = targets.expand(entry_ids)
-        return _distinct(rows[owner], code, int(code.max()) + 1 if len(code) else 1)
+        n_codes = int(code.max()) + 1 if len(code) else 1
+        text, code = _distinct(rows[owner], code, n_codes)
+        if len(distinct) == len(text_of_row) and (text_of_row == np.arange(len(text_of_row))).all():
+            return text, code
+        # every row takes the pairs of its text: a CSR of text -> codes, expanded by row
+        counts = np.bincount(text, minlength=len(distinct))
+        by_text = _Targets(np.concatenate([[0], np.cumsum(counts)]), code)
+        row, code = by_text.expand(np.asarray(text_of_row, dtype=np.int64))
+        return row.astype(np.int64), code
 
     def _scan(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(row, entry id) of every chosen match over the texts, in text and position order."""

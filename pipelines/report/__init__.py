@@ -1,0 +1,40 @@
+"""The attribution report: one self-contained HTML page per day, read from the warehouse tables.
+
+``build_report(settings, day)`` writes ``<reports>/attribution/YYYY-MM-DD.html`` and refreshes
+``<reports>/index.html`` (every report, newest first, the latest linked at the top). See docs/report.md.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from ..settings import Settings
+from .data import WINDOW_DAYS, NoDataError
+
+FOLDER = "attribution"
+
+__all__ = ["FOLDER", "NoDataError", "WINDOW_DAYS", "build_report", "report_path"]
+
+
+def report_path(settings: Settings, day: date) -> Path:
+    return settings.reports / FOLDER / f"{day.isoformat()}.html"
+
+
+def build_report(settings: Settings, day: date, *, days: int = WINDOW_DAYS) -> Path:
+    """Write the report of ``day`` (a window of ``days`` ending there) and the index; returns its path.
+
+    Raises NoDataError when the warehouse holds no funnel rows for ``day``.
+    """
+    from .. import warehouse
+    from . import data, render
+
+    path = report_path(settings, day)
+    engine = warehouse.make_engine(settings.resolved_warehouse_url())
+    try:
+        figures = data.collect(settings, engine, day, days)
+    finally:
+        engine.dispose()
+    render.write_atomic(path, render.render(figures, path, settings.reports))
+    render.write_atomic(settings.reports / "index.html", render.render_index(settings.reports, FOLDER))
+    return path

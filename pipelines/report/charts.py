@@ -1,0 +1,258 @@
+"""The report's charts: matplotlib figures rendered to SVG and embedded as data URIs.
+
+Text in the SVG is drawn as glyph outlines (``svg.fonttype = path``), so Chinese brand names show
+in any browser without fonts, and an embedded image can run nothing whatever the labels say.
+The font family is a CJK font found on the machine (Noto Sans CJK when installed), falling back
+to DejaVu Sans; labels from data have matplotlib's mathtext ``$`` escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+
+from .. import schemas  # noqa: E402
+
+CJK_PREFERENCE = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "WenQuanYi Zen Hei", "Source Han Sans SC")
+FALLBACK = "DejaVu Sans"
+MODEL_COLORS = dict(
+    zip(schemas.ATTRIBUTION_MODELS, ("#1f6feb", "#8250df", "#1a7f37", "#bf8700", "#cf222e"), strict=True)
+)
+PLATFORM_COLORS = dict(
+    zip(schemas.PLATFORMS, ("#ff2442", "#111111", "#00a1d6", "#ff6a00", "#e6162d"), strict=True)
+)
+INK = "#24292f"
+MUTED = "#8c959f"
+
+
+@lru_cache(maxsize=1)
+def cjk_font() -> str | None:
+    """The name of an installed CJK font (preferred ones first), or None."""
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    for name in CJK_PREFERENCE:
+        if name in names:
+            return name
+    return next((n for n in sorted(names) if "CJK" in n), None)
+
+
+def font_family() -> list[str]:
+    cjk = cjk_font()
+    return [cjk, FALLBACK] if cjk else [FALLBACK]
+
+
+@contextmanager
+def _style():
+    rc = {
+        "font.family": font_family(),
+        "svg.fonttype": "path",
+        "svg.hashsalt": "seedfunnel",  # stable ids: the same data renders the same bytes
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.edgecolor": MUTED,
+        "axes.labelcolor": INK,
+        "xtick.color": INK,
+        "ytick.color": INK,
+        "axes.titleweight": "bold",
+        "axes.titlesize": 11,
+        "font.size": 9,
+        "axes.unicode_minus": False,
+    }
+    with plt.rc_context(rc):
+        yield
+
+
+def label(text: object, limit: int = 28) -> str:
+    """Data text made safe for a matplotlib label: no mathtext, bounded length, one line."""
+    s = " ".join(str(text).split())
+    if len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return s.replace("$", r"\$")
+
+
+def _data_uri(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _empty(ax, message: str = "no data in the window") -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", color=MUTED, transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _fmt(v: float) -> str:
+    if v >= 1e6:
+        return f"{v / 1e6:.1f}M"
+    if v >= 1e4:
+        return f"{v / 1e3:.0f}k"
+    return f"{v:,.0f}"
+
+
+def funnel(rows: pd.DataFrame, labels: Sequence[str]) -> str:
+    """Four panels sharing the brand axis: exposed users, search-back users, seeded orders, GMV."""
+    panels = [
+        ("exposed_users", "exposed users", "#1f6feb"),
+        ("search_back_users", "search-back users", "#8250df"),
+        ("seeded_orders", "seeded orders", "#1a7f37"),
+        ("seeded_gmv_yuan", "seeded GMV (yuan)", "#bf8700"),
+    ]
+    with _style():
+        fig, axes = plt.subplots(1, 4, figsize=(11, 0.32 * max(len(rows), 3) + 1.2), sharey=True)
+        y = np.arange(len(rows))
+        for ax, (col, title, color) in zip(axes, panels, strict=True):
+            ax.set_title(title, fontsize=10)
+            if rows.empty:
+                _empty(ax)
+                continue
+            values = rows[col].to_numpy(dtype="float64")
+            ax.barh(y, values, color=color, height=0.7)
+            top = max(values.max(), 1.0)
+            ax.set_xlim(0, top * 1.3)
+            for yi, v in zip(y, values, strict=True):
+                ax.text(v + top * 0.02, yi, _fmt(v), va="center", fontsize=8, color=INK)
+            ax.set_xticks([])
+            ax.spines["bottom"].set_visible(False)
+        if not rows.empty:
+            axes[0].set_yticks(y, [label(s) for s in labels])
+            axes[0].invert_yaxis()
+        fig.tight_layout()
+        return _data_uri(fig)
+
+
+def search_back_rate(rate: pd.DataFrame) -> str:
+    """Search-back rate per exposure day: all platforms bold, each platform thin; open markers = not final."""
+    with _style():
+        fig, ax = plt.subplots(figsize=(10, 3.6))
+        if rate.empty:
+            _empty(ax)
+            return _data_uri(fig)
+        for platform in (*schemas.PLATFORMS, schemas.ALL):
+            d = rate[rate["platform"].eq(platform)].sort_values("dt")
+            if d.empty:
+                continue
+            x = pd.to_datetime(d["dt"].astype(str))
+            y = d["search_back_rate"].to_numpy(dtype="float64") * 100
+            is_all = platform == schemas.ALL
+            color = INK if is_all else PLATFORM_COLORS.get(platform, MUTED)
+            ax.plot(x, y, color=color, lw=2.6 if is_all else 1.1, alpha=1 if is_all else 0.75,
+                    label="all platforms" if is_all else platform, zorder=3 if is_all else 2)
+            final = d["is_final"].to_numpy(dtype=bool)
+            ax.scatter(x[final], y[final], color=color, s=22 if is_all else 10, zorder=4)
+            ax.scatter(x[~final], y[~final], facecolor="white", edgecolor=color, s=22 if is_all else 10, zorder=4)
+            if is_all:
+                for xi, yi in zip(x, y, strict=True):
+                    if np.isfinite(yi):
+                        ax.annotate(f"{yi:.1f}%", (xi, yi), textcoords="offset points", xytext=(0, 7),
+                                    ha="center", fontsize=8, color=INK)
+        ax.set_ylabel("search-back rate (%)")
+        ax.set_ylim(bottom=0, top=max(float(np.nanmax(rate["search_back_rate"].to_numpy(dtype="float64"), initial=0)) * 118, 1))
+        ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, rate["dt"].nunique() // 15)))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+        ax.set_xlabel("exposure day")
+        ax.legend(ncols=6, fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+        fig.tight_layout()
+        return _data_uri(fig)
+
+
+def forest(rows: pd.DataFrame, labels: Sequence[str], reference) -> str:
+    """Uplift with 95% intervals (log axis), grouped; the reference (planted or claimed) as a line."""
+    with _style():
+        n = len(rows)
+        fig, ax = plt.subplots(figsize=(9, 0.3 * max(n, 4) + 1.4))
+        y = np.arange(n)
+        ax.axvline(1.0, color=MUTED, lw=1, ls=":", label="no effect (1x)")
+        ax.axvline(reference.value, color="#cf222e", lw=1.6, ls="--", label=reference.label)
+        if reference.mismatch is not None:
+            ax.axvline(reference.mismatch, color="#cf222e", lw=1, ls=":", alpha=0.7,
+                       label=f"planted effect: vertical mismatch {reference.mismatch:g}x")
+        if n:
+            u = rows["uplift"].to_numpy(dtype="float64")
+            lo = rows["uplift_ci_low"].to_numpy(dtype="float64")
+            hi = rows["uplift_ci_high"].to_numpy(dtype="float64")
+            ok = np.isfinite(u)
+            colors = np.where(rows["group"].eq("overall"), INK, "#1f6feb")
+            ax.hlines(y[ok], lo[ok], hi[ok], color=colors[ok], lw=1.6)
+            ax.scatter(u[ok], y[ok], color=colors[ok], s=np.where(rows["group"].eq("overall"), 60, 28)[ok], zorder=3)
+            for yi, ui, li, hi_ in zip(y[ok], u[ok], lo[ok], hi[ok], strict=True):
+                ax.annotate(f"{ui:.2f} [{li:.2f}, {hi_:.2f}]", (hi_, yi), textcoords="offset points",
+                            xytext=(4, -3), fontsize=7.5, color=INK)
+            for yi in y[~ok]:
+                ax.text(1.0, yi, "  undefined (a count is 0)", va="center", fontsize=7.5, color=MUTED)
+            ax.set_yticks(y, [label(s, 36) for s in labels])
+            groups = rows["group"].to_numpy()
+            for i in range(1, n):
+                if groups[i] != groups[i - 1]:
+                    ax.axhline(i - 0.5, color="#d0d7de", lw=0.8)
+            ax.set_ylim(n - 0.5, -0.5)
+            finite = np.concatenate([lo[ok], hi[ok], [reference.value, 1.0]])
+            finite = finite[np.isfinite(finite) & (finite > 0)]
+            ax.set_xscale("log")
+            ax.set_xlim(max(finite.min() / 1.5, 1e-3), finite.max() * 4)
+        else:
+            _empty(ax)
+        ax.set_xlabel("conversion uplift: seeded vs baseline pairs (log scale, 95% interval)")
+        ax.legend(fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2)
+        fig.tight_layout()
+        return _data_uri(fig)
+
+
+def credits(wide: pd.DataFrame, labels: Sequence[str], title: str) -> str:
+    """Attributed GMV (yuan) under each model side by side, one group of bars per row."""
+    models = list(schemas.ATTRIBUTION_MODELS)
+    with _style():
+        n = len(wide)
+        fig, ax = plt.subplots(figsize=(10, 0.5 * max(n, 3) + 1.2))
+        if not n:
+            _empty(ax)
+            return _data_uri(fig)
+        y = np.arange(n)
+        h = 0.8 / len(models)
+        top = max(float(wide[models].to_numpy().max()) / 100, 1.0)
+        for i, m in enumerate(models):
+            v = wide[m].to_numpy(dtype="float64") / 100
+            ax.barh(y - 0.4 + h * (i + 0.5), v, height=h, color=MODEL_COLORS[m], label=m)
+            for yi, vi in zip(y - 0.4 + h * (i + 0.5), v, strict=True):
+                ax.text(vi + top * 0.01, yi, _fmt(vi), va="center", fontsize=6.5, color=INK)
+        ax.set_yticks(y, [label(s, 32) for s in labels])
+        ax.invert_yaxis()
+        ax.set_xlim(0, top * 1.15)
+        ax.set_xlabel(f"{title} (yuan)")
+        ax.legend(ncols=5, fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+        fig.tight_layout()
+        return _data_uri(fig)
+
+
+def boost(hist: pd.DataFrame) -> str:
+    """Histogram of brand boost scores as of the day, with the count on each bar."""
+    with _style():
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        counts = hist["signals"].to_numpy(dtype="float64")
+        if counts.sum() == 0:
+            _empty(ax, "no boost signals for this day")
+            return _data_uri(fig)
+        left = hist["bin_low"].to_numpy(dtype="float64")
+        width = (hist["bin_high"] - hist["bin_low"]).to_numpy(dtype="float64")
+        ax.bar(left, counts, width=width * 0.92, align="edge", color="#8250df")
+        for x, w, c in zip(left, width, counts, strict=True):
+            ax.text(x + w / 2, c, f"{c:,.0f}", ha="center", va="bottom", fontsize=8, color=INK)
+        ax.set_xlim(0, 1)
+        ax.set_xticks(np.linspace(0, 1, len(left) + 1))
+        ax.set_xlabel("score = 1 - exp(-raw)")
+        ax.set_ylabel("(user, brand) signals")
+        fig.tight_layout()
+        return _data_uri(fig)

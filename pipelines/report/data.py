@@ -1,0 +1,422 @@
+"""The report's figures, read from the warehouse tables (and note titles / queries from the lake).
+
+Every figure the report shows is computed here, as a small frame, from the published warehouse
+tables, so the page states exactly what the warehouse holds. Big tables are aggregated in SQL;
+only small results come back to pandas. The functions take an engine and a window and do no
+rendering.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from .. import lake, schemas, warehouse
+from ..funnel.uplift import COUNTS, with_uplift
+from ..settings import Settings
+
+#: Days a report covers, ending at its day (fewer when the warehouse starts later).
+WINDOW_DAYS = 30
+#: The market's claim the report sets the overall uplift against when there is no ground truth.
+CLAIMED_UPLIFT = 2.7
+TOP_BRANDS = 15
+TOP_CREATORS = 10
+TOP_NOTES = 10
+TOP_QUERIES = 10
+BOOST_BINS = 10
+MODELS = schemas.ATTRIBUTION_MODELS
+
+T = warehouse.TABLES
+
+
+class NoDataError(LookupError):
+    """The warehouse holds nothing for the requested day."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The line the overall uplift is set against: planted (ground truth) or claimed."""
+
+    value: float
+    source: str  # "planted" or "claimed"
+    label: str
+    mismatch: float | None = None  # the planted factor for a vertical mismatch, when known
+    realised: float | None = None  # the simulated world's realised overall uplift, when known
+
+
+@dataclass
+class ReportData:
+    day: date
+    start: date
+    warehouse_url: str
+    brand_names: dict[str, str]
+    funnel: pd.DataFrame
+    rate: pd.DataFrame
+    uplift: pd.DataFrame
+    reference: Reference
+    credit_platform: pd.DataFrame
+    credit_creator: pd.DataFrame
+    boost: pd.DataFrame
+    boost_stats: dict[str, float]
+    dq: pd.DataFrame
+    ingest: pd.DataFrame
+    quarantine: pd.DataFrame
+    top_notes: pd.DataFrame
+    top_queries: pd.DataFrame
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _frame(conn: sa.Connection, stmt) -> pd.DataFrame:
+    result = conn.execute(stmt)
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def available_days(engine: sa.Engine) -> tuple[date, date] | None:
+    """First and last day of agg_brand_funnel_daily in the warehouse, or None when empty."""
+    t = T[schemas.AGG_BRAND_FUNNEL_DAILY.name]
+    with engine.connect() as conn:
+        lo, hi = conn.execute(sa.select(sa.func.min(t.c.dt), sa.func.max(t.c.dt))).one()
+    return None if lo is None else (_as_date(lo), _as_date(hi))
+
+
+def window(engine: sa.Engine, day: date, days: int = WINDOW_DAYS) -> date:
+    """The first day of the report window ending at ``day``; NoDataError when ``day`` has no rows."""
+    if not sa.inspect(engine).has_table(schemas.AGG_BRAND_FUNNEL_DAILY.name):
+        raise NoDataError(
+            f"the warehouse {warehouse._redact(engine.url.render_as_string(hide_password=False))} has no "
+            f"seedfunnel tables yet. Run the pipeline first (`seedfunnel run --start {day}`), or point "
+            "--warehouse-url / SEEDFUNNEL_WAREHOUSE_URL at the warehouse it published to."
+        )
+    span = available_days(engine)
+    t = T[schemas.AGG_BRAND_FUNNEL_DAILY.name]
+    with engine.connect() as conn:
+        n = conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.dt == day)).scalar_one()
+    if not n:
+        have = f"it holds {span[0]} .. {span[1]}" if span else "it holds no funnel rows at all"
+        raise NoDataError(
+            f"the warehouse has no agg_brand_funnel_daily rows for {day} ({have}). Run the day first "
+            f"(`seedfunnel run --start {day}`) or pick a day it holds."
+        )
+    return max(day - timedelta(days=days - 1), span[0])
+
+
+# ---------------------------------------------------------------- figures
+
+
+def brand_funnel(engine: sa.Engine, start: date, end: date) -> pd.DataFrame:
+    """Per brand over the window: distinct exposed users -> distinct search-back users -> seeded orders, GMV.
+
+    Exposed users: distinct users in fct_touches; search-back users: distinct users with a pair of
+    fct_search_pairs seeded for the brand; seeded orders and GMV: fct_seeded_orders (payment day).
+    """
+    touches = T[schemas.FCT_TOUCHES.name]
+    pairs = T[schemas.FCT_SEARCH_PAIRS.name]
+    orders = T[schemas.FCT_SEEDED_ORDERS.name]
+    with engine.connect() as conn:
+        exposed = _frame(
+            conn,
+            sa.select(touches.c.brand_id, sa.func.count(sa.distinct(touches.c.user_id)).label("exposed_users"))
+            .where(touches.c.dt.between(start, end))
+            .group_by(touches.c.brand_id),
+        )
+        seeded = _frame(
+            conn,
+            sa.select(pairs.c.user_id, pairs.c.seeded_brand_ids)
+            .where(pairs.c.dt.between(start, end), pairs.c.is_seeded)
+            .distinct(),
+        )
+        paid = _frame(
+            conn,
+            sa.select(
+                orders.c.brand_id,
+                sa.func.count().label("seeded_orders"),
+                sa.func.sum(orders.c.amount_fen).label("seeded_gmv_fen"),
+            )
+            .where(orders.c.dt.between(start, end))
+            .group_by(orders.c.brand_id),
+        )
+    seeded["brand_id"] = seeded["seeded_brand_ids"].astype(str).str.split("|")
+    back = (
+        seeded.explode("brand_id")
+        .drop_duplicates(["user_id", "brand_id"])
+        .groupby("brand_id")
+        .size()
+        .rename("search_back_users")
+        .reset_index()
+    )
+    out = exposed.merge(back, on="brand_id", how="outer").merge(paid, on="brand_id", how="outer")
+    cols = ["exposed_users", "search_back_users", "seeded_orders", "seeded_gmv_fen"]
+    out[cols] = out[cols].fillna(0).astype("int64")
+    out = out[out["brand_id"].astype(bool)]
+    return out.sort_values(["exposed_users", "brand_id"], ascending=[False, True], ignore_index=True)[
+        ["brand_id", *cols]
+    ]
+
+
+def search_back_rate(engine: sa.Engine, start: date, end: date) -> pd.DataFrame:
+    """Per exposure day and platform ('all' too): summed exposed / searched-back (user, brand) counts."""
+    t = T[schemas.AGG_BRAND_FUNNEL_DAILY.name]
+    with engine.connect() as conn:
+        df = _frame(
+            conn,
+            sa.select(
+                t.c.dt,
+                t.c.platform,
+                sa.func.sum(t.c.exposed_users).label("exposed_users"),
+                sa.func.sum(t.c.searched_back_users).label("searched_back_users"),
+                sa.func.min(sa.cast(t.c.is_final, sa.Integer)).label("is_final"),
+            )
+            .where(t.c.dt.between(start, end))
+            .group_by(t.c.dt, t.c.platform),
+        )
+    df["dt"] = df["dt"].map(_as_date)
+    df[["exposed_users", "searched_back_users"]] = df[["exposed_users", "searched_back_users"]].astype("int64")
+    df["is_final"] = df["is_final"].astype(bool)
+    exposed = df["exposed_users"].to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["search_back_rate"] = np.where(exposed > 0, df["searched_back_users"] / exposed, np.nan)
+    return df.sort_values(["dt", "platform"], ignore_index=True)
+
+
+def uplift(engine: sa.Engine, start: date, end: date, top_brands: int = TOP_BRANDS) -> pd.DataFrame:
+    """Window uplift (sums of the daily counts, SPEC 5.7 recomputed) for the forest plot's rows.
+
+    Rows: overall, by platform of the last touch, by vertical match, and the brands with the most
+    seeded pairs (whose uplift is defined).
+    """
+    t = T[schemas.AGG_CONVERSION_UPLIFT.name]
+    overall_rows = sa.and_(t.c.level == "all")
+    brand_rows = sa.and_(t.c.level == "brand", t.c.slice == "all")
+    with engine.connect() as conn:
+        df = _frame(
+            conn,
+            sa.select(
+                t.c.level, t.c.subject_id, t.c.slice, t.c.slice_value,
+                *(sa.func.sum(t.c[c]).label(c) for c in COUNTS),
+            )
+            .where(t.c.dt.between(start, end), sa.or_(overall_rows, brand_rows))
+            .group_by(t.c.level, t.c.subject_id, t.c.slice, t.c.slice_value),
+        )
+    df[COUNTS] = df[COUNTS].fillna(0).astype("int64")
+    df = with_uplift(df)
+    group = np.select(
+        [df["level"].eq("brand"), df["slice"].eq("platform"), df["slice"].eq("vertical_match")],
+        ["brand", "platform", "vertical_match"],
+        default="overall",
+    )
+    df["group"] = group
+    brands = df[df["group"].eq("brand") & df["uplift"].notna()]
+    brands = brands.sort_values(["seeded_pairs", "subject_id"], ascending=[False, True]).head(top_brands)
+    order = {"overall": 0, "platform": 1, "vertical_match": 2, "brand": 3}
+    platform_order = {p: i for i, p in enumerate(schemas.PLATFORMS)}
+    rest = df[~df["group"].eq("brand")].copy()
+    rest["_g"] = rest["group"].map(order)
+    rest["_k"] = rest["slice_value"].map(platform_order).fillna(0)
+    rest = rest.sort_values(["_g", "_k", "slice_value"]).drop(columns=["_g", "_k"])
+    out = pd.concat([rest, brands], ignore_index=True)
+    out["key"] = np.where(out["group"].eq("brand"), "brand:" + out["subject_id"], out["group"] + ":" + out["slice_value"])
+    return out.reset_index(drop=True)
+
+
+def reference_line(landing: Path | None) -> Reference:
+    """The planted effect from ``landing/ground_truth.json`` when there is one, else the claimed 2.7x."""
+    path = Path(landing) / "ground_truth.json" if landing else None
+    if path and path.is_file():
+        try:
+            truth = json.loads(path.read_text(encoding="utf-8"))
+            est = truth["estimand"]
+            value = float(est["factor_vertical_match"])
+            realised = (est.get("realised_uplift") or {}).get("seeded")
+            return Reference(
+                value=value,
+                source="planted",
+                label=f"planted effect (ground_truth.json): vertical match {value:g}x",
+                mismatch=float(est["factor_mismatch"]) if est.get("factor_mismatch") is not None else None,
+                realised=float(realised) if realised is not None else None,
+            )
+        except (ValueError, KeyError, TypeError):
+            pass
+    return Reference(value=CLAIMED_UPLIFT, source="claimed", label=f"claimed {CLAIMED_UPLIFT:g}x (no ground truth)")
+
+
+def credits(engine: sa.Engine, start: date, end: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Attributed GMV (fen) by platform and by creator (top by last_touch), one column per model."""
+    t = T[schemas.FCT_ATTRIBUTION_CREDITS.name]
+    touches = T[schemas.FCT_TOUCHES.name]
+    in_window = t.c.dt.between(start, end)
+    with engine.connect() as conn:
+        by_platform = _frame(
+            conn,
+            sa.select(t.c.platform, t.c.model, sa.func.sum(t.c.credit_fen).label("credit_fen"))
+            .where(in_window)
+            .group_by(t.c.platform, t.c.model),
+        )
+        by_creator = _frame(
+            conn,
+            sa.select(t.c.platform, t.c.author_id, t.c.model, sa.func.sum(t.c.credit_fen).label("credit_fen"))
+            .where(in_window)
+            .group_by(t.c.platform, t.c.author_id, t.c.model),
+        )
+    platform = _wide(by_platform, ["platform"])
+    platform = platform.set_index("platform").reindex(list(schemas.PLATFORMS), fill_value=0.0).reset_index()
+    creator = _wide(by_creator, ["platform", "author_id"])
+    creator = creator.sort_values(
+        ["last_touch", "platform", "author_id"], ascending=[False, True, True], ignore_index=True
+    ).head(TOP_CREATORS)
+    if len(creator):
+        with engine.connect() as conn:
+            verticals = _frame(
+                conn,
+                sa.select(touches.c.platform, touches.c.author_id, sa.func.max(touches.c.vertical).label("vertical"))
+                .where(touches.c.author_id.in_(creator["author_id"].tolist()))
+                .group_by(touches.c.platform, touches.c.author_id),
+            )
+        creator = creator.merge(verticals, on=["platform", "author_id"], how="left")
+    else:
+        creator["vertical"] = pd.Series(dtype=object)
+    return platform, creator
+
+
+def _wide(long: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    if long.empty:
+        return pd.DataFrame({**{k: pd.Series(dtype=object) for k in keys}, **{m: pd.Series(dtype="float64") for m in MODELS}})
+    wide = long.pivot_table(index=keys, columns="model", values="credit_fen", aggfunc="sum", fill_value=0.0)
+    return wide.reindex(columns=list(MODELS), fill_value=0.0).astype("float64").reset_index().rename_axis(columns=None)
+
+
+def boost_histogram(engine: sa.Engine, day: date, bins: int = BOOST_BINS) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Counts of brand_boost_signals scores as of ``day`` in equal bins over [0, 1]."""
+    t = T[schemas.BRAND_BOOST_SIGNALS.name]
+    with engine.connect() as conn:
+        scores = _frame(conn, sa.select(t.c.score, t.c.user_id).where(t.c.as_of_dt == day))
+    values = scores["score"].to_numpy(dtype="float64")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    counts, _ = np.histogram(values, bins=edges)
+    hist = pd.DataFrame({"bin_low": edges[:-1].round(6), "bin_high": edges[1:].round(6), "signals": counts.astype("int64")})
+    stats = {
+        "signals": int(len(values)),
+        "users": int(scores["user_id"].nunique()),
+        "median": float(np.median(values)) if len(values) else float("nan"),
+    }
+    return hist, stats
+
+
+def data_quality(engine: sa.Engine, day: date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """dq_results of the day, ingest_files totals per source, quarantine reasons per source."""
+    dq = warehouse.read_table(engine, schemas.DQ_RESULTS.name, T[schemas.DQ_RESULTS.name].c.dt == day)
+    files = T[schemas.INGEST_FILES.name]
+    quarantine = T[schemas.QUARANTINE.name]
+    with engine.connect() as conn:
+        ingest = _frame(
+            conn,
+            sa.select(
+                files.c.source,
+                sa.func.count().label("files"),
+                sa.func.sum(files.c.input_rows).label("input_rows"),
+                sa.func.sum(files.c.accepted_rows).label("accepted_rows"),
+                sa.func.sum(files.c.quarantined_rows).label("quarantined_rows"),
+            )
+            .where(files.c.dt == day)
+            .group_by(files.c.source)
+            .order_by(files.c.source),
+        )
+        reasons = _frame(
+            conn,
+            sa.select(
+                quarantine.c.source,
+                quarantine.c.reason,
+                sa.func.count().label("rows"),
+                sa.func.min(quarantine.c.message).label("example"),
+            )
+            .where(quarantine.c.dt == day)
+            .group_by(quarantine.c.source, quarantine.c.reason)
+            .order_by(quarantine.c.source, quarantine.c.reason),
+        )
+    for c in ("files", "input_rows", "accepted_rows", "quarantined_rows"):
+        ingest[c] = ingest[c].astype("int64")
+    reasons["rows"] = reasons["rows"].astype("int64")
+    dq = dq.sort_values(["success", "severity", "table_name", "expectation"], ignore_index=True)
+    return dq, ingest, reasons
+
+
+def top_notes(engine: sa.Engine, settings: Settings, start: date, end: date) -> pd.DataFrame:
+    """The notes with the most last-touch credit in the window, with their titles from the lake."""
+    t = T[schemas.FCT_ATTRIBUTION_CREDITS.name]
+    with engine.connect() as conn:
+        df = _frame(
+            conn,
+            sa.select(t.c.platform, t.c.note_id, t.c.author_id, sa.func.sum(t.c.credit_fen).label("credit_fen"))
+            .where(t.c.dt.between(start, end), t.c.model == "last_touch")
+            .group_by(t.c.platform, t.c.note_id, t.c.author_id),
+        )
+    df = df.sort_values(["credit_fen", "platform", "note_id"], ascending=[False, True, True]).head(TOP_NOTES)
+    days = [d for d in lake.partitions(settings.lake, "notes") if d <= end]
+    titles = pd.DataFrame(columns=["platform", "note_id", "title"])
+    if len(df) and days:
+        notes = lake.resolve_notes(lake.read_table(settings.lake, "notes", days))
+        titles = notes[["platform", "note_id", "title"]]
+    out = df.merge(titles, on=["platform", "note_id"], how="left")
+    out["title"] = out["title"].fillna("")
+    return out.reset_index(drop=True)
+
+
+def top_queries(engine: sa.Engine, settings: Settings, start: date, end: date) -> pd.DataFrame:
+    """The most frequent queries of search-backs (seeded pairs) in the window, from the lake's searches."""
+    t = T[schemas.FCT_SEARCH_PAIRS.name]
+    with engine.connect() as conn:
+        ids = _frame(
+            conn,
+            sa.select(t.c.search_id).where(t.c.dt.between(start, end), t.c.is_seeded).distinct(),
+        )
+    if ids.empty:
+        return pd.DataFrame({"query": pd.Series(dtype=object), "searches": pd.Series(dtype="int64")})
+    # A search is delivered on its day or later; read the window's deliveries plus a few days.
+    days = [d for d in lake.partitions(settings.lake, "searches") if start <= d <= end + timedelta(days=3)]
+    searches = lake.read_table(settings.lake, "searches", days)[["search_id", "query"]].drop_duplicates("search_id")
+    hits = searches.merge(ids, on="search_id")
+    counts = hits.groupby("query").size().rename("searches").reset_index()
+    return counts.sort_values(["searches", "query"], ascending=[False, True], ignore_index=True).head(TOP_QUERIES)
+
+
+def collect(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW_DAYS) -> ReportData:
+    """Every figure of the report for ``day`` (window ``days`` long)."""
+    from ..reference import load_reference
+
+    start = window(engine, day, days)
+    names = load_reference(settings.seeds).brands.set_index("brand_id")["name"].to_dict()
+    funnel = brand_funnel(engine, start, day)
+    platform, creator = credits(engine, start, day)
+    boost, boost_stats = boost_histogram(engine, day)
+    dq, ingest, reasons = data_quality(engine, day)
+    return ReportData(
+        day=day,
+        start=start,
+        warehouse_url=warehouse._redact(settings.resolved_warehouse_url()),
+        brand_names=names,
+        funnel=funnel,
+        rate=search_back_rate(engine, start, day),
+        uplift=uplift(engine, start, day),
+        reference=reference_line(settings.landing),
+        credit_platform=platform,
+        credit_creator=creator,
+        boost=boost,
+        boost_stats=boost_stats,
+        dq=dq,
+        ingest=ingest,
+        quarantine=reasons,
+        top_notes=top_notes(engine, settings, start, day),
+        top_queries=top_queries(engine, settings, start, day),
+    )

@@ -1,0 +1,422 @@
+"""Render the report: figures -> number tables and charts -> one self-contained HTML file.
+
+Jinja2 with autoescaping renders the page, so every string from the data (brand names, note titles,
+queries, creator ids, quarantine messages) is escaped text. Every chart sits next to a table of
+the numbers it draws; each cell carries its raw value in ``data-value`` (integers as integers,
+floats at full precision, empty for null), which tests compare with the warehouse.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from .. import schemas
+from . import charts
+from .data import TOP_BRANDS, ReportData
+
+TEMPLATE = "template.html"
+
+
+@dataclass
+class Col:
+    key: str
+    header: str
+    kind: str = "int"  # int, float, pct, yuan, text, date, bool
+
+    @property
+    def cls(self) -> str:
+        return "text" if self.kind in ("text", "date", "bool") else "num"
+
+
+@dataclass
+class NumberTable:
+    name: str
+    columns: list[Col]
+    rows: list[dict] = field(default_factory=list)
+
+
+def _raw(value, kind: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    if kind == "int":
+        return str(int(value))
+    if kind in ("float", "pct", "yuan"):
+        return repr(float(value))
+    if kind == "bool":
+        return "true" if bool(value) else "false"
+    return str(value)
+
+
+def _text(value, kind: str) -> str:
+    raw = _raw(value, kind)
+    if raw == "":
+        return "—"
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "float":
+        return f"{float(value):.3f}"
+    if kind == "pct":
+        return f"{float(value) * 100:.1f}%"
+    if kind == "yuan":  # the raw value stays in fen
+        return f"¥{float(value) / 100:,.2f}"
+    if kind == "bool":
+        return "yes" if value else "no"
+    return raw
+
+
+def number_table(name: str, df: pd.DataFrame, columns: list[Col], key: str) -> dict:
+    rows = []
+    for rec in df.to_dict("records"):
+        cells = [
+            {"col": c.key, "value": _raw(rec.get(c.key), c.kind), "text": _text(rec.get(c.key), c.kind), "cls": c.cls}
+            for c in columns
+        ]
+        rows.append({"key": str(rec[key]), "cells": cells})
+    return {
+        "name": name,
+        "columns": [{"key": c.key, "header": c.header, "cls": c.cls} for c in columns],
+        "rows": rows,
+    }
+
+
+def _brand(names: dict[str, str], brand_id: str) -> str:
+    return names.get(brand_id, brand_id)
+
+
+def _uplift_label(row, names: dict[str, str]) -> str:
+    group = row["group"]
+    if group == "overall":
+        return "overall (all brands, all platforms)"
+    if group == "platform":
+        return f"platform: {row['slice_value']}"
+    if group == "vertical_match":
+        return f"vertical {row['slice_value']}"
+    return f"brand: {_brand(names, row['subject_id'])}"
+
+
+def _creator_label(row) -> str:
+    vertical = row.get("vertical")
+    tail = f" · {vertical}" if isinstance(vertical, str) and vertical else ""
+    return f"{row['platform']} {row['author_id'][:8]}{tail}"
+
+
+def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
+    names = data.brand_names
+    models = list(schemas.ATTRIBUTION_MODELS)
+    sections = []
+
+    # funnel per brand
+    funnel = data.funnel.copy()
+    funnel["brand_name"] = funnel["brand_id"].map(lambda b: _brand(names, b))
+    funnel["seeded_gmv_yuan"] = funnel["seeded_gmv_fen"] / 100
+    funnel["search_back_share"] = funnel["search_back_users"] / funnel["exposed_users"].where(funnel["exposed_users"] > 0)
+    top = funnel.head(TOP_BRANDS)
+    sections.append({
+        "id": "funnel",
+        "title": "Funnel per brand",
+        "lede": (
+            f"Exposed users (distinct users with a touch, fct_touches) -> search-back users (distinct users "
+            f"with a search pair seeded for the brand, fct_search_pairs) -> seeded orders and GMV "
+            f"(fct_seeded_orders, by payment day), over {data.start} .. {data.day}. The chart shows the "
+            f"{len(top)} brands with the most exposed users; the table lists every brand with activity."
+        ),
+        "blocks": [{
+            "chart": "funnel",
+            "src": charts.funnel(top, top["brand_name"].tolist()),
+            "alt": "Bar charts of exposed users, search-back users, seeded orders and GMV per brand",
+            "table": number_table("funnel", funnel, [
+                Col("brand_name", "brand", "text"), Col("brand_id", "brand_id", "text"),
+                Col("exposed_users", "exposed users"), Col("search_back_users", "search-back users"),
+                Col("search_back_share", "search-back / exposed", "pct"),
+                Col("seeded_orders", "seeded orders"), Col("seeded_gmv_fen", "seeded GMV", "yuan"),
+            ], "brand_id"),
+        }],
+    })
+
+    # search-back rate over time
+    rate = data.rate
+    wide = rate.pivot_table(index="dt", columns="platform", values="search_back_rate", aggfunc="first")
+    all_rows = rate[rate["platform"].eq(schemas.ALL)].set_index("dt")
+    table = pd.DataFrame({"dt": sorted(rate["dt"].unique())})
+    if len(table):
+        table["exposed_users"] = table["dt"].map(all_rows["exposed_users"])
+        table["searched_back_users"] = table["dt"].map(all_rows["searched_back_users"])
+        table["search_back_rate"] = table["dt"].map(all_rows["search_back_rate"])
+        table["is_final"] = table["dt"].map(all_rows["is_final"])
+        for p in schemas.PLATFORMS:
+            table[f"rate_{p}"] = table["dt"].map(wide[p]) if p in wide else float("nan")
+    sections.append({
+        "id": "search-back-rate",
+        "title": "Search-back rate (回搜率) over time",
+        "lede": (
+            "Per exposure day: of the (user, brand) pairs with a touch that day, the share followed by a "
+            "search seeded for the brand within seed_window after the first touch (agg_brand_funnel_daily, "
+            "summed over brands). Open markers: the day is not final yet (its seed window is still open)."
+        ),
+        "blocks": [{
+            "chart": "search_back_rate",
+            "src": charts.search_back_rate(rate),
+            "alt": "Line chart of the search-back rate per day and platform",
+            "table": number_table("search_back_rate", table, [
+                Col("dt", "exposure day", "date"), Col("exposed_users", "exposed (user, brand)"),
+                Col("searched_back_users", "searched back"), Col("search_back_rate", "rate, all platforms", "pct"),
+                *(Col(f"rate_{p}", p, "pct") for p in schemas.PLATFORMS), Col("is_final", "final", "bool"),
+            ], "dt"),
+        }],
+    })
+
+    # uplift forest
+    up = data.uplift.copy()
+    up["label"] = [_uplift_label(r, names) for r in up.to_dict("records")]
+    ref = data.reference
+    ref_note = (
+        f"Reference line: {ref.label}"
+        + (f"; planted vertical mismatch {ref.mismatch:g}x" if ref.mismatch is not None else "")
+        + (f"; the simulated world's realised overall uplift is {ref.realised:.2f}x" if ref.realised is not None else "")
+        + "."
+    )
+    sections.append({
+        "id": "uplift",
+        "title": "Conversion uplift, seeded vs baseline search pairs",
+        "lede": (
+            "cvr of pairs seeded for the brand / cvr of pairs not seeded for it, with the 95% interval by "
+            "the log method (SPEC 5.7), over the window: the daily counts of agg_conversion_uplift summed "
+            "over search days, then the ratio recomputed. Rows: overall, by platform of the last touch, by "
+            "vertical match, and the brands with the most seeded pairs (defined uplift only). " + ref_note
+        ),
+        "blocks": [{
+            "chart": "uplift",
+            "src": charts.forest(up, up["label"].tolist(), ref),
+            "alt": "Forest plot of conversion uplift with 95% intervals",
+            "table": number_table("uplift", up, [
+                Col("label", "row", "text"), Col("seeded_pairs", "seeded pairs"),
+                Col("seeded_conversions", "seeded conv."), Col("baseline_pairs", "baseline pairs"),
+                Col("baseline_conversions", "baseline conv."), Col("cvr_seeded", "cvr seeded", "pct"),
+                Col("cvr_baseline", "cvr baseline", "pct"), Col("uplift", "uplift", "float"),
+                Col("uplift_ci_low", "95% low", "float"), Col("uplift_ci_high", "95% high", "float"),
+            ], "key"),
+            "link": None,
+        }, {
+            "table": number_table("uplift_reference", pd.DataFrame([{
+                "source": ref.source, "value": ref.value, "mismatch": ref.mismatch, "realised": ref.realised,
+            }]), [Col("source", "reference", "text"), Col("value", "line at", "float"),
+                  Col("mismatch", "planted mismatch", "float"), Col("realised", "realised overall (simulated)", "float")],
+                "source"),
+        }],
+    })
+
+    # attribution
+    cp = data.credit_platform.copy()
+    cc = data.credit_creator.copy()
+    cc["creator"] = [_creator_label(r) for r in cc.to_dict("records")] if len(cc) else []
+    cc["key"] = cc["platform"].astype(str) + ":" + cc["author_id"].astype(str) if len(cc) else []
+    model_cols = [Col(m, m, "yuan") for m in models]
+    sections.append({
+        "id": "attribution",
+        "title": "Attribution by platform and by creator, every model side by side",
+        "lede": (
+            "Seeded GMV paid in the window split over the orders' eligible touches by each attribution model "
+            "(fct_attribution_credits, credit_fen summed by the touch's platform and author). Every model "
+            "distributes the same total; the differences show who opens and who closes."
+        ),
+        "blocks": [{
+            "subtitle": "By platform",
+            "chart": "attribution_platform",
+            "src": charts.credits(cp, cp["platform"].tolist(), "attributed GMV by platform"),
+            "alt": "Grouped bars of attributed GMV per platform and model",
+            "table": number_table("attribution_platform", cp, [Col("platform", "platform", "text"), *model_cols], "platform"),
+        }, {
+            "subtitle": f"Top {len(cc)} creators (by last-touch credit)",
+            "chart": "attribution_creator",
+            "src": charts.credits(cc, cc["creator"].tolist() if len(cc) else [], "attributed GMV by creator"),
+            "alt": "Grouped bars of attributed GMV per creator and model",
+            "table": number_table("attribution_creator", cc, [
+                Col("platform", "platform", "text"), Col("author_id", "author_id", "text"),
+                Col("vertical", "vertical", "text"), *model_cols,
+            ], "key") if len(cc) else number_table("attribution_creator", cc, [Col("platform", "platform", "text")], "platform"),
+        }],
+    })
+
+    # content: notes and queries (text from the lake)
+    notes = data.top_notes.copy()
+    notes["key"] = notes["platform"].astype(str) + ":" + notes["note_id"].astype(str) if len(notes) else []
+    sections.append({
+        "id": "content",
+        "title": "What seeded: top notes and search-back queries",
+        "lede": "Notes with the most last-touch credit in the window (titles from the lake's notes), and the most "
+        "frequent queries of seeded searches (queries from the lake's searches). Text is shown as written.",
+        "blocks": [{
+            "subtitle": "Top notes",
+            "table": number_table("top_notes", notes, [
+                Col("platform", "platform", "text"), Col("note_id", "note_id", "text"),
+                Col("title", "title", "text"), Col("author_id", "author_id", "text"),
+                Col("credit_fen", "last-touch credit", "yuan"),
+            ], "key") if len(notes) else number_table("top_notes", notes, [Col("title", "title", "text")], "title"),
+        }, {
+            "subtitle": "Top search-back queries",
+            "table": number_table("top_queries", data.top_queries, [
+                Col("query", "query", "text"), Col("searches", "seeded searches"),
+            ], "query"),
+        }],
+    })
+
+    # boost
+    boost = data.boost.copy()
+    boost["bin"] = [f"[{lo:.1f}, {hi:.1f}{']' if i == len(boost) - 1 else ')'}" for i, (lo, hi) in enumerate(zip(boost["bin_low"], boost["bin_high"], strict=True))]
+    st = data.boost_stats
+    sections.append({
+        "id": "boost",
+        "title": "Brand boost scores",
+        "lede": (
+            f"Distribution of brand_boost_signals scores as of the end of {data.day}: {st['signals']:,} "
+            f"(user, brand) signals for {st['users']:,} users (each user's top 50)"
+            + (f", median score {st['median']:.3f}." if st["signals"] else ".")
+        ),
+        "blocks": [{
+            "chart": "boost",
+            "src": charts.boost(boost),
+            "alt": "Histogram of boost scores",
+            "table": number_table("boost", boost, [
+                Col("bin", "score bin", "text"), Col("bin_low", "from", "float"), Col("bin_high", "to", "float"),
+                Col("signals", "signals"),
+            ], "bin"),
+        }],
+    })
+
+    # data quality
+    docs_index = reports_root / "data_docs" / "index.html"
+    dq = data.dq.copy()
+    dq["status"] = [("pass" if s else ("FAIL" if sev == "critical" else "warn")) for s, sev in zip(dq["success"], dq["severity"], strict=True)]
+    dq["key"] = dq["table_name"].astype(str) + ":" + dq["expectation"].astype(str) + ":" + dq["run_id"].astype(str)
+    if len(dq):
+        summary = dq.groupby("table_name").agg(
+            checks=("success", "size"), passed=("success", "sum"),
+            failed_critical=("status", lambda s: int((s == "FAIL").sum())), failed_warning=("status", lambda s: int((s == "warn").sum())),
+        ).reset_index()
+        summary["passed"] = summary["passed"].astype("int64")
+    else:
+        summary = pd.DataFrame(columns=["table_name", "checks", "passed", "failed_critical", "failed_warning"])
+    failed = dq[~dq["success"].astype(bool)]
+    ing = data.ingest
+    q = data.quarantine.copy()
+    q["key"] = q["source"].astype(str) + ":" + q["reason"].astype(str) if len(q) else []
+    sections.append({
+        "id": "data-quality",
+        "title": "Data quality",
+        "lede": (
+            f"Validation results of {data.day} (dq_results): "
+            + (f"{len(dq)} checks, {int((dq['status'] == 'FAIL').sum())} critical failures, "
+               f"{int((dq['status'] == 'warn').sum())} warnings." if len(dq) else "no validation results recorded for this day.")
+            + " Ingestion of the day's delivery (ingest_files) and the reasons rows were quarantined (quarantine)."
+        ),
+        "blocks": [{
+            "subtitle": "Validation by table",
+            "table": number_table("dq_summary", summary, [
+                Col("table_name", "table", "text"), Col("checks", "checks"), Col("passed", "passed"),
+                Col("failed_critical", "failed (critical)"), Col("failed_warning", "failed (warning)"),
+            ], "table_name"),
+            "link": {
+                "href": os.path.relpath(docs_index, report_path.parent).replace(os.sep, "/"),
+                "kind": "data_docs",
+                "text": "Open the Data Docs (every expectation, with its observed values)",
+                "note": "" if docs_index.exists() else "(not built yet for this home)",
+            },
+        }, {
+            "subtitle": "Failed checks",
+            "table": number_table("dq_failures", failed, [
+                Col("table_name", "table", "text"), Col("expectation", "expectation", "text"),
+                Col("severity", "severity", "text"), Col("observed", "observed", "text"), Col("details", "details", "text"),
+            ], "key"),
+        }, {
+            "subtitle": "Ingestion",
+            "table": number_table("ingest", ing, [
+                Col("source", "source", "text"), Col("files", "files"), Col("input_rows", "rows in"),
+                Col("accepted_rows", "accepted"), Col("quarantined_rows", "quarantined"),
+            ], "source"),
+        }, {
+            "subtitle": "Quarantine reasons",
+            "table": number_table("quarantine", q, [
+                Col("source", "source", "text"), Col("reason", "reason", "text"), Col("rows", "rows"),
+                Col("example", "example message", "text"),
+            ], "key") if len(q) else number_table("quarantine", q, [Col("reason", "reason", "text")], "reason"),
+        }],
+    })
+
+    overall = up[up["group"].eq("overall")]
+    day_rate = all_rows["search_back_rate"].get(data.day) if len(all_rows) else None
+    kpis = [
+        {"key": "seeded_orders", "label": "seeded orders in the window", "text": f"{int(funnel['seeded_orders'].sum()):,}"},
+        {"key": "seeded_gmv", "label": "seeded GMV in the window", "text": _text(float(funnel["seeded_gmv_fen"].sum()), "yuan")},
+        {"key": "uplift", "label": "overall conversion uplift [95%]", "text": (
+            f"{overall['uplift'].iloc[0]:.2f}x [{overall['uplift_ci_low'].iloc[0]:.2f}, {overall['uplift_ci_high'].iloc[0]:.2f}]"
+            if len(overall) and pd.notna(overall["uplift"].iloc[0]) else "—")},
+        {"key": "search_back_rate", "label": f"search-back rate of {data.day} (open)", "text": _text(day_rate, "pct")},
+        {"key": "dq", "label": "data-quality failures (critical)", "text": str(int((dq["status"] == "FAIL").sum())) if len(dq) else "not validated"},
+    ]
+    return {
+        "day": data.day.isoformat(),
+        "start": data.start.isoformat(),
+        "window_days": (data.day - data.start).days + 1,
+        "warehouse_url": data.warehouse_url,
+        "kpis": kpis,
+        "sections": sections,
+        "index_href": os.path.relpath(reports_root / "index.html", report_path.parent).replace(os.sep, "/"),
+    }
+
+
+def environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(Path(__file__).parent),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render(data: ReportData, report_path: Path, reports_root: Path) -> str:
+    return environment().get_template(TEMPLATE).render(**context(data, report_path, reports_root))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def render_index(reports_root: Path, folder: str) -> str:
+    """The list of every report under ``reports_root/folder``, newest first."""
+    days = sorted((p.stem for p in (reports_root / folder).glob("*.html") if _is_day(p.stem)), reverse=True)
+    template = environment().from_string(INDEX_TEMPLATE)
+    return template.render(days=days, folder=folder, data_docs=(reports_root / "data_docs" / "index.html").exists())
+
+
+def _is_day(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+        return True
+    except ValueError:
+        return False
+
+
+INDEX_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<title>seedfunnel reports</title>
+<style>body{font:14px/1.5 system-ui,sans-serif;margin:32px;color:#24292f}a{color:#0969da}li{margin:2px 0}.latest{font-weight:600}</style>
+</head><body>
+<h1>seedfunnel reports</h1>
+{% if days %}<p>Latest: <a class="latest" id="latest" href="{{ folder }}/{{ days[0] }}.html">{{ days[0] }}</a></p>{% else %}<p>No reports yet.</p>{% endif %}
+<p><a href="data_docs/index.html">Data Docs</a>{% if not data_docs %} (not built yet){% endif %}</p>
+<h2>Attribution reports</h2>
+<ul>{% for d in days %}<li><a href="{{ folder }}/{{ d }}.html">{{ d }}</a></li>{% endfor %}</ul>
+</body></html>
+"""

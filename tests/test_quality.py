@@ -1,0 +1,293 @@
+"""Data quality: a clean simulated world passes every suite; injected defects fail exactly the
+expectations they should; a critical failure blocks publishing and the warehouse keeps its data.
+
+One small world (simulated, run through the runner for two days) is built once and shared by the
+xdist workers (a file lock); each defect test mutates its own copy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipelines import lake, runner, schemas, warehouse
+from pipelines.cli import app
+from pipelines.quality import checks, suites
+from pipelines.quality.validate import QualityGateError, data_docs_index, gate, validate_day
+from pipelines.settings import Settings
+from pipelines.simulate import simulate_world
+
+START, RUN_DAYS, WORLD_DAYS, USERS = date(2026, 3, 1), 3, 4, 400
+DAY = START + timedelta(days=RUN_DAYS - 1)  # the last day run, the one defects are planted in
+EXPECTATIONS = sum(len(s["expectations"]) for s in suites.build_suites().values())
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    """Landing zone of WORLD_DAYS days and a home where the first RUN_DAYS were run (built once)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if base.name.startswith("popen-gw") else base) / "quality_world"
+    root.mkdir(exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            simulate_world(
+                root / "landing", users=USERS, days=WORLD_DAYS, start=START, seed=5, seeds_dir=Settings().seeds
+            )
+            runner.run_days(_settings(root), START, DAY)
+            (root / "done").touch()
+    return root
+
+
+def _settings(root: Path, home: Path | None = None, landing: Path | None = None) -> Settings:
+    home = home or root / "home"
+    # The SQLite file inside home, whatever SEEDFUNNEL_WAREHOUSE_URL says: copies must not share it.
+    url = f"sqlite:///{home / 'warehouse.sqlite'}"
+    return Settings(home=home, landing=landing or root / "landing", warehouse_url=url)
+
+
+def _copy(world: Path, tmp_path: Path) -> Settings:
+    """A private copy of the world's home (lake, SQLite warehouse, reports)."""
+    shutil.copytree(world / "home", tmp_path / "home")
+    return _settings(world, home=tmp_path / "home")
+
+
+def _failed(outcome) -> set[tuple[str, str]]:
+    f = outcome.failed
+    return set(zip(f["table_name"], f["expectation"], strict=True))
+
+
+def _warehouse(settings: Settings) -> dict[str, pd.DataFrame]:
+    engine = warehouse.make_engine(settings.resolved_warehouse_url())
+    try:
+        return {t.name: warehouse.read_table(engine, t.name) for t in schemas.WAREHOUSE_TABLES}
+    finally:
+        engine.dispose()
+
+
+def _assert_untouched(before: dict[str, pd.DataFrame], after: dict[str, pd.DataFrame]) -> None:
+    for name, frame in before.items():
+        if name != schemas.DQ_RESULTS.name:
+            pd.testing.assert_frame_equal(after[name], frame, obj=name)
+
+
+# ---------------------------------------------------------------- suites are generated, not written
+
+
+def test_committed_suites_equal_the_generated_ones():
+    assert suites.stale_files() == [], "expectations/ is stale: run python -m pipelines.quality.suites"
+
+
+def test_suites_follow_the_schema_declaration():
+    built = suites.build_suites()
+    assert set(built) == {t.name for t in suites.VALIDATED_TABLES} | set(checks.CHECKS)
+    for t in suites.VALIDATED_TABLES:
+        ex = {e["meta"]["id"]: e for e in built[t.name]["expectations"]}
+        assert ex["expect_table_columns_to_match_ordered_list(table)"]["kwargs"]["column_list"] == t.names
+        for c in t.columns:
+            if c.enum:
+                assert ex[f"expect_column_values_to_be_in_set({c.name})"]["kwargs"]["value_set"] == list(c.enum)
+            if c.min is not None or c.max is not None:
+                kw = ex[f"expect_column_values_to_be_between({c.name})"]["kwargs"]
+                assert (kw.get("min_value"), kw.get("max_value"), kw.get("strict_min", False)) == (
+                    c.min,
+                    c.max,
+                    c.min_exclusive,
+                )
+        key = suites.STORED_KEY.get(t.name, t.key)
+        if key:
+            for k in key if key == t.key else ():
+                assert (f"expect_column_values_to_not_be_null({k})" in ex) == (not t.column(k).nullable)
+            unique = "expect_column_values_to_be_unique" if len(key) == 1 else "expect_compound_columns_to_be_unique"
+            assert f"{unique}({','.join(key)})" in ex
+    # Money > 0, strictly; every expectation has a severity GX and dq_results both read.
+    orders = {e["meta"]["id"]: e for e in built["orders"]["expectations"]}
+    assert orders["expect_column_values_to_be_between(amount_fen)"]["kwargs"] == {
+        "column": "amount_fen",
+        "min_value": 0,
+        "strict_min": True,
+    }
+    for s in built.values():
+        for e in s["expectations"]:
+            assert e["severity"] == e["meta"]["severity"] in suites.SEVERITIES
+            assert e["meta"]["table"]
+
+
+def test_thresholds_come_from_settings():
+    used = {
+        v["$PARAMETER"]
+        for s in suites.build_suites().values()
+        for e in s["expectations"]
+        for v in e["kwargs"].values()
+        if isinstance(v, dict)
+    }
+    assert used == set(Settings().quality.parameters())
+
+
+# ---------------------------------------------------------------- a clean world
+
+
+def test_a_clean_world_passes_every_suite_and_every_result_is_published(world):
+    settings = _settings(world)
+    dq = _warehouse(settings)[schemas.DQ_RESULTS.name]
+    days = [START + timedelta(days=i) for i in range(RUN_DAYS)]
+    assert sorted(dq["dt"].unique()) == days
+    assert dq.groupby("dt").size().eq(EXPECTATIONS).all()
+    bad = dq[~dq["success"]]
+    assert bad.empty, bad[["dt", "table_name", "expectation", "observed"]].to_string()
+    assert set(dq["severity"]) == {"critical", "warning"}
+    # Real numbers, not vacuous passes: the day's frames have rows and the rates are observed.
+    last = dq[dq["dt"].eq(DAY)].set_index("expectation")
+    assert last.loc["check_feed_rates/expect_column_values_to_be_between(id_link_rate)", "observed"] != "null"
+    tables = checks.table_frames(settings, DAY)
+    for name in ("exposures", "orders", "fct_touches", "fct_attribution_credits", "agg_brand_funnel_daily"):
+        assert len(tables[name]) > 0, name
+    rates = checks.feed_rates(settings, DAY, tables).iloc[0]
+    assert 0.5 < rates["id_link_rate"] < 1 and rates["orphan_exposure_rate"] == 0
+
+
+# ---------------------------------------------------------------- injected defects
+
+
+def test_a_duplicated_key_fails_uniqueness_and_the_ingestion_reconciliation(world, tmp_path):
+    settings = _copy(world, tmp_path)
+    orders = lake.read_table(settings.lake, "orders", [DAY])
+    assert len(orders) > 0
+    lake.write_partition(settings.lake, "orders", DAY, pd.concat([orders, orders.iloc[[0]]], ignore_index=True))
+
+    outcome = validate_day(settings, DAY, data_docs=False)
+    assert _failed(outcome) == {
+        ("orders", "orders/expect_column_values_to_be_unique(order_id)"),
+        (
+            "ingest_files",
+            "check_ingest_reconciliation/expect_column_pair_values_a_to_be_greater_than_b(accepted_rows,lake_rows)",
+        ),
+    }
+    assert outcome.blocked
+    row = outcome.results.set_index("expectation").loc["orders/expect_column_values_to_be_unique(order_id)"]
+    assert row["observed"] == f"2 of {len(orders) + 1} rows unexpected"
+    assert json.loads(row["details"])["sample"][0]["order_id"] == orders["order_id"].iloc[0]
+
+
+def test_a_broken_id_link_feed_fails_the_link_rate(world, tmp_path):
+    settings = _copy(world, tmp_path)
+    for d in lake.partitions(settings.lake, "id_links"):
+        links = lake.read_table(settings.lake, "id_links", [d])
+        # A feed that changed its id scheme: every row still arrives, none matches an exposure.
+        lake.write_partition(settings.lake, "id_links", d, links.assign(ext_user_id="v2:" + links["ext_user_id"]))
+
+    outcome = validate_day(settings, DAY, data_docs=False)
+    assert _failed(outcome) == {("id_links", "check_feed_rates/expect_column_values_to_be_between(id_link_rate)")}
+    assert outcome.blocked
+    assert outcome.results.set_index("expectation").loc[
+        "check_feed_rates/expect_column_values_to_be_between(id_link_rate)", "observed"
+    ] == "0"
+
+
+def test_credits_that_do_not_sum_block_publishing_and_keep_the_warehouse(world, tmp_path):
+    settings = _copy(world, tmp_path)
+    marts = settings.lake / runner.MARTS
+    name = schemas.FCT_ATTRIBUTION_CREDITS.name
+    d = max(p for p in lake.partitions(marts, name) if len(lake.read_table(marts, name, [p])))
+    credits = lake.read_table(marts, name, [d])
+    broken = credits.copy()
+    broken.loc[0, "credit_fen"] += 100.0
+    lake.write_partition(marts, name, d, broken)
+    before = _warehouse(settings)
+
+    with pytest.raises(QualityGateError) as err:
+        gate(settings, DAY)
+    failed_id = "check_credit_sums/expect_column_values_to_be_between(abs_diff_fen)"
+    message = str(err.value)
+    assert f"table fct_attribution_credits: {failed_id} failed" in message
+    assert "sample rows" in message and credits.loc[0, "order_id"] in message
+    after = _warehouse(settings)
+    _assert_untouched(before, after)
+    dq = after[schemas.DQ_RESULTS.name]
+    today = dq[dq["dt"].eq(DAY)]
+    assert len(today) == EXPECTATIONS
+    assert set(today.loc[~today["success"], "expectation"]) == {failed_id}
+    # Earlier days' results stay.
+    key = list(schemas.DQ_RESULTS.key)
+    earlier = [f[f["dt"].lt(DAY)].sort_values(key, ignore_index=True) for f in (dq, before[schemas.DQ_RESULTS.name])]
+    assert len(earlier[0]) == (RUN_DAYS - 1) * EXPECTATIONS
+    pd.testing.assert_frame_equal(*earlier)
+
+
+def test_a_day_of_missing_orders_stops_run_day_before_publish(world, tmp_path):
+    settings = _copy(world, tmp_path)
+    landing = tmp_path / "landing"
+    shutil.copytree(world / "landing", landing)
+    day = DAY + timedelta(days=1)
+    shutil.rmtree(landing / "orders" / f"dt={day}")
+    settings = settings.with_(landing=landing)
+    before = _warehouse(settings)
+
+    with pytest.raises(QualityGateError) as err:
+        runner.run_day(settings, day)
+    failed_id = "check_freshness/expect_column_values_to_be_between(orders_delivery_age_days)"
+    assert f"table orders: {failed_id} failed; observed 1\n" in str(err.value)
+    after = _warehouse(settings)
+    _assert_untouched(before, after)
+    dq = after[schemas.DQ_RESULTS.name]
+    today = dq[dq["dt"].eq(day)]
+    bad = today[~today["success"]]
+    assert set(zip(bad["table_name"], bad["expectation"], strict=True)) == {("orders", failed_id)}
+    assert len(today) == EXPECTATIONS
+    # The blocked day is rendered: Data Docs show its failed validation.
+    html = (data_docs_index(settings)).read_text(encoding="utf-8")
+    assert "check_freshness" in html and f"run-{day}" in html
+
+
+# ---------------------------------------------------------------- on demand, and Data Docs
+
+
+def test_cli_validate_prints_the_results_and_exits_1_on_a_critical_failure(world, tmp_path, monkeypatch):
+    from pipelines import cli
+
+    monkeypatch.setattr(cli.console, "_width", 250)  # the table must not fold the expectation ids
+    settings = _copy(world, tmp_path)
+    orders = lake.read_table(settings.lake, "orders", [DAY])
+    lake.write_partition(settings.lake, "orders", DAY, orders.assign(amount_fen=0))
+    result = CliRunner().invoke(app, ["validate", "--date", DAY.isoformat(), "--home", str(settings.home)])
+    assert result.exit_code == 1, result.output
+    assert "orders/expect_column_values_to_be_between(amount_fen)" in result.output
+    assert "1 critical and 0 warning failure(s)" in result.output
+    assert data_docs_index(settings).exists()
+
+
+def test_data_docs_open_in_chromium_and_show_the_latest_validation(world):
+    from playwright.sync_api import sync_playwright
+
+    index = data_docs_index(_settings(world))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(index.resolve().as_uri())
+            # The summary is static HTML: it shows offline, where GX's CDN-scripted table stays empty.
+            summary = page.locator("#seedfunnel-latest-validation")
+            assert f"Latest validation: {DAY} (run-{DAY})" in summary.inner_text()
+            assert f"{EXPECTATIONS} expectations, 0 critical and 0 warning failure(s)" in summary.inner_text()
+            links = summary.locator("a")
+            assert sorted(links.all_inner_texts()) == sorted(suites.build_suites())
+            summary.locator("a", has_text="check_credit_sums").click()
+            page.wait_for_load_state()
+            body = page.inner_text("body")
+            assert "Succeeded" in body and "abs_diff_fen" in body
+        finally:
+            browser.close()
+
+
+def test_cli_validate_explains_itself_and_a_day_never_run(tmp_path):
+    help_ = CliRunner().invoke(app, ["validate", "--help"])
+    assert help_.exit_code == 0 and "Data Docs" in help_.output
+    never = CliRunner().invoke(app, ["validate", "--date", "2026-01-01", "--home", str(tmp_path)])
+    assert never.exit_code == 2 and "never ingested" in never.output and "seedfunnel run" in never.output

@@ -1,0 +1,350 @@
+"""The HTML report: rendered in headless Chromium, every chart states its numbers, the numbers equal
+the warehouse tables, and text from the data (brand names, note titles, queries, messages) is text.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from pipelines import db, lake, runner, schemas, warehouse
+from pipelines.report import FOLDER, NoDataError, build_report, charts, data
+from pipelines.settings import Settings
+from pipelines.simulate import simulate_world
+
+START, DAYS = date(2026, 3, 1), 3
+DAY = START + timedelta(days=DAYS - 1)
+CHARTS = ("funnel", "search_back_rate", "uplift", "attribution_platform", "attribution_creator", "boost")
+CHROMIUM = "/usr/bin/chromium"
+HOSTILE = {
+    "script": "<script>alert(1)</script>",
+    "img": '<img src=x onerror="document.title=\'pwned\'">',
+    "break": '雅诗兰黛"></td></tr><tr id="pwned"><td>',
+    "math": "$x^2$ {{ 7*7 }} {% if 1 %}jinja{% endif %}",
+}
+
+# Collects every number table of the page: {table: {row key: {column: data-value}}}.
+READ_TABLES = """() => {
+  const out = {};
+  for (const t of document.querySelectorAll('table.numbers')) {
+    const rows = {};
+    for (const tr of t.querySelectorAll('tbody tr[data-key]')) {
+      const cells = {};
+      for (const td of tr.querySelectorAll('td[data-col]')) cells[td.dataset.col] = td.dataset.value;
+      rows[tr.dataset.key] = cells;
+    }
+    out[t.dataset.table] = rows;
+  }
+  return out;
+}"""
+READ_CHARTS = """() => Array.from(document.querySelectorAll('figure.chart')).map(f => ({
+  chart: f.dataset.chart,
+  loaded: f.querySelector('img').complete && f.querySelector('img').naturalWidth > 100,
+  rows: f.querySelectorAll('table.numbers tbody tr[data-key]').length,
+}))"""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A small simulated world run through every stage; the last run wrote the report."""
+    root = tmp_path_factory.mktemp("report")
+    settings = Settings(
+        home=root / "home", landing=root / "landing", warehouse_url=f"sqlite:///{root / 'w.sqlite'}"
+    )
+    simulate_world(settings.landing, users=500, days=DAYS, start=START, seed=21, seeds_dir=settings.seeds)
+    summary = runner.run_days(settings, START, DAY)
+    return settings, summary
+
+
+def _open(path, screenshot=None):
+    """Load ``path`` in headless Chromium; returns (tables, charts, console problems, dialogs, probe)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            problems, dialogs = [], []
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(path.resolve().as_uri())
+            page.wait_for_load_state("load")
+            if screenshot:
+                page.screenshot(path=str(screenshot), full_page=True)
+            probe = page.evaluate(
+                """() => ({
+                  scripts: document.querySelectorAll('script').length,
+                  pwned: document.querySelectorAll('#pwned').length,
+                  title: document.title,
+                  cells: Array.from(document.querySelectorAll('td[data-col]')).map(td => td.textContent),
+                  imgs: Array.from(document.querySelectorAll('img')).map(i => i.getAttribute('src').slice(0, 26)),
+                })"""
+            )
+            return page.evaluate(READ_TABLES), page.evaluate(READ_CHARTS), problems, dialogs, probe
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(world, tmp_path_factory):
+    settings, summary = world
+    shot = tmp_path_factory.mktemp("shots") / "report.png"
+    tables, charts_found, problems, dialogs, probe = _open(settings.reports / FOLDER / f"{DAY}.html", shot)
+    return {"tables": tables, "charts": charts_found, "problems": problems, "dialogs": dialogs, "probe": probe, "shot": shot}
+
+
+def _engine(settings):
+    return warehouse.make_engine(settings.resolved_warehouse_url())
+
+
+def _read(settings, name, where=None):
+    engine = _engine(settings)
+    try:
+        return warehouse.read_table(engine, name, where(warehouse.TABLES[name]) if where else None)
+    finally:
+        engine.dispose()
+
+
+def _num(value: str) -> float:
+    return float("nan") if value == "" else float(value)
+
+
+def test_the_run_writes_the_report_and_the_index(world):
+    settings, summary = world
+    path = settings.reports / FOLDER / f"{DAY}.html"
+    assert summary.days[-1].report == str(path) and path.stat().st_size > 50_000
+    # Only the last day of a multi-day run writes a report (earlier days are rewritten by later runs).
+    assert [d.report for d in summary.days[:-1]] == [None] * (DAYS - 1)
+    assert ("report", str(path.resolve())) in summary.locations()
+    index = (settings.reports / "index.html").read_text(encoding="utf-8")
+    assert f'href="{FOLDER}/{DAY}.html"' in index and 'id="latest"' in index
+
+
+def test_report_renders_in_chromium_without_errors(page):
+    assert page["problems"] == [] and page["dialogs"] == []
+    assert page["shot"].stat().st_size > 100_000  # a full-page screenshot of a real page
+    found = {c["chart"]: c for c in page["charts"]}
+    assert sorted(found) == sorted(CHARTS)
+    for name, c in found.items():
+        assert c["loaded"], f"chart {name} did not render"
+        assert c["rows"] > 0, f"chart {name} states no numbers"
+    # Self-contained: every image is inline data, nothing is fetched.
+    assert all(src.startswith("data:image/svg+xml;base64") for src in page["probe"]["imgs"])
+
+
+def test_chinese_brand_names_render(page, world):
+    settings, _ = world
+    assert charts.cjk_font() is not None, "no CJK font found: install fonts-noto-cjk"
+    funnel = page["tables"]["funnel"]
+    names = {r["brand_name"] for r in funnel.values()}
+    assert any("\u4e00" <= ch <= "\u9fff" for n in names for ch in n)
+
+
+def test_funnel_equals_the_warehouse(page, world):
+    settings, _ = world
+
+    def in_window(t):
+        return t.c.dt.between(START, DAY)
+
+    touches = _read(settings, "fct_touches", in_window)
+    pairs = _read(settings, "fct_search_pairs", in_window)
+    orders = _read(settings, "fct_seeded_orders", in_window)
+    seeded = pairs[pairs["is_seeded"]].assign(brand_id=lambda d: d["seeded_brand_ids"].str.split("|")).explode("brand_id")
+    want = pd.DataFrame({
+        "exposed_users": touches.groupby("brand_id")["user_id"].nunique(),
+        "search_back_users": seeded.groupby("brand_id")["user_id"].nunique(),
+        "seeded_orders": orders.groupby("brand_id").size(),
+        "seeded_gmv_fen": orders.groupby("brand_id")["amount_fen"].sum(),
+    }).fillna(0).astype("int64")
+    got = pd.DataFrame.from_dict(page["tables"]["funnel"], orient="index")[list(want.columns)].astype(float).astype("int64")
+    assert len(want) > 10 and want["seeded_orders"].sum() > 0
+    pd.testing.assert_frame_equal(got.sort_index(), want.sort_index(), check_names=False)
+
+
+def test_search_back_rate_equals_the_warehouse(page, world):
+    settings, _ = world
+    daily = _read(settings, "agg_brand_funnel_daily", lambda t: t.c.dt.between(START, DAY))
+    shown = page["tables"]["search_back_rate"]
+    assert sorted(shown) == [(START + timedelta(days=i)).isoformat() for i in range(DAYS)]
+    for platform in (schemas.ALL, *schemas.PLATFORMS):
+        sums = daily[daily["platform"].eq(platform)].groupby("dt")[["exposed_users", "searched_back_users"]].sum()
+        for dt, row in sums.iterrows():
+            col = "search_back_rate" if platform == schemas.ALL else f"rate_{platform}"
+            assert _num(shown[dt.isoformat()][col]) == pytest.approx(row["searched_back_users"] / row["exposed_users"], rel=1e-12)
+            if platform == schemas.ALL:
+                assert int(shown[dt.isoformat()]["exposed_users"]) == row["exposed_users"]
+                assert int(shown[dt.isoformat()]["searched_back_users"]) == row["searched_back_users"]
+
+
+def test_uplift_equals_the_warehouse_counts_and_spec_formula(page, world):
+    settings, _ = world
+    up = _read(settings, "agg_conversion_uplift", lambda t: t.c.dt.between(START, DAY))
+    shown = page["tables"]["uplift"]
+    assert {"overall:all", "vertical_match:match", "vertical_match:mismatch"} <= set(shown)
+    assert {f"platform:{p}" for p in schemas.PLATFORMS} <= set(shown)
+    assert any(k.startswith("brand:") for k in shown)
+    for key, row in shown.items():
+        group, value = key.split(":", 1)
+        if group == "brand":
+            rows = up[up["level"].eq("brand") & up["subject_id"].eq(value) & up["slice"].eq("all")]
+        else:
+            slice_ = "all" if group == "overall" else group
+            rows = up[up["level"].eq("all") & up["slice"].eq(slice_) & up["slice_value"].eq(value)]
+        x1, n1, x2, n2 = (int(rows[c].sum()) for c in ("seeded_conversions", "seeded_pairs", "baseline_conversions", "baseline_pairs"))
+        assert [int(row[c]) for c in ("seeded_conversions", "seeded_pairs", "baseline_conversions", "baseline_pairs")] == [x1, n1, x2, n2]
+        if min(x1, n1, x2, n2) == 0:
+            assert row["uplift"] == ""
+            continue
+        u = (x1 / n1) / (x2 / n2)
+        half = 1.96 * math.sqrt(1 / x1 - 1 / n1 + 1 / x2 - 1 / n2)
+        assert _num(row["uplift"]) == pytest.approx(u, rel=1e-12)
+        assert _num(row["uplift_ci_low"]) == pytest.approx(u * math.exp(-half), rel=1e-12)
+        assert _num(row["uplift_ci_high"]) == pytest.approx(u * math.exp(half), rel=1e-12)
+    # The reference line is the planted effect of this simulated world.
+    ref = page["tables"]["uplift_reference"]["planted"]
+    assert _num(ref["value"]) == 2.7 and _num(ref["mismatch"]) == 1.3
+
+
+def test_attribution_equals_the_warehouse_and_every_model_spends_the_gmv(page, world):
+    settings, _ = world
+    credits = _read(settings, "fct_attribution_credits", lambda t: t.c.dt.between(START, DAY))
+    orders = _read(settings, "fct_seeded_orders", lambda t: t.c.dt.between(START, DAY))
+    by_platform = pd.DataFrame.from_dict(page["tables"]["attribution_platform"], orient="index")
+    want = credits.pivot_table(index="platform", columns="model", values="credit_fen", aggfunc="sum", fill_value=0.0)
+    for platform, row in by_platform.iterrows():
+        for m in schemas.ATTRIBUTION_MODELS:
+            expected = float(want.loc[platform, m]) if platform in want.index else 0.0
+            assert _num(row[m]) == pytest.approx(expected, rel=1e-12, abs=1e-9)
+    gmv = float(orders["amount_fen"].sum())
+    assert gmv > 0
+    for m in schemas.ATTRIBUTION_MODELS:
+        assert by_platform[m].map(_num).sum() == pytest.approx(gmv, rel=1e-9)
+    creators = page["tables"]["attribution_creator"]
+    top = credits[credits["model"].eq("last_touch")].groupby(["platform", "author_id"])["credit_fen"].sum()
+    for key, row in creators.items():
+        platform, author = key.split(":")
+        assert _num(row["last_touch"]) == pytest.approx(top[(platform, author)], rel=1e-12)
+    # The creators shown are the top ones by last-touch credit.
+    shown = sorted((_num(r["last_touch"]) for r in creators.values()), reverse=True)
+    assert shown == pytest.approx(sorted(top, reverse=True)[: len(shown)])
+
+
+def test_boost_histogram_equals_the_warehouse(page, world):
+    settings, _ = world
+    scores = _read(settings, "brand_boost_signals", lambda t: t.c.as_of_dt == DAY)["score"].to_numpy()
+    shown = page["tables"]["boost"]
+    counts, _ = np.histogram(scores, bins=np.linspace(0, 1, len(shown) + 1))
+    got = [int(r["signals"]) for r in sorted(shown.values(), key=lambda r: _num(r["bin_low"]))]
+    assert got == counts.tolist() and sum(got) == len(scores) > 0
+
+
+def test_data_quality_section_equals_the_warehouse_and_links_data_docs(page, world):
+    settings, _ = world
+    files = _read(settings, "ingest_files", lambda t: t.c.dt == DAY)
+    want = files.groupby("source")[["input_rows", "accepted_rows", "quarantined_rows"]].sum()
+    shown = page["tables"]["ingest"]
+    assert sorted(shown) == sorted(want.index)
+    for source, row in want.iterrows():
+        assert [int(shown[source][c]) for c in want.columns] == row.tolist()
+    dq = _read(settings, "dq_results", lambda t: t.c.dt == DAY)
+    assert sum(int(r["checks"]) for r in page["tables"]["dq_summary"].values()) == len(dq)
+    html = (settings.reports / FOLDER / f"{DAY}.html").read_text(encoding="utf-8")
+    assert 'href="../data_docs/index.html" data-link="data_docs"' in html
+
+
+def test_report_of_a_day_without_data_says_what_to_do(world):
+    settings, _ = world
+    with pytest.raises(NoDataError, match=r"seedfunnel run --start 2027-01-01"):
+        build_report(settings, date(2027, 1, 1))
+
+
+def _hostile_home(settings: Settings, root) -> Settings:
+    """A copy of the world whose brand names, note titles, queries and DQ messages are hostile."""
+    shutil.copytree(settings.home, root / "home")
+    source = Path(settings.resolved_warehouse_url().removeprefix("sqlite:///"))
+    for part in source.parent.glob(source.name + "*"):  # the database and its WAL
+        shutil.copy(part, root / part.name.replace(source.stem, "w", 1))
+    seeds = root / "seeds"
+    shutil.copytree(settings.seeds, seeds)
+    brands = pd.read_csv(seeds / "brands.csv", dtype=str, keep_default_na=False)
+    values = list(HOSTILE.values())
+    brands["name"] = [values[i % len(values)] for i in range(len(brands))]
+    brands.to_csv(seeds / "brands.csv", index=False)
+    hostile = settings.with_(home=root / "home", seeds=seeds, warehouse_url=f"sqlite:///{root / 'w.sqlite'}")
+    for name, column in (("notes", "title"), ("searches", "query")):
+        for d in lake.partitions(hostile.lake, name):
+            frame = lake.read_table(hostile.lake, name, [d])
+            frame[column] = [values[i % len(values)] for i in range(len(frame))]
+            lake.write_partition(hostile.lake, name, d, frame)
+    dq = pd.DataFrame({
+        "dt": [DAY] * len(values), "table_name": values, "expectation": [f"e{i}" for i in range(len(values))],
+        "severity": "critical", "success": False, "observed": values, "details": values, "run_id": "hostile",
+    })
+    engine = _engine(hostile)
+    try:
+        db.upgrade(hostile.resolved_warehouse_url())
+        warehouse.publish(engine, {"dq_results": dq}, {"dq_results": [DAY]})
+    finally:
+        engine.dispose()
+    return hostile
+
+
+def test_hostile_text_is_shown_as_text_and_runs_nothing(world, tmp_path):
+    settings, _ = world
+    hostile = _hostile_home(settings, tmp_path)
+    path = build_report(hostile, DAY)
+    tables, found, problems, dialogs, probe = _open(path, tmp_path / "hostile.png")
+    assert problems == [] and dialogs == []
+    assert probe["scripts"] == 0 and probe["pwned"] == 0 and probe["title"] != "pwned"
+    assert len(found) == len(CHARTS) and all(c["loaded"] for c in found)
+    cells = set(probe["cells"])
+    for text in HOSTILE.values():  # each shows verbatim, as text
+        assert text in cells, text
+    assert {r["brand_name"] for r in tables["funnel"].values()} <= set(HOSTILE.values())
+    assert {r["title"] for r in tables["top_notes"].values()} <= set(HOSTILE.values())
+    assert {r["query"] for r in tables["top_queries"].values()} <= set(HOSTILE.values())
+    assert len(tables["dq_failures"]) == len(HOSTILE)
+
+
+@pytest.mark.postgres
+def test_postgres_warehouse_gives_the_same_figures(world, pg_url):
+    """The SQL aggregations return the same figures on PostgreSQL as on SQLite."""
+    settings, _ = world
+    pg = settings.with_(warehouse_url=pg_url)
+    db.upgrade(pg_url)
+    source, target = _engine(settings), _engine(pg)
+    try:
+        names = [t.name for t in schemas.WAREHOUSE_TABLES]
+        frames = {n: warehouse.read_table(source, n) for n in names}
+        warehouse.publish(target, frames, {})
+        got, want = data.collect(pg, target, DAY), data.collect(settings, source, DAY)
+    finally:
+        source.dispose()
+        target.dispose()
+    for field in ("funnel", "rate", "uplift", "credit_platform", "credit_creator", "boost", "ingest", "quarantine", "top_notes", "top_queries"):
+        pd.testing.assert_frame_equal(
+            getattr(got, field).reset_index(drop=True), getattr(want, field).reset_index(drop=True),
+            check_dtype=False, obj=field,
+        )
+
+
+def test_window_queries_agree_with_read_table(world):
+    """available_days / window read the same span read_table sees."""
+    settings, _ = world
+    engine = _engine(settings)
+    try:
+        daily = warehouse.read_table(engine, "agg_brand_funnel_daily")
+        assert data.available_days(engine) == (daily["dt"].min(), daily["dt"].max())
+        assert data.window(engine, DAY, days=2) == DAY - timedelta(days=1)
+        assert data.window(engine, DAY) == START
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("select count(*) from agg_brand_funnel_daily")).scalar_one() == len(daily)
+    finally:
+        engine.dispose()
