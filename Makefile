@@ -35,7 +35,7 @@ cluster-demo: setup
 	$(VENV)/bin/seedfunnel cluster-demo
 
 test: setup
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadscope $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check pipelines dags tests bench

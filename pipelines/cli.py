@@ -504,9 +504,10 @@ def _jsonable(obj):
 
 
 def _print_ingest(day: date, result) -> None:
+    rows = {k: sum(t[k] for t in result.totals.values()) for k in ("input_rows", "accepted_rows", "quarantined_rows")}
     console.print(
-        f"{day}: {result.input_rows} rows in, {result.accepted_rows} accepted, "
-        f"{result.quarantined_rows} quarantined"
+        f"{day}: {rows['input_rows']:,} rows in, {rows['accepted_rows']:,} accepted, "
+        f"{rows['quarantined_rows']:,} quarantined"
     )
     for err in getattr(result, "errors", [])[:20]:
         console.print(f"  [yellow]{err}[/]")

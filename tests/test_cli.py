@@ -49,6 +49,19 @@ def test_simulate_command_is_deterministic(tmp_path):
     assert (tmp_path / "a" / "ground_truth.json").exists()
 
 
+def test_ingest_command_accounts_for_every_row(tmp_path):
+    sim = ["simulate", "--users", "60", "--days", "2", "--start", "2026-02-01", "--seed", "5"]
+    assert runner.invoke(app, [*sim, "--out", str(tmp_path / "landing")]).exit_code == 0
+    result = runner.invoke(
+        app,
+        ["ingest", "--start", "2026-02-01", "--landing", str(tmp_path / "landing"), "--home", str(tmp_path / "home")],
+    )
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("2026-02-01:"))
+    numbers = [int(w.replace(",", "")) for w in line.split() if w.replace(",", "").isdigit()]
+    assert numbers[0] == numbers[1] + numbers[2] and numbers[0] > 0, line
+
+
 def test_db_upgrade_is_idempotent(tmp_path):
     url = f"sqlite:///{tmp_path / 'w.sqlite'}"
     first = runner.invoke(app, ["db", "upgrade", "--warehouse-url", url])

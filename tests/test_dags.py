@@ -31,9 +31,8 @@ from pipelines.settings import (
 from pipelines.simulate import simulate_world
 
 DAGS = DAGS_FOLDER
-# One xdist worker for the whole module (`make test` runs --dist loadgroup), so each module-scoped
-# Airflow fixture (the DagBag parse, the end-to-end DAG runs) runs once, not once per worker.
-pytestmark = pytest.mark.xdist_group("airflow_dags")
+# `make test` runs --dist loadscope: one xdist worker per module, so each module-scoped Airflow
+# fixture (the DagBag parse, the end-to-end DAG runs) runs once, not once per worker.
 START, WORLD_DAYS, RUN_DAYS = date(2026, 3, 1), 4, 3
 
 

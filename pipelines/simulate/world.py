@@ -830,5 +830,7 @@ def _orders(rng: np.random.Generator, world: World, converted: pd.DataFrame, pai
     qty = np.where(rng.random(len(orders)) < 0.85, 1, rng.integers(2, 4, len(orders)))
     orders["amount_fen"] = items["price_fen"].to_numpy()[orders["item"].to_numpy()] * qty
     orders = orders.sort_values(["t", "user", "brand", "status"], kind="stable", ignore_index=True)
-    orders["order_id"] = np.char.add("o", np.char.zfill(np.arange(1, len(orders) + 1).astype(str), 9))
+    numbers = np.arange(1, len(orders) + 1).astype(str)
+    # np.char.zfill cannot size an empty array: a tiny world may have no orders at all.
+    orders["order_id"] = np.char.add("o", np.char.zfill(numbers, 9)) if len(numbers) else numbers
     return orders
