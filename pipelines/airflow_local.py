@@ -108,11 +108,12 @@ def airflow_env(
     return env
 
 
-def _tail(path: Path, lines: int = 40) -> str:
+def tail_log(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file, for error messages."""
     try:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
     except OSError:
-        return "(no log)"
+        return f"(no log at {path})"
 
 
 def migrate(env: dict[str, str], log: Path, timeout: float = 600) -> float:
@@ -132,7 +133,7 @@ def migrate(env: dict[str, str], log: Path, timeout: float = 600) -> float:
     if done.returncode != 0:
         raise AirflowError(
             f"`airflow db migrate` failed (exit {done.returncode}) for the metadata DB "
-            f"{env.get('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN')}; its log is {log}:\n{_tail(log)}"
+            f"{env.get('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN')}; its log is {log}:\n{tail_log(log)}"
         )
     return time.perf_counter() - t0
 
@@ -213,7 +214,7 @@ class Driver:
         if self.proc.returncode != 0 or self.result is None:
             why = f"was killed after {timeout:.0f}s" if timeout and self.proc.returncode == -9 else "failed"
             raise AirflowError(
-                f"the Airflow driver {why} (exit {self.proc.returncode}); log {self.log}:\n{_tail(self.log, 60)}"
+                f"the Airflow driver {why} (exit {self.proc.returncode}); log {self.log}:\n{tail_log(self.log, 60)}"
             )
         return self.result
 

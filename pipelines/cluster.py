@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+from .airflow_local import AirflowError, migrate
+from .airflow_local import tail_log as _tail
 from .settings import (
     AIRFLOW_CONN_ID,
     ENV_BUCKETS,
@@ -162,14 +164,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text[-lines:])
 
 
 def _process_tree(pid: int) -> list:
@@ -370,18 +364,10 @@ class Cluster:
 
     def _migrate(self, env: dict[str, str], timeout: float) -> None:
         self.echo("airflow db migrate")
-        log = self.logs / "migrate.log"
-        with open(log, "ab") as out:
-            rc = subprocess.run(
-                [sys.executable, "-m", "airflow", "db", "migrate"],
-                env=env,
-                cwd=PROJECT_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-            ).returncode
-        if rc != 0:
-            raise ClusterError(f"airflow db migrate failed (exit {rc}); {log}:\n{_tail(log)}")
+        try:
+            migrate(env, self.logs / "migrate.log", timeout)
+        except AirflowError as e:
+            raise ClusterError(str(e)) from e
 
     def _copy_template(self, env: dict[str, str], timeout: float) -> str:
         """Create the metadata DB as a copy of a template migrated once per Airflow version.

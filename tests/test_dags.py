@@ -10,12 +10,12 @@ from __future__ import annotations
 import ast
 import hashlib
 import time
-import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import fresh_pg_schema
 
 from pipelines import airflow_local, runner, schemas, warehouse
 from pipelines.airflow_local import ATTRIBUTION, DAGS_FOLDER, INGEST, Driver, airflow_env
@@ -187,17 +187,8 @@ def pg_schema_url(request):
     except pytest.skip.Exception as e:  # PG absent outside CI: only the PostgreSQL cases skip
         yield pytest.skip.Exception(str(e))
         return
-    import sqlalchemy as sa
-
-    schema = f"t_dags_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in server else "?"
-    yield f"{server}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    admin.dispose()
+    with fresh_pg_schema(server, prefix="t_dags_") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
