@@ -5,9 +5,11 @@ For a simulated world (default 100k users x 20 days, simulated and ingested once
 (default 1,2,4,8) and ``runner.stage_funnel_bucket`` (the body of the DAG's mapped
 ``funnel_bucket`` task) is run for ``--sample`` buckets of each n, each in a fresh Python
 process: its time and its peak resident memory (``ru_maxrss`` of that child, from ``os.wait4``)
-are what one worker slot spends on one bucket. Reading and matching the inputs, which every bucket
-task does first whatever n, is measured alone the same way; ``stage_reduce`` over the n bucket
-outputs too; a bare import of the runner gives the interpreter's share of the memory.
+are what one worker slot spends on one bucket. A bucket task reads only its own users' events
+(``runner.load_inputs(..., bucket=b, buckets=n)`` filters the lake file by file) and matches only
+its searches; notes and id links it reads whole. Reading and matching all the inputs (what one
+bucket reads) is measured alone the same way; ``stage_reduce`` over the n bucket outputs too; a
+bare import of the runner gives the interpreter's share of the memory.
 
 Output: ``bench/out/buckets.json`` and a Markdown table on stdout (quoted in docs/scaling.md).
 Usage: ``python bench/buckets.py [--users 100000] [--days 20] [--buckets 1,2,4,8] [--sample 2]``.
@@ -46,15 +48,11 @@ out = {"import_s": time.perf_counter() - t0}
 settings = Settings(home=job["home"], landing=job["landing"], buckets=job["buckets"])
 day = date.fromisoformat(job["day"])
 if job["kind"] == "load":
-    # What every bucket task reads first, whatever the bucket count: the inputs, matched.
-    from pipelines.funnel.buckets import split_inputs
+    # What a one-bucket task reads: all the inputs, matched.
     t = time.perf_counter()
     inputs = runner.load_inputs(settings, day)
     out["load_s"] = time.perf_counter() - t
     out["input_rows"] = {k: int(len(v)) for k, v in vars(inputs).items() if hasattr(v, "__len__")}
-    t = time.perf_counter()
-    parts = split_inputs(inputs, 8)
-    out["split8_s"] = time.perf_counter() - t
 elif job["kind"] == "bucket":
     t = time.perf_counter()
     folder = runner.stage_funnel_bucket(settings, day, job["bucket"], job["buckets"], run_id=job["run_id"])
@@ -62,22 +60,11 @@ elif job["kind"] == "bucket":
     out["folder"] = folder
     out["output_mb"] = sum(p.stat().st_size for p in Path(folder).glob("*.parquet")) / 2**20
 elif job["kind"] == "fill":
-    # The unmeasured buckets, for the reduce: loaded and split once (untimed; not a bucket task).
-    import pyarrow.parquet as pq
-    from pipelines import schemas
-    from pipelines.funnel.buckets import split_inputs
-    from datetime import timedelta
-    params = settings.funnel
-    parts = split_inputs(runner.load_inputs(settings, day), job["buckets"])
-    start = max(day - timedelta(days=params.finality_lag_days), runner.first_data_day(settings, day))
-    folders = []
-    for b in job["todo"]:
-        outputs = runner.engine_module("pandas").compute(parts[b], params, start, day, job["run_id"])
-        folder = runner.bucket_dir(settings, day, job["run_id"], b)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, frame in outputs.items():
-            pq.write_table(schemas.to_arrow(name, frame), folder / f"{name}.parquet")
-        folders.append(str(folder))
+    # The unmeasured buckets, for the reduce (untimed; the same stage as a bucket task).
+    folders = [
+        runner.stage_funnel_bucket(settings, day, b, job["buckets"], run_id=job["run_id"])
+        for b in job["todo"]
+    ]
     out["folders"] = folders
 elif job["kind"] == "reduce":
     t = time.perf_counter()
@@ -176,7 +163,6 @@ def run(users: int, days: int, bucket_counts: list[int], sample: int, work: Path
         "import_only": {"seconds": baseline["import_s"], "peak_rss_mb": baseline["peak_rss_mb"]},
         "load": {
             "seconds": load["load_s"],
-            "split_into_8_s": load["split8_s"],
             "peak_rss_mb": load["peak_rss_mb"],
             "input_rows": load["input_rows"],
         },
@@ -193,9 +179,9 @@ def markdown(results: dict) -> str:
         f"in the lookback. Generated {results['generated']}; {results['machine']}; load average "
         f"{', '.join(f'{x:.1f}' for x in results['load_average'])}.",
         "",
-        f"Every bucket task first reads and matches these inputs: {load['seconds']:.1f} s, "
-        f"{load['peak_rss_mb']:.0f} MiB peak (splitting them into 8: {load['split_into_8_s']:.1f} s); "
-        f"importing the runner alone: {results['import_only']['peak_rss_mb']:.0f} MiB.",
+        f"Reading and matching all these inputs (a one-bucket task's first step): {load['seconds']:.1f} s, "
+        f"{load['peak_rss_mb']:.0f} MiB peak; a task of n buckets reads its users' events only. "
+        f"Importing the runner alone: {results['import_only']['peak_rss_mb']:.0f} MiB.",
         "",
         "| buckets | one bucket task s (process wall s) | peak RSS per bucket task MiB | "
         "output per bucket MiB | reduce s (peak MiB) |",

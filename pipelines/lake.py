@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -121,22 +122,35 @@ def read_arrow(
     days: Iterable[date] | None = None,
     columns: list[str] | None = None,
     filters=None,
+    keep: Callable[[pa.Table], np.ndarray] | None = None,
 ) -> pa.Table:
-    """A table's partitions (all, or the given delivery days) as one Arrow table."""
+    """A table's partitions (all, or the given delivery days) as one Arrow table.
+
+    ``keep`` selects rows file by file (a boolean mask of each partition), so a reader that needs
+    a small part of a large table never holds all of it.
+    """
     table = schemas.table(name)
     schema = table.arrow_schema()
     if columns is not None:
         schema = pa.schema([schema.field(c) for c in columns])
-    parts = [
-        pq.read_table(f, columns=columns, filters=filters, schema=schema)
-        for f in _files(lake, name, days)
-    ]
+    parts = []
+    for f in _files(lake, name, days):
+        part = pq.read_table(f, columns=columns, filters=filters, schema=schema)
+        parts.append(part.filter(pa.array(keep(part))) if keep is not None else part)
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
-def read_table(lake: Path, name: str, days: Iterable[date] | None = None) -> pd.DataFrame:
-    """A table's rows from the given delivery days (all when None), conformed with ``schemas``."""
-    data = read_arrow(lake, name, days)
+def read_table(
+    lake: Path,
+    name: str,
+    days: Iterable[date] | None = None,
+    keep: Callable[[pa.Table], np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """A table's rows from the given delivery days (all when None), conformed with ``schemas``.
+
+    ``keep``: as in ``read_arrow``.
+    """
+    data = read_arrow(lake, name, days, keep=keep)
     return schemas.conform(name, data.to_pandas())
 
 

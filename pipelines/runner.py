@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import lake, schemas
@@ -80,14 +82,22 @@ def stage_ingest(settings: Settings, day: date, run_id: str | None = None) -> di
 # ---------------------------------------------------------------- stage 2: inputs
 
 
-def load_inputs(settings: Settings, day: date, since: date | None = None) -> FunnelInputs:
+def load_inputs(
+    settings: Settings, day: date, since: date | None = None, *, bucket: int = 0, buckets: int = 1
+) -> FunnelInputs:
     """The funnel's inputs for a run of ``day``: events of the lookback, dimensions up to ``day``.
 
     ``since`` overrides the first event delivery day (a one-shot computation over all history).
+    With ``buckets`` > 1, only user bucket ``bucket`` is read (``funnel.buckets``: equal to
+    ``split_inputs(load_inputs(...), buckets)[bucket]``): event files are filtered one by one, so
+    a bucket task holds about 1/buckets of the events, and only its searches are matched.
     """
+    from .funnel.buckets import bucket_of, buckets_by_ext, ext_buckets
     from .reference import load_reference
     from .text.matcher import Matcher
 
+    if not 0 <= bucket < buckets:
+        raise ValueError(f"bucket {bucket} is not one of 0..{buckets - 1}")
     params = settings.funnel
     ref = load_reference(settings.seeds)
     matcher = Matcher.from_reference(ref)
@@ -95,15 +105,28 @@ def load_inputs(settings: Settings, day: date, since: date | None = None) -> Fun
     dims = [d for d in lake.partitions(settings.lake, "notes") if d <= day]
     link_days = [d for d in lake.partitions(settings.lake, "id_links") if d <= day]
     notes = lake.resolve_notes(lake.read_table(settings.lake, "notes", dims))
-    searches = lake.read_table(settings.lake, "searches", events)
+    id_links = lake.read_table(settings.lake, "id_links", link_days)
+    by_user = by_ext = None
+    if buckets > 1:
+        ext_bucket = ext_buckets(id_links, buckets)
+
+        def by_ext(t: pa.Table) -> np.ndarray:
+            return buckets_by_ext(t.column("platform"), t.column("ext_user_id"), ext_bucket) == bucket
+
+        def by_user(t: pa.Table) -> np.ndarray:
+            return bucket_of(t.column("user_id").to_pandas(), buckets) == bucket
+
+        mine = buckets_by_ext(id_links["platform"], id_links["ext_user_id"], ext_bucket) == bucket
+        id_links = id_links.loc[mine].reset_index(drop=True)
+    searches = lake.read_table(settings.lake, "searches", events, keep=by_user)
     return FunnelInputs(
-        exposures=lake.read_table(settings.lake, "exposures", events),
-        id_links=lake.read_table(settings.lake, "id_links", link_days),
+        exposures=lake.read_table(settings.lake, "exposures", events, keep=by_ext),
+        id_links=id_links,
         notes=notes,
         note_brands=matcher.note_brands(notes),
         searches=searches,
         search_categories=matcher.search_categories(searches, ref.brands),
-        orders=lake.read_table(settings.lake, "orders", events),
+        orders=lake.read_table(settings.lake, "orders", events, keep=by_user),
         brands=ref.brands,
         categories=ref.categories,
         creators=ref.creators,
@@ -130,11 +153,7 @@ def stage_funnel_bucket(
     """Compute every funnel table for one user bucket; returns the folder of its Parquet files."""
     run_id = run_id or default_run_id(day)
     params = settings.funnel
-    inputs = load_inputs(settings, day)
-    if buckets > 1:
-        from .funnel.buckets import split_inputs
-
-        inputs = split_inputs(inputs, buckets)[bucket]
+    inputs = load_inputs(settings, day, bucket=bucket, buckets=buckets)
     start = max(day - timedelta(days=params.finality_lag_days), first_data_day(settings, day))
     outputs = engine_module(engine).compute(inputs, params, start, day, run_id)
     out = bucket_dir(settings, day, run_id, bucket)

@@ -10,6 +10,8 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import schemas
 from .daily import ADDITIVE as DAILY_ADDITIVE
@@ -31,25 +33,55 @@ def bucket_of(user_ids: pd.Series, n: int) -> np.ndarray:
     return (hashed % np.uint64(n)).astype("int64")
 
 
+def ext_buckets(id_links: pd.DataFrame, n: int) -> pd.DataFrame:
+    """(platform, ext_user_id, bucket): an ext id goes with the bucket of its winning claim's user.
+
+    So each bucket resolves every link of its ext ids exactly as the whole would.
+    """
+    winners = link_winners(id_links)
+    return winners[["platform", "ext_user_id"]].assign(bucket=bucket_of(winners["user_id"], n))
+
+
+def buckets_by_ext(platform, ext_user_id, ext_bucket: pd.DataFrame) -> np.ndarray:
+    """Bucket of each (platform, ext_user_id) pair (pandas or Arrow columns); -1 where no claim names it.
+
+    An ext id that no claim names is linked to no user, so it makes no touch in any bucket.
+    """
+    platform, ext = _arrow(platform), _arrow(ext_user_id)
+    out = np.full(len(ext), -1, dtype="int64")
+    for name, group in ext_bucket.groupby("platform", sort=False):  # a loop over platforms
+        rows = np.flatnonzero(pc.fill_null(pc.equal(platform, name), False).to_numpy(zero_copy_only=False))
+        if not len(rows):
+            continue
+        at = pc.index_in(ext.take(pa.array(rows)), value_set=_arrow(group["ext_user_id"]))
+        at = at.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
+        found = at >= 0
+        out[rows[found]] = group["bucket"].to_numpy()[at[found]]
+    return out
+
+
+def _arrow(values) -> pa.Array:
+    """A string column as one Arrow array (pandas ``str`` columns convert without copying)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    arr = values if isinstance(values, pa.Array) else pa.array(values, from_pandas=True)
+    return arr.cast(pa.large_string())
+
+
 def split_inputs(inputs: FunnelInputs, n: int) -> list[FunnelInputs]:
-    """The inputs split into n disjoint user buckets; notes and reference data go to every bucket."""
+    """The inputs split into n disjoint user buckets; notes and reference data go to every bucket.
+
+    Exposures of ext ids that no link claim names go to no bucket: they make no touch anywhere.
+    ``runner.load_inputs(..., bucket=b, buckets=n)`` reads bucket b alone from the lake, by the
+    same rules.
+    """
     if n == 1:
         return [inputs]
-    # An ext id goes with the bucket of its winning claim's user, so each bucket resolves every
-    # link exactly as the whole would; ext ids with no claim make no touch and stay in bucket 0.
-    winners = link_winners(inputs.id_links)
-    ext_bucket = winners[["platform", "ext_user_id"]].assign(
-        bucket=bucket_of(winners["user_id"], n)
+    ext_bucket = ext_buckets(inputs.id_links, n)
+    link_bucket = buckets_by_ext(inputs.id_links["platform"], inputs.id_links["ext_user_id"], ext_bucket)
+    exposure_bucket = buckets_by_ext(
+        inputs.exposures["platform"], inputs.exposures["ext_user_id"], ext_bucket
     )
-
-    def by_ext(df: pd.DataFrame) -> np.ndarray:
-        keyed = df[["platform", "ext_user_id"]].merge(
-            ext_bucket, on=["platform", "ext_user_id"], how="left"
-        )
-        return keyed["bucket"].fillna(0).to_numpy(dtype="int64")
-
-    link_bucket = by_ext(inputs.id_links)
-    exposure_bucket = by_ext(inputs.exposures)
     search_bucket = bucket_of(inputs.searches["user_id"], n)
     order_bucket = bucket_of(inputs.orders["user_id"], n)
     parts = []
@@ -83,20 +115,21 @@ def _sum_counts(
     return out
 
 
+def merge_table(table: schemas.Table, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One table of the one-bucket result from its per-bucket frames."""
+    if table is schemas.AGG_BRAND_FUNNEL_DAILY:
+        merged = finish_daily(_sum_counts(frames, table, DAILY_ADDITIVE))
+    elif table is schemas.AGG_CONVERSION_UPLIFT:
+        merged = with_uplift(_sum_counts(frames, table, COUNTS))
+    else:
+        # Per-user tables (boost ranks are per user too): buckets hold disjoint rows.
+        merged = pd.concat(frames, ignore_index=True)
+    merged = schemas.conform(table, merged)
+    return merged.sort_values(list(table.key), kind="stable").reset_index(drop=True)
+
+
 def merge_outputs(parts: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
     """The one-bucket result from per-bucket results: facts concatenated, aggregates re-derived."""
     if not parts:
         raise ValueError("merge_outputs needs at least one bucket's output")
-    out: dict[str, pd.DataFrame] = {}
-    for table in schemas.FUNNEL_TABLES:
-        frames = [p[table.name] for p in parts]
-        if table is schemas.AGG_BRAND_FUNNEL_DAILY:
-            merged = finish_daily(_sum_counts(frames, table, DAILY_ADDITIVE))
-        elif table is schemas.AGG_CONVERSION_UPLIFT:
-            merged = with_uplift(_sum_counts(frames, table, COUNTS))
-        else:
-            # Per-user tables (boost ranks are per user too): buckets hold disjoint rows.
-            merged = pd.concat(frames, ignore_index=True)
-        merged = schemas.conform(table, merged)
-        out[table.name] = merged.sort_values(list(table.key), kind="stable").reset_index(drop=True)
-    return out
+    return {t.name: merge_table(t, [p[t.name] for p in parts]) for t in schemas.FUNNEL_TABLES}
