@@ -92,7 +92,7 @@ def load_inputs(
     ``split_inputs(load_inputs(...), buckets)[bucket]``): event files are filtered one by one, so
     a bucket task holds about 1/buckets of the events, and only its searches are matched.
     """
-    from .funnel.buckets import bucket_of, buckets_by_ext, ext_buckets
+    from .funnel.buckets import BucketKeys, bucket_of, ext_buckets
     from .reference import load_reference
     from .text.matcher import Matcher
 
@@ -108,16 +108,16 @@ def load_inputs(
     id_links = lake.read_table(settings.lake, "id_links", link_days)
     by_user = by_ext = None
     if buckets > 1:
-        ext_bucket = ext_buckets(id_links, buckets)
+        keys = BucketKeys.of(ext_buckets(id_links, buckets), bucket)
 
         def by_ext(t: pa.Table) -> np.ndarray:
-            return buckets_by_ext(t.column("platform"), t.column("ext_user_id"), ext_bucket) == bucket
+            return keys.mask(t.column("platform"), t.column("ext_user_id"))
 
         def by_user(t: pa.Table) -> np.ndarray:
             return bucket_of(t.column("user_id").to_pandas(), buckets) == bucket
 
-        mine = buckets_by_ext(id_links["platform"], id_links["ext_user_id"], ext_bucket) == bucket
-        id_links = id_links.loc[mine].reset_index(drop=True)
+        id_links = id_links.loc[keys.mask(id_links["platform"], id_links["ext_user_id"])]
+        id_links = id_links.reset_index(drop=True)
     searches = lake.read_table(settings.lake, "searches", events, keep=by_user)
     return FunnelInputs(
         exposures=lake.read_table(settings.lake, "exposures", events, keep=by_ext),

@@ -6,7 +6,7 @@ concatenates facts, sums the additive counts of the aggregates and recomputes ev
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -42,22 +42,40 @@ def ext_buckets(id_links: pd.DataFrame, n: int) -> pd.DataFrame:
     return winners[["platform", "ext_user_id"]].assign(bucket=bucket_of(winners["user_id"], n))
 
 
-def buckets_by_ext(platform, ext_user_id, ext_bucket: pd.DataFrame) -> np.ndarray:
-    """Bucket of each (platform, ext_user_id) pair (pandas or Arrow columns); -1 where no claim names it.
+@dataclass(frozen=True)
+class BucketKeys:
+    """The external ids of one bucket, as lookup sets: the ext ids alone, and (platform, ext id) keys."""
 
-    An ext id that no claim names is linked to no user, so it makes no touch in any bucket.
-    """
-    platform, ext = _arrow(platform), _arrow(ext_user_id)
-    out = np.full(len(ext), -1, dtype="int64")
-    for name, group in ext_bucket.groupby("platform", sort=False):  # a loop over platforms
-        rows = np.flatnonzero(pc.fill_null(pc.equal(platform, name), False).to_numpy(zero_copy_only=False))
-        if not len(rows):
-            continue
-        at = pc.index_in(ext.take(pa.array(rows)), value_set=_arrow(group["ext_user_id"]))
-        at = at.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
-        found = at >= 0
-        out[rows[found]] = group["bucket"].to_numpy()[at[found]]
-    return out
+    ext_ids: pa.Array
+    keys: pa.Array
+
+    @classmethod
+    def of(cls, ext_bucket: pd.DataFrame, bucket: int) -> BucketKeys:
+        mine = ext_bucket.loc[ext_bucket["bucket"].to_numpy() == bucket]
+        return cls(_arrow(mine["ext_user_id"]), _key(_arrow(mine["platform"]), _arrow(mine["ext_user_id"])))
+
+    def mask(self, platform, ext_user_id) -> np.ndarray:
+        """True where a row's (platform, ext_user_id) is one of the bucket's (pandas or Arrow columns).
+
+        A cheap pass on the ext id alone, then an exact pass on (platform, ext id) over the few
+        candidates: the large event files are hashed once against a set 1/n of the ids.
+        """
+        ext = _arrow(ext_user_id)
+        candidate = _true(pc.is_in(ext, value_set=self.ext_ids))
+        exact = _true(pc.is_in(_key(_arrow(platform).take(candidate), ext.take(candidate)), value_set=self.keys))
+        out = np.zeros(len(ext), dtype=bool)
+        out[candidate[exact]] = True
+        return out
+
+
+def _true(mask: pa.Array) -> np.ndarray:
+    """Positions where a boolean Arrow array is true (null counts as false)."""
+    return np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
+
+
+def _key(platform: pa.Array, ext: pa.Array) -> pa.Array:
+    """platform + U+001F + ext id: unambiguous, platforms being an enumeration without that character."""
+    return pc.binary_join_element_wise(platform, ext, pa.scalar("\x1f", pa.large_string()))
 
 
 def _arrow(values) -> pa.Array:
@@ -78,21 +96,19 @@ def split_inputs(inputs: FunnelInputs, n: int) -> list[FunnelInputs]:
     if n == 1:
         return [inputs]
     ext_bucket = ext_buckets(inputs.id_links, n)
-    link_bucket = buckets_by_ext(inputs.id_links["platform"], inputs.id_links["ext_user_id"], ext_bucket)
-    exposure_bucket = buckets_by_ext(
-        inputs.exposures["platform"], inputs.exposures["ext_user_id"], ext_bucket
-    )
     search_bucket = bucket_of(inputs.searches["user_id"], n)
     order_bucket = bucket_of(inputs.orders["user_id"], n)
     parts = []
     for b in range(n):
+        keys = BucketKeys.of(ext_bucket, b)
         searches = inputs.searches.loc[search_bucket == b]
         categories = inputs.search_categories
+        links, exposures = inputs.id_links, inputs.exposures
         parts.append(
             replace(
                 inputs,
-                id_links=inputs.id_links.loc[link_bucket == b],
-                exposures=inputs.exposures.loc[exposure_bucket == b],
+                id_links=links.loc[keys.mask(links["platform"], links["ext_user_id"])],
+                exposures=exposures.loc[keys.mask(exposures["platform"], exposures["ext_user_id"])],
                 searches=searches,
                 search_categories=categories.loc[
                     categories["search_id"].isin(searches["search_id"])
