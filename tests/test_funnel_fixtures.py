@@ -278,6 +278,19 @@ def test_exact_duplicate_rows_collapse():
     assert daily(out, "b1")["seeded_gmv_fen"] == 500
 
 
+def test_exposures_differing_only_in_dwell_are_one_touch_but_every_boost_term():
+    # An exact duplicate (null dwell twice) collapses; a third row differing only in dwell_ms is
+    # a distinct exposure: still one touch (the touch key has no dwell), two boost terms.
+    base = world(exposures=[("x1", "n1", T0 - HOUR, "read")], searches=[("s1", "u1", T0, "c1")])
+    three = pd.concat([base.exposures] * 3, ignore_index=True)
+    three["dwell_ms"] = pd.array([pd.NA, pd.NA, 5_000], dtype="Int64")
+    one, out = run(base), run(FunnelInputs(**{**base.__dict__, "exposures": three}))
+    assert len(out["fct_touches"]) == 1
+    single = one["brand_boost_signals"]["raw"].tolist()
+    assert len(single) == 1
+    assert out["brand_boost_signals"]["raw"].tolist() == [pytest.approx(2 * single[0])]
+
+
 def test_conflicting_order_rows_are_an_error():
     base = world(orders=[("o1", "u1", "b1", 500, T0)])
     clash = pd.concat([base.orders, base.orders.assign(amount_fen=600)], ignore_index=True)

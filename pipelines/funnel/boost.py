@@ -10,7 +10,7 @@ import pandas as pd
 from ..settings import FunnelParams
 from ..timeutil import as_of
 from .attribution import DAY_US
-from .prepare import decode, run_starts, same_day
+from .prepare import decode, lexsort, run_starts, same_day
 from .touches import Linked
 
 
@@ -32,14 +32,15 @@ def boost_signals(linked: Linked, day: date, params: FunnelParams) -> pd.DataFra
     contribution = kind_weight[linked.kind[rows]] * np.exp2(-age_days / params.boost_half_life_days)
     # Terms summed in ascending order, always the same way: equal multisets of terms give equal
     # floats, so rank ties are true ties.
-    order = np.lexsort((contribution, user * len(linked.brands) + brand))
+    order = lexsort((contribution, user * len(linked.brands) + brand))
     user, brand, contribution = user[order], brand[order], contribution[order]
     starts = run_starts(user, brand)
     raw = _sequential_sums(contribution, starts)
     user, brand = user[starts], brand[starts]
     score = 1.0 - np.exp(-raw)
-    # Rank per user: highest score first, ties to the smaller brand_id (codes follow string order).
-    order = np.lexsort((brand, -score, user))
+    # Rank per user: highest score first, ties to the smaller brand_id (codes follow string order;
+    # the rows are in (user, brand) order and the sort is stable).
+    order = lexsort((-score, user))
     first = np.zeros(len(order), dtype=bool)
     first[run_starts(user[order])] = True
     position = np.arange(len(order))

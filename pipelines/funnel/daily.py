@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from .. import schemas
 from ..settings import FunnelParams
-from .prepare import decode, run_starts
+from .prepare import decode, lexsort, run_starts
 from .uplift import slice_counts, with_uplift
 
 PLATFORM_ROWS: tuple[str, ...] = (*schemas.PLATFORMS, schemas.ALL)
@@ -61,7 +61,7 @@ def exposure_counts(
     # (user, brand), so it is the first row of each run; per platform, the first of each run
     # after a stable sort by (user, brand, day, platform).
     overall = run_starts(user, brand, day)
-    by_platform = np.lexsort((platform, day, user * (int(brand.max(initial=0)) + 1) + brand))
+    by_platform = lexsort((platform, day, user * (int(brand.max(initial=0)) + 1) + brand))
     per_platform = by_platform[
         run_starts(user[by_platform], brand[by_platform], day[by_platform], platform[by_platform])
     ]

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from .. import schemas
 from ..settings import FunnelParams
 from ..timeutil import business_day
-from .prepare import columns, decode, merge_asof, run_starts
+from .prepare import columns, decode, lexsort, run_starts
 from .touches import TOUCH_ORDER
 
 #: Columns describing a (pair, brand)'s last touch before the search.
@@ -50,66 +50,77 @@ def pair_brands(
     brands are joined on their shared integer codes (``_user``, ``_brand``; ``n_brands`` codes);
     ``pairs`` carries ``_row``, its position in (search_id, category_id) order.
     """
-    seed_window = pd.Timedelta(params.seed_window)
-    conversion_window = pd.Timedelta(params.conversion_window)
+    seed_us = pd.Timedelta(params.seed_window).value // 1_000
+    conversion_us = pd.Timedelta(params.conversion_window).value // 1_000
     owned = ["_user", "_brand", "brand_id", "category_id"]
     # Touches are sorted by (user, brand, touch order): the first row of each run is one per pair.
-    tu, tb = touches["_user"].to_numpy(), touches["_brand"].to_numpy()
+    tu, tb, tt = (touches[c].to_numpy(dtype="int64") for c in ("_user", "_brand", "_t"))
     touched = touches[owned].iloc[run_starts(tu, tb)]
     # A brand has one category (brands.csv), so (user, brand) decides the row.
     user_brands = pd.concat([touched, paid[owned]], ignore_index=True).drop_duplicates(
-        ["_user", "_brand"]
+        ["_user", "_brand"], ignore_index=True
     )
-    cand = pairs.merge(user_brands, on=["_user", "category_id"], how="inner")
-    cand["_ub"] = cand["_user"].to_numpy() * n_brands + cand["_brand"].to_numpy()
-    cand = cand.sort_values("searched_at", kind="stable")
+    # The join and the as-of look-ups run on narrow integer frames, already in output order
+    # (search_id, category_id, brand_id) = (_row, _brand); wide columns are taken once at the end.
+    joined = pairs[["_user", "category_id", "_row"]].merge(
+        user_brands[["_user", "category_id", "_brand"]].assign(_ub_row=np.arange(len(user_brands))),
+        on=["_user", "category_id"],
+        how="inner",
+    )
+    row, brand, ub_row = (joined[c].to_numpy(dtype="int64") for c in ("_row", "_brand", "_ub_row"))
+    order = lexsort((brand, row))
+    row, brand, ub_row = row[order], brand[order], ub_row[order]
+    searched = pairs["searched_at"].to_numpy(dtype="datetime64[us]").view("int64")[row]
+    ub = pairs["_user"].to_numpy(dtype="int64")[row] * n_brands + brand
 
     # The latest touch strictly before the search decides both "seeded" (it is the newest, so if
     # any touch lies in [t_s - W, t_s) this one does) and the platform / vertical slices.
     # Per (user, brand, time) the last in touch order: the last row of each run.
-    starts = run_starts(tu, tb, touches["_t"].to_numpy())
+    starts = run_starts(tu, tb, tt)
     ends = np.r_[starts[1:], len(touches)] - 1 if len(starts) else starts
-    last = touches.iloc[ends]
-    last = pd.DataFrame(
-        {"_ub": tu[ends] * n_brands + tb[ends]}
-        | {new: last[old].array for old, new in LAST_TOUCH.items()}
-    )
-    cand = merge_asof(
-        cand,
-        last.sort_values("lt_at", kind="stable"),
-        left_on="searched_at",
-        right_on="lt_at",
-        by=["_ub"],
-        direction="backward",
-        allow_exact_matches=False,
-    )
-    seeded = cand["lt_at"].notna() & (cand["lt_at"] >= cand["searched_at"] - seed_window)
-    cand["is_seeded"] = seeded.to_numpy(dtype=bool)
-    cand.loc[~cand["is_seeded"], list(LAST_TOUCH.values())] = None
+    last = _as_of(searched, ub, tt[ends], tu[ends] * n_brands + tb[ends], "backward", exact=False)
+    seeded = last >= 0
+    seeded[seeded] = tt[ends[last[seeded]]] >= searched[seeded] - seed_us
 
-    first_paid = pd.DataFrame(
-        {
-            "_ub": paid["_user"].to_numpy() * n_brands + paid["_brand"].to_numpy(),
-            "paid_at": paid["paid_at"].array,
-        }
-    ).drop_duplicates()
-    cand = merge_asof(
-        cand,
-        first_paid.sort_values("paid_at", kind="stable"),
-        left_on="searched_at",
-        right_on="paid_at",
-        by=["_ub"],
-        direction="forward",
-        allow_exact_matches=True,
+    paid_at = paid["paid_at"].to_numpy(dtype="datetime64[us]").view("int64")
+    paid_ub = paid["_user"].to_numpy(dtype="int64") * n_brands + paid["_brand"].to_numpy(dtype="int64")
+    first = _as_of(searched, ub, paid_at, paid_ub, "forward", exact=True)
+    converted = first >= 0
+    converted[converted] = paid_at[first[converted]] <= searched[converted] + conversion_us
+
+    cand = pairs.iloc[row].reset_index(drop=True)
+    cand["_brand"] = brand
+    cand["brand_id"] = user_brands["brand_id"].array.take(ub_row)
+    at = np.where(seeded, ends[np.maximum(last, 0)], -1) if len(ends) else np.full(len(row), -1)
+    for old, new in LAST_TOUCH.items():
+        cand[new] = touches[old].array.take(at, allow_fill=True)
+    cand["is_seeded"] = seeded
+    cand["is_converted"] = converted
+    return cand
+
+
+def _as_of(
+    at: np.ndarray, key: np.ndarray, times: np.ndarray, keys: np.ndarray, direction: str, *, exact: bool
+) -> np.ndarray:
+    """Per (at, key) the position in ``times`` / ``keys`` of the nearest time with the same key, -1 if none.
+
+    ``direction`` "backward": the latest time before ``at`` (at or before when ``exact``);
+    "forward": the earliest after (at or after when ``exact``). Equal times pick the last /
+    first position.
+    """
+    found = np.full(len(at), -1, dtype="int64")
+    if not len(at) or not len(times):
+        return found
+    left = pd.DataFrame({"t": at, "k": key, "i": np.arange(len(at))}).sort_values("t", kind="stable")
+    right = pd.DataFrame({"t": times, "k": keys, "j": np.arange(len(times))})
+    right = right.sort_values("t", kind="stable")
+    merged = pd.merge_asof(
+        left, right, on="t", by="k", direction=direction, allow_exact_matches=exact
     )
-    converted = cand["paid_at"].notna() & (
-        cand["paid_at"] <= cand["searched_at"] + conversion_window
-    )
-    cand["is_converted"] = converted.to_numpy(dtype=bool)
-    cand = cand.drop(columns=["paid_at", "_ub"])
-    # (search_id, category_id, brand_id) order, from codes.
-    order = np.lexsort((cand["_brand"].to_numpy(), cand["_row"].to_numpy()))
-    return cand.iloc[order].reset_index(drop=True)
+    j = merged["j"].to_numpy(dtype="float64", na_value=np.nan)
+    hit = ~np.isnan(j)
+    found[merged["i"].to_numpy()[hit]] = j[hit].astype("int64")
+    return found
 
 
 def joined_ids(rows: pd.DataFrame, n: int) -> pd.Series:

@@ -166,6 +166,18 @@ def same_day(day: date, n: int) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(days))
 
 
+def lexsort(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.lexsort(keys)`` (last key most significant, stable), as one stable argsort per key.
+
+    Same permutation; single-array stable sorts (radix sort or timsort) beat lexsort's tuple
+    comparisons on the engine's million-row keys.
+    """
+    order = np.argsort(keys[0], kind="stable")
+    for k in keys[1:]:
+        order = order[np.argsort(np.asarray(k)[order], kind="stable")]
+    return order
+
+
 def run_starts(*keys: np.ndarray) -> np.ndarray:
     """Positions where a run of equal key tuples starts (the arrays sorted by those keys)."""
     n = len(keys[0])

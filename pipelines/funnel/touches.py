@@ -21,6 +21,7 @@ from .prepare import (
     columns,
     day_of,
     decode,
+    lexsort,
     run_starts,
     sorted_ids,
     timestamps,
@@ -162,6 +163,31 @@ def _pack(parts: list[tuple[np.ndarray, int]]) -> np.ndarray:
     return out
 
 
+def _distinct_touches(
+    packed: np.ndarray, when: np.ndarray, dwell: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct, touch_key): rows not repeating an earlier row's (packed, when, dwell), and,
+    among those, the first row of each (packed, when) (int64 arrays of equal length).
+
+    Rows equal in (packed, when) are the only ones either test can drop: a 64-bit hash of that pair
+    finds the candidates (one hash-table pass over all rows), which are then compared exactly
+    (a hash collision never merges distinct rows).
+    """
+    h = np.zeros(len(packed), dtype="uint64")
+    for k in (packed, when):
+        h = h * np.uint64(0x9E3779B97F4A7C15) + pd.util.hash_array(k)
+    candidates = np.flatnonzero(pd.Series(h).duplicated(keep=False).to_numpy())
+    distinct = np.ones(len(packed), dtype=bool)
+    touch_key = np.ones(len(packed), dtype=bool)
+    if len(candidates):
+        sub = pd.DataFrame({"p": packed[candidates], "w": when[candidates], "d": dwell[candidates]})
+        repeat = sub.duplicated().to_numpy()
+        distinct[candidates[repeat]] = False
+        later = sub.loc[~repeat].duplicated(["p", "w"]).to_numpy()
+        touch_key[candidates[~repeat][later]] = False
+    return distinct, touch_key[distinct]
+
+
 def linked_exposures(
     exposures: pd.DataFrame,
     links: pd.DataFrame,
@@ -214,7 +240,8 @@ def linked_exposures(
     t = events["event_time"].to_numpy(dtype="datetime64[us]").view("int64")
     dwell = events["dwell_ms"].to_numpy(dtype="float64", na_value=np.nan)
     # Exact duplicates (every column but dt) collapse; what is left differing only in dwell_ms
-    # is one touch (touch_key marks the first of each). One sort on packed integer keys.
+    # is one touch (touch_key marks the first of each). Hashes find the few rows that may repeat
+    # an earlier one; only those are compared exactly (no sort of all the exposures).
     packed = _pack(
         [
             (ext[keep], len(ext_ids)),
@@ -224,14 +251,9 @@ def linked_exposures(
         ]
     )
     when, dwell = t[keep], dwell[keep]
-    order = np.lexsort((dwell, when, packed))
-    keep, packed, when, dwell = keep[order], packed[order], when[order], dwell[order]
-    same_touch = np.zeros(len(keep), dtype=bool)
-    same_touch[1:] = (packed[1:] == packed[:-1]) & (when[1:] == when[:-1])
-    same_dwell = np.zeros(len(keep), dtype=bool)
-    same_dwell[1:] = (dwell[1:] == dwell[:-1]) | (np.isnan(dwell[1:]) & np.isnan(dwell[:-1]))
-    distinct = ~(same_touch & same_dwell)
-    keep, touch_key = keep[distinct], ~same_touch[distinct]
+    dwell_bits = np.where(np.isnan(dwell), -1, dwell).view("int64")  # every NaN alike
+    distinct, touch_key = _distinct_touches(packed, when, dwell_bits)
+    keep = keep[distinct]
 
     # One row per brand of the note.
     key = key[keep]
@@ -274,7 +296,7 @@ def touches(linked: Linked, touch_kinds: tuple[str, ...]) -> pd.DataFrame:
     nu, nb, nn = len(linked.users), len(linked.brands), len(linked.note_ids)
     np_, nk, ne = len(linked.platforms), len(linked.kinds), len(linked.ext_ids)
     tie = _pack([(part.platform, np_), (part.note, nn), (part.kind, nk), (part.ext, ne)])
-    order = np.lexsort((tie, part.t, _pack([(part.user, nu), (part.brand, nb)])))
+    order = lexsort((tie, part.t, _pack([(part.user, nu), (part.brand, nb)])))
     part = part.take(order)
     dim = linked.dim
     touch_at = timestamps(part.t)
@@ -282,7 +304,7 @@ def touches(linked: Linked, touch_kinds: tuple[str, ...]) -> pd.DataFrame:
     # kind, brand_id), for publish: sorting codes sorts the strings.
     key_order = np.empty(len(order), dtype="int64")
     key_order[
-        np.lexsort(
+        lexsort(
             (
                 _pack([(part.kind, nk), (part.brand, nb)]),
                 part.t,
