@@ -236,16 +236,23 @@ class _Frames(Mapping):
         if name not in self.names:
             raise KeyError(name)
         t = schemas.table(name)
-        if t in schemas.FUNNEL_TABLES:
-            root = Path(self.task["outputs"])
-            parts = sorted(root.glob("bucket=*"), key=lambda p: int(p.name.split("=")[1]))
-            if not parts:
-                return pq.read_table(root / f"{name}.parquet").to_pandas()
-            return merge_table(t, [pq.read_table(p / f"{name}.parquet").to_pandas() for p in parts])
-        return lake.read_table(_settings(self.task).lake, name)
+        if t not in schemas.FUNNEL_TABLES:
+            return lake.read_table(_settings(self.task).lake, name)
+        files, bucketed = self._funnel_files(name)
+        frames = [pq.read_table(f).to_pandas() for f in files]
+        return merge_table(t, frames) if bucketed else frames[0]
+
+    def _funnel_files(self, name: str) -> tuple[list[Path], bool]:
+        """The saved funnel output files of a table, in bucket order, and whether they are buckets."""
+        root = Path(self.task["outputs"])
+        parts = sorted(root.glob("bucket=*"), key=lambda p: int(p.name.split("=")[1]))
+        if parts:
+            return [p / f"{name}.parquet" for p in parts], True
+        return [root / f"{name}.parquet"], False
 
     def days(self) -> dict:
         """Every partition day of each table (read from the files' partition column only)."""
+        import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
@@ -255,19 +262,12 @@ class _Frames(Mapping):
         for name in self.names:
             part = schemas.table(name).partition
             if schemas.table(name) in schemas.FUNNEL_TABLES:
-                root = Path(self.task["outputs"])
-                files = list(root.glob(f"bucket=*/{name}.parquet")) or [root / f"{name}.parquet"]
-                col = pa_concat([pq.read_table(f, columns=[part]).column(part) for f in files])
+                files, _ = self._funnel_files(name)
+                col = pa.concat_tables([pq.read_table(f, columns=[part]) for f in files]).column(part)
             else:
                 col = lake.read_arrow(_settings(self.task).lake, name, columns=[part]).column(part)
             out[name] = sorted(pc.unique(col).to_pylist())
         return out
-
-
-def pa_concat(columns: list):
-    import pyarrow as pa
-
-    return pa.chunked_array([c for col in columns for c in col.chunks], type=columns[0].type)
 
 
 def _c_publish(task: dict) -> dict:
