@@ -1,16 +1,19 @@
 """
 ### seedfunnel_attribution
 
-The daily funnel run (SPEC 5-6): funnel per user bucket -> reduce -> publish to the warehouse.
+The daily funnel run (SPEC 5-6): plan -> funnel per user bucket -> reduce -> validate -> publish.
 
 - **Day**: the `day` param (`YYYY-MM-DD`) when given, else the Asia/Shanghai date of the run's
-  `data_interval_start`: the same daily timetable as `seedfunnel_ingest`, so both DAGs' runs of
-  one trigger name the same day.
-- **Tasks**: `resolve_day` -> `wait_for_ingest` (the lake holds the day's `ingest_files`
-  partition, written last by ingestion) -> `plan` (bucket count from `SEEDFUNNEL_BUCKETS`, read
-  at run time) -> `funnel_bucket` (mapped, one per user bucket) -> `reduce` -> `validate`
-  (GX suites; a critical failure stops the run before `publish`, docs/quality.md) -> `publish`
-  -> `report` (the day's HTML report, docs/report.md) -> `cleanup`.
+  `data_interval_start`: the same daily timetable as `seedfunnel_ingest`.
+- **Tasks**: `resolve_day` -> `plan` (ingests every delivery up to the day not yet ingested, so a
+  missed day catches up by itself, and decides the days whose figures can have changed:
+  `pipelines.runner.stage_plan`) -> `buckets` (bucket count from `SEEDFUNNEL_BUCKETS`, read at
+  run time) -> `funnel_bucket` (mapped, one per user bucket) -> `reduce` (writes only the days
+  whose rows changed, records them in `restatements`; refuses if another run ingested meanwhile)
+  -> `validate` (GX suites; a critical failure stops the run before `publish`, docs/quality.md)
+  -> `publish` -> `report` (the day's HTML report, docs/report.md) -> `cleanup`.
+- Re-running an old day's DAG run ingests what is new and recomputes through the latest delivery:
+  it never takes later knowledge away (SPEC 5, Arrival).
 - **Inlets / outlets**: the lake assets `seedfunnel://lake/<table>` in, the warehouse assets
   `seedfunnel://warehouse/<table>` out. XCom carries paths and counts only.
 
@@ -33,7 +36,7 @@ INPUT_ASSETS = [
     Asset(f"seedfunnel://lake/{name}")
     for name in ("notes", "exposures", "id_links", "searches", "orders", "items")
 ]
-#: Warehouse tables stage_publish writes (schemas.FUNNEL_TABLES + quarantine + ingest_files).
+#: Warehouse tables stage_publish writes (schemas.FUNNEL_TABLES + the logs but dq_results).
 WAREHOUSE_ASSETS = {
     name: Asset(f"seedfunnel://warehouse/{name}")
     for name in (
@@ -46,6 +49,7 @@ WAREHOUSE_ASSETS = {
         "brand_boost_signals",
         "quarantine",
         "ingest_files",
+        "restatements",
     )
 }
 
@@ -78,16 +82,16 @@ def seedfunnel_attribution():
 
         return business_day()
 
-    @task.sensor(poke_interval=300, timeout=6 * 3600, mode="reschedule", inlets=INPUT_ASSETS)
-    def wait_for_ingest(day: str) -> bool:
-        """True once the lake holds the day's ingest_files partition (ingestion writes it last)."""
-        from pipelines import lake
+    @task(inlets=INPUT_ASSETS)
+    def plan(day: str) -> dict:
+        """Ingest what is pending up to the day; the days to recompute (pipelines.runner.Plan)."""
+        from pipelines.runner import stage_plan
         from pipelines.settings import Settings
 
-        return date.fromisoformat(day) in lake.partitions(Settings().lake, "ingest_files")
+        return stage_plan(Settings(), date.fromisoformat(day))
 
     @task
-    def plan() -> list[dict[str, int]]:
+    def buckets() -> list[dict[str, int]]:
         """One mapping per user bucket; the count (SEEDFUNNEL_BUCKETS) is read once, at run time."""
         from pipelines.settings import Settings
 
@@ -96,26 +100,26 @@ def seedfunnel_attribution():
         return [{"bucket": b, "buckets": n} for b in range(n)]
 
     @task
-    def funnel_bucket(day: str, bucket: int, buckets: int) -> str:
-        """Every funnel table for one user bucket; returns the folder of its Parquet files."""
+    def funnel_bucket(plan: dict, bucket: int, buckets: int) -> str:
+        """Every funnel table for one user bucket over the plan's days; returns its folder."""
         from pipelines.runner import stage_funnel_bucket
         from pipelines.settings import Settings
 
         engine = get_current_context()["params"]["engine"]
-        return stage_funnel_bucket(Settings(), date.fromisoformat(day), bucket, buckets, engine)
+        return stage_funnel_bucket(Settings(), plan, bucket, buckets, engine)
 
     @task
-    def reduce(day: str, parts: list[str]) -> dict[str, int]:
-        """Merge the bucket outputs into the day's marts partitions; returns rows per table."""
+    def reduce(plan: dict, parts: list[str]) -> dict[str, int]:
+        """Merge the bucket outputs; write the days whose rows changed; returns days per table."""
         from pipelines.runner import stage_reduce
         from pipelines.settings import Settings
 
         # A slice fetches every mapped result in one call (iterating probes past the end).
-        return stage_reduce(Settings(), date.fromisoformat(day), list(parts[:]))
+        return stage_reduce(Settings(), plan, list(parts[:]))
 
     @task
-    def validate(day: str) -> dict:
-        """Run the quality suites on what the day would publish (GX); a critical failure stops the run."""
+    def validate(plan: dict) -> dict:
+        """Run the quality suites on what the run would publish (GX); a critical failure stops the run."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from pipelines.quality.validate import QualityGateError
@@ -123,18 +127,19 @@ def seedfunnel_attribution():
         from pipelines.settings import Settings
 
         try:
-            return stage_validate(Settings(), date.fromisoformat(day))
+            return stage_validate(Settings(), plan)
         except QualityGateError as e:
             # The data, not the worker, is wrong: retrying cannot help, and publish must not run.
             raise AirflowFailException(str(e)) from e
 
     @task(outlets=list(WAREHOUSE_ASSETS.values()))
-    def publish(day: str) -> dict[str, int]:
-        """Publish the run's days to the warehouse in one transaction; returns rows per table."""
+    def publish(plan: dict) -> dict[str, int]:
+        """Publish every changed day not yet published in one transaction; returns rows per table."""
         from pipelines.runner import stage_publish
         from pipelines.settings import Settings
 
-        counts = stage_publish(Settings(), date.fromisoformat(day))
+        counts = stage_publish(Settings(), plan)
+        day = plan["day"]
         events = get_current_context()["outlet_events"]
         for name, asset in WAREHOUSE_ASSETS.items():
             events[asset].extra = {"day": day, "rows": counts.get(name, 0)}
@@ -160,10 +165,10 @@ def seedfunnel_attribution():
         return len(runs)
 
     day = resolve_day()
-    planned = plan()
-    parts = funnel_bucket.partial(day=day).expand_kwargs(planned)
-    wait_for_ingest(day) >> planned
-    reduce(day, parts) >> validate(day) >> publish(day) >> report(day) >> cleanup(parts)
+    planned = plan(day)
+    parts = funnel_bucket.partial(plan=planned).expand_kwargs(buckets())
+    reduced = reduce(planned, parts)
+    reduced >> validate(planned) >> publish(planned) >> report(day) >> cleanup(parts)
 
 
 seedfunnel_attribution()

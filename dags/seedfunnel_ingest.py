@@ -5,8 +5,10 @@ Daily ingestion of one delivery day of the landing zone into the Parquet lake (S
 
 - **Day**: the `day` param (`YYYY-MM-DD`) when given, else the Asia/Shanghai date of the run's
   `data_interval_start`. The 01:00 Asia/Shanghai run covers the day that just ended.
-- **Task**: `resolve_day` -> `ingest` (`pipelines.runner.stage_ingest`: every source of the day at
-  once; bad rows go to quarantine, unreadable files are counted, the run goes on).
+- **Task**: `resolve_day` -> `ingest` (`pipelines.runner.stage_ingest`: every delivery up to the
+  day that is new or whose files changed, so a missed day catches up by itself; bad rows go to
+  quarantine, unreadable files are counted, the run goes on). `seedfunnel_attribution` ingests
+  the same way before it computes, so this DAG only makes deliveries visible in the lake early.
 - **Outlets**: one asset per lake table, `seedfunnel://lake/<table>`, each event carrying the day.
 
 See `docs/airflow.md`.

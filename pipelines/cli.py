@@ -140,45 +140,50 @@ def simulate(
 
 @app.command()
 def ingest(
-    start: Annotated[str, typer.Option(help="First delivery day, YYYY-MM-DD")],
-    end: Annotated[str | None, typer.Option(help="Last delivery day (default: start)")] = None,
+    end: Annotated[str, typer.Option(help="Delivery day, YYYY-MM-DD: every delivery up to it not yet ingested is ingested")],
     landing: LandingOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Ingest landing files of the given delivery days into the lake; bad rows go to quarantine."""
-    from .ingest.day import ingest_day
-    from .timeutil import days
+    """Ingest every delivery up to END that is new or changed into the lake; bad rows go to quarantine.
+
+    Deliveries already ingested with the same files are skipped. The next `run` computes what the
+    ingested deliveries changed (SPEC 5, Arrival).
+    """
+    from .runner import stage_ingest
 
     settings = _settings(home=home, landing=landing)
     _require_landing(settings)
-    d1 = _day(start)
-    d2 = _day(end) if end else d1
+    d = _day(end)
     with progress_bar("ingest") as update:
-        for i, d in enumerate(days(d1, d2)):
-            update(f"{d}", i / max(1, (d2 - d1).days + 1))
-            result = ingest_day(settings, d)
-            _print_ingest(d, result)
+        result = stage_ingest(settings, d, say=lambda msg: update(msg, 0.5))
+    delivered = result["deliveries"]
+    console.print(f"ingested {len(delivered)} deliveries" + (f": {', '.join(delivered)}" if delivered else " (all up to date)"))
+    _print_ingest(d, result)
 
 
 @app.command()
 def run(
-    start: Annotated[str, typer.Option(help="First day to process, YYYY-MM-DD")],
-    end: Annotated[str | None, typer.Option(help="Last day (default: start)")] = None,
+    start: Annotated[str, typer.Option(help="First delivery day, YYYY-MM-DD (only checked to hold files, and the first of --each-day)")],
+    end: Annotated[str | None, typer.Option(help="Delivery day to bring the warehouse up to (default: start)")] = None,
     landing: LandingOpt = None,
     seeds: SeedsOpt = None,
     home: HomeOpt = None,
     warehouse_url: WarehouseOpt = None,
     buckets: Annotated[int | None, typer.Option(help="User buckets for the funnel step", min=1)] = None,
     engine: Annotated[str, typer.Option(help="Funnel engine: pandas, or duckdb (the SQL reference)")] = "pandas",
+    each_day: Annotated[bool, typer.Option("--each-day", help="One run per day START..END, as a daily schedule would (same result)")] = False,
 ) -> None:
-    """Run every stage in-process, day by day: ingest, match, funnel, publish, report.
+    """Bring the warehouse up to delivery day END: ingest, match, funnel, validate, publish, report.
 
-    The same tasks the Airflow DAG runs, for people without a scheduler. The last day's HTML
-    report is written under HOME/reports (see `seedfunnel report`).
+    A run ingests every delivery up to END not yet ingested (or whose files changed), whatever day
+    it was delivered, recomputes only the days those deliveries can change, and publishes only the
+    days that did change, each recorded in the `restatements` table (SPEC 5, Arrival). The same
+    stages the Airflow DAG runs, for people without a scheduler. Runs on one home take turns (a run
+    that has to wait says so). The HTML report is written under HOME/reports (`seedfunnel report`).
     """
     settings = _settings(home=home, seeds=seeds, landing=landing, warehouse_url=warehouse_url, buckets=buckets)
     d1 = _day(start)
-    _run_days(settings, d1, _day(end) if end else d1, engine)
+    _run_days(settings, d1, _day(end) if end else d1, engine, each_day)
 
 
 @app.command()
@@ -192,16 +197,16 @@ def backfill(
     buckets: Annotated[int | None, typer.Option(help="User buckets for the funnel step", min=1)] = None,
     engine: Annotated[str, typer.Option(help="Funnel engine: pandas, or duckdb (the SQL reference)")] = "pandas",
 ) -> None:
-    """Process START..END in order, like a multi-day `run`; days already run are replaced.
+    """Bring the warehouse up to END in one computation (the same as `run --start START --end END`).
 
-    Run over the days of a landing zone in order, the final tables equal one computation over all
-    of it (SPEC section 5). The last day's HTML report is written under HOME/reports.
+    Deliveries up to END that are new or changed are ingested; the funnel is computed once over the
+    days they affect; the tables then equal one computation over everything ingested (SPEC 5).
     """
     settings = _settings(home=home, seeds=seeds, landing=landing, warehouse_url=warehouse_url, buckets=buckets)
     _run_days(settings, _day(start), _day(end), engine)
 
 
-def _run_days(settings: Settings, d1: date, d2: date, engine: str) -> None:
+def _run_days(settings: Settings, d1: date, d2: date, engine: str, each_day: bool = False) -> None:
     """Check what a user can get wrong before any work, then run the days with progress and a summary."""
     from . import warehouse
     from .runner import ENGINES, run_days
@@ -221,7 +226,7 @@ def _run_days(settings: Settings, d1: date, d2: date, engine: str) -> None:
 
     try:
         with progress_bar("run") as update:
-            summary = run_days(settings, d1, d2, engine=engine, progress=update)
+            summary = run_days(settings, d1, d2, engine=engine, progress=update, each_day=each_day)
     except QualityGateError as e:
         _fail(str(e), code=1)
     _print_summary(summary)
@@ -504,12 +509,13 @@ def _jsonable(obj):
 
 
 def _print_ingest(day: date, result) -> None:
-    rows = {k: sum(t[k] for t in result.totals.values()) for k in ("input_rows", "accepted_rows", "quarantined_rows")}
+    totals = result["totals"] if isinstance(result, dict) else result.totals
+    rows = {k: sum(t[k] for t in totals.values()) for k in ("input_rows", "accepted_rows", "quarantined_rows")}
     console.print(
         f"{day}: {rows['input_rows']:,} rows in, {rows['accepted_rows']:,} accepted, "
         f"{rows['quarantined_rows']:,} quarantined"
     )
-    for err in getattr(result, "errors", [])[:20]:
+    for err in (result["errors"] if isinstance(result, dict) else result.errors)[:20]:
         console.print(f"  [yellow]{err}[/]")
 
 

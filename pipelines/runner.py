@@ -1,18 +1,25 @@
-"""The daily run, stage by stage: ingest -> prepare inputs -> funnel per user bucket -> reduce -> publish.
+"""The daily run, stage by stage: plan (ingest) -> funnel per user bucket -> reduce -> validate -> publish.
 
-Each stage is a function of (settings, day, ...) that reads and writes the lake and returns paths
-and counts, never data: the Airflow DAG calls the same functions as tasks, and
-``seedfunnel run`` calls them in-process, day by day.
+A run for delivery day d ingests every delivery up to d that is new or changed (``arrival``), finds
+the first day the changes can move (``windows``), recomputes from there through W (the latest
+delivery day ingested) with the lookback those days need, and writes, validates and publishes only
+the days whose rows changed, recording each in ``restatements``. So after every run the funnel
+tables equal one computation over everything ingested (SPEC 5, Arrival), whatever the arrival
+schedule, the order of runs, re-runs, or runs at once (they take the lake lock in turn).
+
+Each stage is a function of (settings, plan, ...) that reads and writes the lake and returns paths
+and counts, never data: the Airflow DAG calls the same functions as tasks, and ``seedfunnel run``
+calls them in-process under one lock.
 """
 
 from __future__ import annotations
 
 import importlib
-import math
+import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -21,73 +28,242 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import lake, schemas
+from . import arrival, lake, schemas, windows
 from .funnel.inputs import FunnelInputs
-from .settings import FunnelParams, Settings
+from .settings import Settings
+from .timeutil import day_start_utc
 from .timeutil import days as day_range
 
 ENGINES = {"pandas": "pipelines.funnel.engine", "duckdb": "pipelines.oracle.duckdb_engine"}
-MARTS = "marts"
-
-#: Table groups by the window that decides which days a run rewrites (docs/semantics.md).
-PAIR_WINDOW_TABLES = (
-    schemas.FCT_TOUCHES.name,
-    schemas.FCT_SEARCH_PAIRS.name,
-    schemas.FCT_SEEDED_ORDERS.name,
-    schemas.FCT_ATTRIBUTION_CREDITS.name,
-    schemas.AGG_CONVERSION_UPLIFT.name,
-)
-#: Columns of agg_brand_funnel_daily that later runs still recompute (fed by exposures only).
-EXPOSURE_COLUMNS = ("exposed_users", "searched_back_users", "search_back_rate", "is_final", "run_id")
+MARTS = arrival.MARTS
+#: Where each run keeps its restatement records until they are published.
+RESTATED = "_restatements"
 
 EVENT_TABLES = ("exposures", "searches", "orders")
+#: The event-time column of each event table (the one its rows' own day comes from).
+EVENT_TIME = {"exposures": "event_time", "searches": "event_time", "orders": "paid_at"}
+#: The key whose versions resolve to one row (SPEC 3); exposures have none (duplicates collapse).
+EVENT_KEY = {"searches": "search_id", "orders": "order_id"}
 
 Progress = Callable[[str, float], None]
+Say = Callable[[str], None]
 
 
-def default_run_id(day: date) -> str:
-    """Deterministic, so re-running a day writes identical rows."""
-    return f"run-{day.isoformat()}"
+def _quiet(_msg: str) -> None:
+    pass
 
 
-def first_data_day(settings: Settings, day: date) -> date:
-    """The first delivery day of any event table in the lake (``day`` when there is none)."""
+def first_data_day(settings: Settings, through: date | None = None) -> date | None:
+    """The first delivery day of any event table in the lake (None when there is none)."""
     firsts = [ps[0] for t in EVENT_TABLES if (ps := lake.partitions(settings.lake, t))]
-    return min(min(firsts, default=day), day)
+    first = min(firsts, default=None)
+    return first if first is None or through is None else min(first, through)
 
 
-def written_days(table: str, day: date, params: FunnelParams, first: date | None = None) -> list[date]:
-    """The days of ``table`` a run for ``day`` rewrites (none before ``first``, the first data day)."""
-    floor = first or date.min
-    if table in PAIR_WINDOW_TABLES:
-        return day_range(max(floor, day - timedelta(days=math.ceil(params.conversion_window_days))), day)
-    if table == schemas.AGG_BRAND_FUNNEL_DAILY.name:
-        return day_range(max(floor, day - timedelta(days=params.finality_lag_days)), day)
-    if table == schemas.BRAND_BOOST_SIGNALS.name:
-        return [day]
-    raise KeyError(table)
+# ---------------------------------------------------------------- stage 1: plan (ingest)
 
 
-# ---------------------------------------------------------------- stage 1: ingest
+@dataclass
+class Plan:
+    """What one run computes: the days start..latest (None: nothing changed), read from ``read_from``."""
+
+    run_id: str
+    day: str
+    latest: str | None
+    first: str | None
+    start: str | None
+    read_from: str | None
+    causes: list[str]
+    generation: int
+    reference: str
+    ingested: list[str] = field(default_factory=list)
+    ingest: dict = field(default_factory=lambda: {"totals": {}, "errors": []})
+
+    def dates(self) -> tuple[date, date]:
+        return date.fromisoformat(self.start), date.fromisoformat(self.latest)
+
+    @property
+    def computes(self) -> bool:
+        return self.start is not None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, raw: dict | Plan) -> Plan:
+        return raw if isinstance(raw, Plan) else cls(**raw)
 
 
-def stage_ingest(settings: Settings, day: date, run_id: str | None = None) -> dict:
-    """Ingest the day's landing files into the lake; returns per-table row accounting."""
-    from .ingest.day import ingest_day
+def _add_totals(into: dict, totals: dict) -> None:
+    for source, t in totals.items():
+        acc = into.setdefault(source, dict.fromkeys(t, 0))
+        for k, v in t.items():
+            acc[k] = acc.get(k, 0) + v
 
-    result = ingest_day(settings, day, run_id=run_id or default_run_id(day))
-    return {"totals": result.totals, "errors": result.errors}
+
+def ingest_pending(
+    settings: Settings, state: arrival.State, day: date, run_id: str, say: Say = _quiet
+) -> tuple[list[date], dict]:
+    """Ingest every delivery up to ``day`` that is new or whose files changed; record what it affects.
+
+    Unchanged deliveries are skipped (re-ingesting them would change nothing). Each ingested
+    delivery's rows are compared with the lake's previous version of it, and the first day the
+    difference can move is added to ``state.pending`` (``arrival.affected_from``).
+    """
+    from .ingest.day import delivery_days, delivery_files, item_files, ingest_day
+
+    landing = Path(settings.landing)
+    if not landing.is_dir():
+        raise FileNotFoundError(
+            f"landing folder {landing} does not exist; pass the landing zone (--landing or "
+            f"Settings(landing=...)) or set SEEDFUNNEL_LANDING"
+        )
+    params = settings.funnel
+    todo = []
+    for d in delivery_days(landing):
+        if d > day:
+            break
+        fp = arrival.files_fingerprint(delivery_files(landing, d), landing, state.files)
+        if state.deliveries.get(d.isoformat()) != fp:
+            todo.append((d, fp))
+    items_fp = arrival.files_fingerprint(item_files(landing, day), landing, state.files)
+    items_changed = items_fp != state.items
+    earlier = [k for k in state.deliveries if k <= day.isoformat()]
+    if items_changed and not todo and earlier:
+        # Only the catalog changed: re-ingest the latest delivery up to ``day`` (which reads it).
+        last = max(earlier)
+        todo.append((date.fromisoformat(last), state.deliveries[last]))
+    totals: dict = {}
+    errors: list[str] = []
+    done: list[date] = []
+    for d, fp in todo:
+        say(f"ingesting delivery {d}")
+        before = {s: lake.read_table(settings.lake, s, [d]) for s in arrival.SOURCES}
+        result = ingest_day(settings, d, run_id=run_id)
+        for source in arrival.SOURCES:
+            after = lake.read_table(settings.lake, source, [d])
+            changed = arrival.changed_rows(before[source], after, schemas.table(source))
+            state.pending.add(arrival.affected_from(settings.lake, source, changed, params), f"{source}/dt={d}")
+        state.deliveries[d.isoformat()] = fp
+        state.mark_unpublished(schemas.QUARANTINE.name, [d])
+        state.mark_unpublished(schemas.INGEST_FILES.name, [d])
+        state.generation += 1
+        _add_totals(totals, result.totals)
+        errors += result.errors
+        done.append(d)
+        state.save(settings)  # after each delivery: a crash loses no bookkeeping
+    if items_changed:
+        if state.items:  # a changed catalog (not its first delivery) can fill any order's brand
+            first = first_data_day(settings)
+            state.pending.add(first, "items")
+        state.items = items_fp
+        state.generation += 1
+        state.save(settings)
+    return done, {"totals": totals, "errors": errors}
+
+
+def stage_ingest(settings: Settings, day: date, run_id: str | None = None, say: Say = _quiet) -> dict:
+    """Ingest every delivery up to ``day`` not yet ingested (or changed); returns row accounting."""
+    with arrival.locked(settings, say, f"ingest {day}"):
+        state = arrival.State.load(settings)
+        state.runs += 1
+        run_id = run_id or new_run_id(day, state.runs)
+        done, out = ingest_pending(settings, state, day, run_id, say)
+        state.save(settings)
+    return {**out, "deliveries": [d.isoformat() for d in done]}
+
+
+def new_run_id(day: date, seq: int) -> str:
+    """``run-<day>-<n>``: the run's day and its number on this lake (runs of one day differ)."""
+    return f"run-{day.isoformat()}-{seq:05d}"
+
+
+def stage_plan(settings: Settings, day: date, run_id: str | None = None, say: Say = _quiet) -> dict:
+    """Ingest what is pending up to ``day`` and decide the days to recompute; returns the Plan as a dict."""
+    from .reference import load_reference
+
+    load_reference(settings.seeds)  # a broken seeds folder stops the run before anything is ingested
+    with arrival.locked(settings, say, f"plan {day}"):
+        state = arrival.State.load(settings)
+        state.runs += 1
+        run_id = run_id or new_run_id(day, state.runs)
+        done, ingest = ingest_pending(settings, state, day, run_id, say)
+        latest = state.latest_delivery
+        first = first_data_day(settings, latest) if latest else None
+        params = settings.funnel
+        reference = arrival.reference_fingerprint(settings) + ":" + arrival.params_fingerprint(params)
+        causes = list(state.pending.causes)
+        start = None
+        if latest is not None and first is not None:
+            computed = state.computed or {}
+            pending = date.fromisoformat(state.pending.start) if state.pending.start else None
+            through = date.fromisoformat(computed["latest"]) if computed.get("latest") else None
+            start = windows.restate_start(params, pending, through, latest)
+            if through is not None and latest > through:
+                causes.append("window")
+            if computed.get("reference") != reference:
+                start = first
+                old = (computed.get("reference") or "").split(":")
+                if not computed:
+                    causes.append("first run")
+                elif old[:2] != reference.split(":")[:2]:
+                    causes.append("reference")
+                else:
+                    causes.append("settings")
+            if computed.get("first") and first < date.fromisoformat(computed["first"]):
+                start = first
+            if start is not None:
+                start = max(start, first)
+        read_from = start - timedelta(days=windows.event_lookback_days(params)) if start else None
+        plan = Plan(
+            run_id=run_id,
+            day=day.isoformat(),
+            latest=latest.isoformat() if latest else None,
+            first=first.isoformat() if first else None,
+            start=start.isoformat() if start else None,
+            read_from=read_from.isoformat() if read_from else None,
+            causes=causes,
+            generation=state.generation,
+            reference=reference,
+            ingested=[d.isoformat() for d in done],
+            ingest=ingest,
+        )
+        state.save(settings)
+    if plan.computes:
+        say(f"recomputing {plan.start} .. {plan.latest} (caused by: {', '.join(causes) or 'nothing'})")
+    else:
+        say("nothing changed since the last computation")
+    return plan.as_dict()
 
 
 # ---------------------------------------------------------------- stage 2: inputs
 
 
-def load_inputs(
-    settings: Settings, day: date, since: date | None = None, *, bucket: int = 0, buckets: int = 1
-) -> FunnelInputs:
-    """The funnel's inputs for a run of ``day``: events of the lookback, dimensions up to ``day``.
+def _event_table(
+    settings: Settings, name: str, since: date | None, keep: Callable[[pa.Table], np.ndarray] | None
+) -> pd.DataFrame:
+    """Every delivered row of an event table whose own day is ``since`` or later (all when None).
 
-    ``since`` overrides the first event delivery day (a one-shot computation over all history).
+    Keyed tables keep every version of a key that has any version from ``since`` on, so the
+    engines resolve versions (SPEC 3) exactly as over the whole history.
+    """
+    if since is None:
+        return lake.read_table(settings.lake, name, keep=keep)
+    cutoff = pa.scalar(day_start_utc(since).to_pydatetime(), pa.timestamp("us", tz="UTC"))
+    col = EVENT_TIME[name]
+    if name in EVENT_KEY:
+        data = lake.read_arrow(settings.lake, name, keep=keep)
+        data = arrival.keys_with_versions_since(data, EVENT_KEY[name], col, cutoff)
+    else:
+        data = lake.read_arrow(settings.lake, name, filters=[(col, ">=", cutoff)], keep=keep)
+    return schemas.conform(name, data.to_pandas())
+
+
+def load_inputs(
+    settings: Settings, since: date | None = None, *, bucket: int = 0, buckets: int = 1
+) -> FunnelInputs:
+    """The funnel's inputs: every ingested delivery, events from day ``since`` on (all when None).
+
     With ``buckets`` > 1, only user bucket ``bucket`` is read (``funnel.buckets``: equal to
     ``split_inputs(load_inputs(...), buckets)[bucket]``): event files are filtered one by one, so
     a bucket task holds about 1/buckets of the events, and only its searches are matched.
@@ -98,14 +274,10 @@ def load_inputs(
 
     if not 0 <= bucket < buckets:
         raise ValueError(f"bucket {bucket} is not one of 0..{buckets - 1}")
-    params = settings.funnel
     ref = load_reference(settings.seeds)
     matcher = Matcher.from_reference(ref)
-    events = day_range(since or day - timedelta(days=params.event_lookback_days), day)
-    dims = [d for d in lake.partitions(settings.lake, "notes") if d <= day]
-    link_days = [d for d in lake.partitions(settings.lake, "id_links") if d <= day]
-    notes = lake.resolve_notes(lake.read_table(settings.lake, "notes", dims))
-    id_links = lake.read_table(settings.lake, "id_links", link_days)
+    notes = lake.resolve_notes(lake.read_table(settings.lake, "notes"))
+    id_links = lake.read_table(settings.lake, "id_links")
     by_user = by_ext = None
     if buckets > 1:
         keys = BucketKeys.of(ext_buckets(id_links, buckets), bucket)
@@ -118,15 +290,15 @@ def load_inputs(
 
         id_links = id_links.loc[keys.mask(id_links["platform"], id_links["ext_user_id"])]
         id_links = id_links.reset_index(drop=True)
-    searches = lake.read_table(settings.lake, "searches", events, keep=by_user)
+    searches = _event_table(settings, "searches", since, by_user)
     return FunnelInputs(
-        exposures=lake.read_table(settings.lake, "exposures", events, keep=by_ext),
+        exposures=_event_table(settings, "exposures", since, by_ext),
         id_links=id_links,
         notes=notes,
         note_brands=matcher.note_brands(notes),
         searches=searches,
         search_categories=matcher.search_categories(searches, ref.brands),
-        orders=lake.read_table(settings.lake, "orders", events, keep=by_user),
+        orders=_event_table(settings, "orders", since, by_user),
         brands=ref.brands,
         categories=ref.categories,
         creators=ref.creators,
@@ -140,28 +312,42 @@ def engine_module(name: str):
         raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}") from None
 
 
+def one_shot(settings: Settings, engine: str = "pandas", run_id: str = "one-shot") -> dict[str, pd.DataFrame]:
+    """Every funnel table computed once over everything ingested: what the warehouse must equal."""
+    latest = arrival.State.load(settings).latest_delivery
+    first = first_data_day(settings, latest)
+    if latest is None or first is None:
+        return {t.name: schemas.empty_frame(t) for t in schemas.FUNNEL_TABLES}
+    return engine_module(engine).compute(load_inputs(settings), settings.funnel, first, latest, run_id)
+
+
 # ---------------------------------------------------------------- stage 3: funnel per bucket
 
 
-def bucket_dir(settings: Settings, day: date, run_id: str, bucket: int) -> Path:
-    return settings.work / day.isoformat() / run_id / f"bucket={bucket}"
+def run_dir(settings: Settings, plan: Plan) -> Path:
+    return settings.work / plan.run_id
+
+
+def bucket_dir(settings: Settings, plan: Plan, bucket: int) -> Path:
+    return run_dir(settings, plan) / f"bucket={bucket}"
 
 
 def stage_funnel_bucket(
-    settings: Settings, day: date, bucket: int, buckets: int, engine: str = "pandas", run_id: str | None = None
+    settings: Settings, plan: dict | Plan, bucket: int, buckets: int, engine: str = "pandas"
 ) -> str:
-    """Compute every funnel table for one user bucket; returns the folder of its Parquet files."""
-    run_id = run_id or default_run_id(day)
-    params = settings.funnel
-    inputs = load_inputs(settings, day, bucket=bucket, buckets=buckets)
-    start = max(day - timedelta(days=params.finality_lag_days), first_data_day(settings, day))
-    outputs = engine_module(engine).compute(inputs, params, start, day, run_id)
-    out = bucket_dir(settings, day, run_id, bucket)
+    """Compute every funnel table for one user bucket over the plan's days; returns its folder."""
+    plan = Plan.of(plan)
+    out = bucket_dir(settings, plan, bucket)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    for name, frame in outputs.items():
-        pq.write_table(schemas.to_arrow(name, frame), out / f"{name}.parquet")
+    if plan.computes:
+        start, latest = plan.dates()
+        since = date.fromisoformat(plan.read_from)
+        inputs = load_inputs(settings, since, bucket=bucket, buckets=buckets)
+        outputs = engine_module(engine).compute(inputs, settings.funnel, start, latest, plan.run_id)
+        for name, frame in outputs.items():
+            pq.write_table(schemas.to_arrow(name, frame), out / f"{name}.parquet")
     return str(out)
 
 
@@ -172,33 +358,69 @@ def _read_bucket(folder: str) -> dict[str, pd.DataFrame]:
     return {t.name: pq.read_table(Path(folder) / f"{t.name}.parquet").to_pandas() for t in schemas.FUNNEL_TABLES}
 
 
-def carry_over(daily: pd.DataFrame, previous: pd.DataFrame, open_from: date) -> pd.DataFrame:
-    """Days before ``open_from`` keep their pair/order/credit columns from the previous run.
+def _row_hashes(frame: pd.DataFrame, table: schemas.Table) -> np.ndarray:
+    """One hash per row over every column but run_id (floats rounded to 12 significant digits, so
+    a figure that only moved by summation order is not a change)."""
+    cols = [c for c in table.names if c != "run_id"]
+    if frame.empty:
+        return np.zeros(0, dtype="uint64")
+    view = frame[cols].copy()
+    for c in cols:
+        if table.column(c).type == "float64":
+            view[c] = _round_sig(view[c].to_numpy(dtype="float64", na_value=np.nan))
+    return np.sort(pd.util.hash_pandas_object(view, index=False).to_numpy())
 
-    Only the exposure-fed columns (EXPOSURE_COLUMNS) are recomputed for those days, because the run
-    no longer reads the touches their searches needed. Rows the previous run lacks stay computed.
+
+def _round_sig(v: np.ndarray, digits: int = 12) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.where(np.isfinite(v) & (v != 0), np.floor(np.log10(np.abs(v))), 0)
+        scale = 10.0 ** (digits - 1 - mag)
+        return np.where(np.isfinite(v), np.round(v * scale) / scale, v)
+
+
+def rows_changed(old: pd.DataFrame, new: pd.DataFrame, table: schemas.Table) -> int:
+    """Rows removed plus rows added between two versions of a day (all columns but run_id)."""
+    a, b = _row_hashes(old, table), _row_hashes(new, table)
+    if len(a) == len(b) and np.array_equal(a, b):
+        return 0
+    common = len(a) - len(np.setdiff1d(a, b)) if len(a) and len(b) else 0
+    return (len(a) - common) + (len(b) - common)
+
+
+def _was_final(table: schemas.Table, day: date, old: pd.DataFrame, latest_before: date | None) -> bool:
+    if old.empty:
+        return False
+    if "is_final" in table.names:
+        return bool(old["is_final"].all())
+    return latest_before is not None and day < latest_before  # touches, orders, credits, boost: look back only
+
+
+def stage_reduce(settings: Settings, plan: dict | Plan, parts: list[str]) -> dict[str, int]:
+    """Merge bucket outputs; write the days whose rows changed to the marts and record each.
+
+    Refuses (StaleRunError) when the lake took another ingestion after the plan: the computation
+    would be missing it, and the run that ingested it computes it.
     """
-    if previous.empty:
-        return daily
-    key = list(schemas.AGG_BRAND_FUNNEL_DAILY.key)
-    closed = (daily["dt"] < open_from).to_numpy(dtype=bool)
-    carried_cols = [c for c in schemas.AGG_BRAND_FUNNEL_DAILY.names if c not in EXPOSURE_COLUMNS and c not in key]
-    merged = daily.loc[closed, key + list(EXPOSURE_COLUMNS)].merge(
-        previous[key + carried_cols], on=key, how="left", indicator=True
-    )
-    found = merged["_merge"].eq("both").to_numpy()
-    fresh = daily.loc[closed].reset_index(drop=True)
-    carried = merged.drop(columns="_merge")[schemas.AGG_BRAND_FUNNEL_DAILY.names]
-    closed_rows = pd.concat([carried[found], fresh[~found]], ignore_index=True)
-    out = pd.concat([closed_rows, daily.loc[~closed]], ignore_index=True)
-    out = schemas.conform(schemas.AGG_BRAND_FUNNEL_DAILY, out)
-    return out.sort_values(key, kind="stable", ignore_index=True)
+    plan = Plan.of(plan)
+    with arrival.locked(settings, what=f"reduce {plan.run_id}"):
+        state = arrival.State.load(settings)
+        if state.generation != plan.generation:
+            raise arrival.StaleRunError(
+                f"{plan.run_id}: the lake took new deliveries after this run planned (generation "
+                f"{plan.generation} -> {state.generation}); its results would be stale, so nothing "
+                "was written. Run the day again (the run that ingested them also computes them)."
+            )
+        counts: dict[str, int] = {}
+        if plan.computes:
+            counts = _write_changed_days(settings, plan, state, parts)
+        state.pending = arrival.Pending()
+        if plan.latest:
+            state.computed = {"latest": plan.latest, "first": plan.first, "reference": plan.reference}
+        state.save(settings)
+    return counts
 
 
-def stage_reduce(settings: Settings, day: date, parts: list[str], run_id: str | None = None) -> dict[str, int]:
-    """Merge bucket outputs, carry closed columns over, write the marts partitions of the run."""
-    run_id = run_id or default_run_id(day)
-    params = settings.funnel
+def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, parts: list[str]) -> dict[str, int]:
     loaded = [_read_bucket(p) for p in parts]
     if len(loaded) == 1:
         merged = loaded[0]
@@ -206,67 +428,116 @@ def stage_reduce(settings: Settings, day: date, parts: list[str], run_id: str | 
         from .funnel.buckets import merge_outputs
 
         merged = merge_outputs(loaded)
+    start, latest = plan.dates()
+    before = state.computed or {}
+    latest_before = date.fromisoformat(before["latest"]) if before.get("latest") else None
     marts = settings.lake / MARTS
-    daily_name = schemas.AGG_BRAND_FUNNEL_DAILY.name
-    first = first_data_day(settings, day)
-    previous = lake.read_table(marts, daily_name, written_days(daily_name, day, params, first))
-    open_from = day - timedelta(days=math.ceil(params.conversion_window_days))
-    merged[daily_name] = carry_over(merged[daily_name], previous, open_from)
+    records = []
     counts: dict[str, int] = {}
     for t in schemas.FUNNEL_TABLES:
         frame = merged[t.name]
-        part_col = t.partition
-        for d in written_days(t.name, day, params, first):
-            rows = frame.loc[(frame[part_col] == d).to_numpy(dtype=bool)]
+        col = frame[t.partition]
+        have = set(lake.partitions(marts, t.name))
+        written = []
+        for d in day_range(start, latest):
+            rows = frame.loc[(col == d).to_numpy(dtype=bool)]
+            old = lake.read_table(marts, t.name, [d]) if d in have else schemas.empty_frame(t)
+            changed = rows_changed(old, rows, t)
+            if not changed and (d in have or rows.empty):
+                continue
             lake.write_partition(marts, t.name, d, rows)
-            counts[t.name] = counts.get(t.name, 0) + len(rows)
+            written.append(d)
+            records.append(
+                {
+                    "dt": d,
+                    "table_name": t.name,
+                    "rows_before": len(old),
+                    "rows_after": len(rows),
+                    "rows_changed": changed,
+                    "was_final": _was_final(t, d, old, latest_before),
+                    "caused_by": " ".join(plan.causes) or "window",
+                    "through_dt": latest,
+                    "run_id": plan.run_id,
+                }
+            )
+        state.mark_unpublished(t.name, written)
+        counts[t.name] = len(written)
+    if records:
+        folder = settings.lake / RESTATED
+        folder.mkdir(parents=True, exist_ok=True)
+        frame = schemas.to_arrow(schemas.RESTATEMENTS, pd.DataFrame(records))
+        pq.write_table(frame, folder / f"{plan.run_id}.parquet")
+        if plan.run_id not in state.restatements:
+            state.restatements.append(plan.run_id)
     return counts
 
 
 # ---------------------------------------------------------------- stage 4b: validate
 
 
-def stage_validate(settings: Settings, day: date, run_id: str | None = None, *, data_docs: bool = True) -> dict:
-    """Run the quality suites on what the day would publish; returns counts (docs/quality.md).
+def stage_validate(settings: Settings, plan: dict | Plan, *, data_docs: bool = True) -> dict:
+    """Run the quality suites on what the run would publish; returns counts (docs/quality.md).
 
-    A critical failure publishes the day's dq_results alone and raises QualityGateError, so the
-    publish stage does not run; warnings are recorded and do not block. ``data_docs`` rebuilds
-    the Data Docs site (``settings.reports / "data_docs"``); a blocked day always does.
+    A critical failure publishes the run's dq_results alone and raises QualityGateError, so the
+    publish stage does not run (what it would have published stays pending for the next run);
+    warnings are recorded and do not block. ``data_docs`` rebuilds the Data Docs site.
     """
     from .quality.validate import gate
 
-    return gate(settings, day, run_id or default_run_id(day), data_docs=data_docs)
+    plan = Plan.of(plan)
+    with arrival.locked(settings, what=f"validate {plan.run_id}"):
+        return gate(settings, date.fromisoformat(plan.day), plan.run_id, data_docs=data_docs)
 
 
 # ---------------------------------------------------------------- stage 5: publish
 
 
-def stage_publish(settings: Settings, day: date, *, fail_after: str | None = None) -> dict[str, int]:
-    """Publish the run's marts days, quarantine, ingestion accounting and dq_results in one transaction."""
-    from . import db, warehouse
-
-    params = settings.funnel
+def publish_frames(settings: Settings, state: arrival.State, day: date) -> tuple[dict[str, pd.DataFrame], dict[str, list[date]]]:
+    """Everything not yet published: changed marts days, ingestion logs, restatements, the day's dq_results."""
     marts = settings.lake / MARTS
     frames: dict[str, pd.DataFrame] = {}
     days: dict[str, list[date]] = {}
-    first = first_data_day(settings, day)
     for t in schemas.FUNNEL_TABLES:
-        days[t.name] = written_days(t.name, day, params, first)
-        frames[t.name] = lake.read_table(marts, t.name, days[t.name])
+        days[t.name] = state.unpublished_days(t.name)
+        frames[t.name] = lake.read_table(marts, t.name, days[t.name]) if days[t.name] else schemas.empty_frame(t)
     for t in (schemas.QUARANTINE, schemas.INGEST_FILES):
-        days[t.name] = [day]
-        frames[t.name] = lake.read_table(settings.lake, t.name, [day])
+        logged = state.unpublished_days(t.name)
+        frames[t.name] = lake.read_table(settings.lake, t.name, logged) if logged else schemas.empty_frame(t)
+    restated = [settings.lake / RESTATED / f"{r}.parquet" for r in state.restatements]
+    restated = [p for p in restated if p.exists()]
+    frames[schemas.RESTATEMENTS.name] = schemas.conform(
+        schemas.RESTATEMENTS,
+        pd.concat([pq.read_table(p).to_pandas() for p in restated], ignore_index=True)
+        if restated
+        else schemas.empty_frame(schemas.RESTATEMENTS),
+    )
     if day in lake.partitions(settings.lake, schemas.DQ_RESULTS.name):  # stage_validate ran
-        days[schemas.DQ_RESULTS.name] = [day]
         frames[schemas.DQ_RESULTS.name] = lake.read_table(settings.lake, schemas.DQ_RESULTS.name, [day])
+    return frames, days
+
+
+def stage_publish(settings: Settings, plan: dict | Plan, *, fail_after: str | None = None) -> dict[str, int]:
+    """Publish everything pending (this run's and any earlier unpublished work) in one transaction."""
+    from . import db, warehouse
+
+    plan = Plan.of(plan)
     url = settings.resolved_warehouse_url()
     warehouse.check_connection(url)
     db.upgrade(url)
-    engine = warehouse.make_engine(url)
-    try:
-        return warehouse.publish(engine, frames, days, fail_after=fail_after)
-    finally:
-        engine.dispose()
+    with arrival.locked(settings, what=f"publish {plan.run_id}"):
+        state = arrival.State.load(settings)
+        frames, days = publish_frames(settings, state, date.fromisoformat(plan.day))
+        engine = warehouse.make_engine(url)
+        try:
+            written = warehouse.publish(engine, frames, days, fail_after=fail_after)
+        finally:
+            engine.dispose()
+        for r in state.restatements:
+            (settings.lake / RESTATED / f"{r}.parquet").unlink(missing_ok=True)
+        state.unpublished = {}
+        state.restatements = []
+        state.save(settings)
+    return written
 
 
 # ---------------------------------------------------------------- stage 6: report
@@ -279,16 +550,20 @@ def stage_report(settings: Settings, day: date) -> str:
     return str(build_report(settings, day))
 
 
-# ---------------------------------------------------------------- the whole day, in-process
+# ---------------------------------------------------------------- a whole run, in-process
 
 
 @dataclass
 class DaySummary:
     day: date
-    ingest: dict
+    plan: Plan
     published: dict[str, int]
     seconds: float
     report: str | None = None
+
+    @property
+    def ingest(self) -> dict:
+        return self.plan.ingest
 
 
 @dataclass
@@ -297,18 +572,24 @@ class RunSummary:
     days: list[DaySummary] = field(default_factory=list)
 
     def as_rows(self) -> list[tuple[str, object]]:
-        acc = sum(t["accepted_rows"] for d in self.days for t in d.ingest["totals"].values())
-        quar = sum(t["quarantined_rows"] for d in self.days for t in d.ingest["totals"].values())
+        totals = [t for d in self.days for t in d.ingest["totals"].values()]
+        acc = sum(t["accepted_rows"] for t in totals)
+        quar = sum(t["quarantined_rows"] for t in totals)
         errors = sum(len(d.ingest["errors"]) for d in self.days)
+        delivered = sorted({x for d in self.days for x in d.plan.ingested})
         rows: list[tuple[str, object]] = [
-            ("days processed", f"{len(self.days)} ({self.days[0].day} .. {self.days[-1].day})" if self.days else 0),
+            ("runs", f"{len(self.days)} ({self.days[0].day} .. {self.days[-1].day})" if self.days else 0),
+            ("deliveries ingested", f"{len(delivered)}" + (f" ({delivered[0]} .. {delivered[-1]})" if delivered else "")),
             ("rows accepted", f"{acc:,}"),
             ("rows quarantined", f"{quar:,}"),
             ("unreadable files", errors),
         ]
         if self.days:
+            last = self.days[-1].plan
+            rows.append(("latest delivery (W)", last.latest or "none"))
+            rows.append(("recomputed", f"{last.start} .. {last.latest}" if last.computes else "nothing changed"))
             for name, n in self.days[-1].published.items():
-                rows.append((f"last day: {name}", f"{n:,} rows"))
+                rows.append((f"published: {name}", f"{n:,} rows"))
         return rows
 
     def locations(self) -> list[tuple[str, str]]:
@@ -317,41 +598,57 @@ class RunSummary:
             ("lake (Parquet)", str(self.settings.lake.resolve())),
             ("warehouse", self.settings.resolved_warehouse_url()),
             ("rejected rows", "warehouse table `quarantine` (reason, file, row, raw content)"),
+            ("what each run rewrote", "warehouse table `restatements`"),
             *(("report", str(Path(d.report).resolve())) for d in self.days[-1:] if d.report),
         ]
 
 
 def run_day(
-    settings: Settings, day: date, *, engine: str = "pandas", run_id: str | None = None, report: bool = True
+    settings: Settings,
+    day: date,
+    *,
+    engine: str = "pandas",
+    run_id: str | None = None,
+    report: bool = True,
+    say: Say = _quiet,
 ) -> DaySummary:
-    """Every stage for one day, in-process; the report last (``report=False`` skips it)."""
+    """One run for delivery day ``day``, every stage in-process under the lake lock; the report last."""
     t0 = time.perf_counter()
-    run_id = run_id or default_run_id(day)
-    ingest = stage_ingest(settings, day, run_id)
-    parts = [
-        stage_funnel_bucket(settings, day, b, settings.buckets, engine, run_id) for b in range(settings.buckets)
-    ]
-    stage_reduce(settings, day, parts, run_id)
-    # Raises QualityGateError on a critical failure: the day is not published. Data Docs are
-    # rendered with the report (run_days: the last day, or a blocked one).
-    stage_validate(settings, day, run_id, data_docs=report)
-    published = stage_publish(settings, day)
-    shutil.rmtree(settings.work / day.isoformat() / run_id, ignore_errors=True)
+    with arrival.locked(settings, say, f"run {day}"):
+        plan = Plan.of(stage_plan(settings, day, run_id, say))
+        parts = [stage_funnel_bucket(settings, plan, b, settings.buckets, engine) for b in range(settings.buckets)]
+        stage_reduce(settings, plan, parts)
+        shutil.rmtree(run_dir(settings, plan), ignore_errors=True)
+        # Raises QualityGateError on a critical failure: nothing more is published, and what this
+        # run computed stays pending for the next run.
+        stage_validate(settings, plan, data_docs=report)
+        published = stage_publish(settings, plan)
     path = stage_report(settings, day) if report else None
-    return DaySummary(day, ingest, published, time.perf_counter() - t0, path)
+    return DaySummary(day, plan, published, time.perf_counter() - t0, path)
 
 
 def run_days(
-    settings: Settings, start: date, end: date, *, engine: str = "pandas", progress: Progress | None = None
+    settings: Settings,
+    start: date,
+    end: date,
+    *,
+    engine: str = "pandas",
+    progress: Progress | None = None,
+    each_day: bool = False,
 ) -> RunSummary:
-    """Run ``start..end`` in order (the final tables then equal one computation over all of it)."""
+    """Bring the warehouse up to delivery day ``end``.
+
+    By default one run for ``end``: it ingests every delivery up to ``end`` not yet ingested and
+    computes the funnel once. ``each_day`` runs ``start .. end`` one by one instead, as a daily
+    schedule would (the result is the same; SPEC 5, Arrival).
+    """
     summary = RunSummary(settings)
-    days = day_range(start, end)
+    days = day_range(start, end) if each_day else [end]
     for i, day in enumerate(days):
         if progress:
             progress(f"day {day}", i / len(days))
-        # Only the last day's report: earlier days' figures are rewritten by the later runs anyway.
-        summary.days.append(run_day(settings, day, engine=engine, report=day == days[-1]))
+        say = (lambda msg: progress(msg, i / len(days))) if progress else _quiet
+        summary.days.append(run_day(settings, day, engine=engine, report=day == days[-1], say=say))
     if progress:
         progress("done", 1.0)
     return summary

@@ -500,6 +500,33 @@ DQ_RESULTS = Table(
     ),
 )
 
+RESTATEMENTS = Table(
+    "restatements",
+    grain="one (run, funnel table, day) the run wrote: the day's rows before and after, and why",
+    key=("run_id", "table_name", "dt"),
+    layer="warehouse",
+    doc=(
+        "Every funnel-table day a run (re)wrote, so consumers know what to reprocess. A day is written "
+        "only when its rows changed (SPEC 5, Arrival). Grows only."
+    ),
+    columns=(
+        C("dt", "date", "The day (dt or as_of_dt) of table_name that was written"),
+        C("table_name", "str", "Funnel table written"),
+        _count("rows_before", "Rows the day held before the run (0 for a new day)"),
+        _count("rows_after", "Rows the day holds after the run"),
+        _count("rows_changed", "Rows removed plus rows added, all columns but run_id compared"),
+        C("was_final", "bool", "Whether the day was already final before this run (a final row was restated)"),
+        C(
+            "caused_by",
+            "str",
+            "What changed: deliveries as source/dt=YYYY-MM-DD (space-separated), 'reference' (seeds), "
+            "'settings' (funnel parameters), 'window' (a new latest delivery day: new days, rows turning final)",
+        ),
+        C("through_dt", "date", "W, the latest delivery day ingested when the run computed"),
+        RUN_ID,
+    ),
+)
+
 INPUT_TABLES = (NOTES, EXPOSURES, ID_LINKS, SEARCHES, ORDERS, ITEMS)
 SEED_TABLES = (BRANDS, CATEGORIES, CREATORS)
 DERIVED_TABLES = (NOTE_BRANDS, SEARCH_CATEGORIES)
@@ -512,7 +539,9 @@ FUNNEL_TABLES = (
     AGG_CONVERSION_UPLIFT,
     BRAND_BOOST_SIGNALS,
 )
-WAREHOUSE_TABLES = FUNNEL_TABLES + (DQ_RESULTS, QUARANTINE, INGEST_FILES)
+#: Logs: they only grow. A run appends its own rows (replacing only rows of its own run_id).
+LOG_TABLES = (DQ_RESULTS, QUARANTINE, INGEST_FILES, RESTATEMENTS)
+WAREHOUSE_TABLES = FUNNEL_TABLES + LOG_TABLES
 TABLES: dict[str, Table] = {
     t.name: t for t in INPUT_TABLES + SEED_TABLES + DERIVED_TABLES + WAREHOUSE_TABLES
 }

@@ -104,6 +104,9 @@ def publish(
 ) -> dict[str, int]:
     """Replace ``days`` of each table with ``frames`` in ONE transaction; returns rows written.
 
+    Log tables (``schemas.LOG_TABLES``) are appended to instead: only rows of the frame's own
+    run_ids are replaced, so a log never loses another run's rows.
+
     ``fail_after`` names a table after whose load an error is raised (for failure-injection tests).
     """
     written: dict[str, int] = {}
@@ -115,7 +118,12 @@ def publish(
             day_list = sorted(set(days.get(name, ())))
             if engine.dialect.name == "postgresql":
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_lock_id(name),))
-            if day_list:
+            if t in schemas.LOG_TABLES:
+                # A log only grows: a run replaces nothing but its own earlier rows.
+                runs = sorted(set(df["run_id"].astype(str))) if len(df) else []
+                if runs:
+                    conn.execute(sa.delete(sat).where(sat.c["run_id"].in_(runs)))
+            elif day_list:
                 conn.execute(sa.delete(sat).where(sat.c[part].in_(day_list)))
             arrow = schemas.to_arrow(t, df)
             if arrow.num_rows:

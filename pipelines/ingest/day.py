@@ -36,7 +36,8 @@ from .quarantine import Checks, FileContext
 #: Inputs delivered per platform folder, and those delivered once for all platforms.
 PER_PLATFORM = ("notes", "exposures", "id_links")
 PLATFORMLESS = ("searches", "orders")
-#: Tables whose key must not come back with other content (SPEC 3, docs/semantics.md).
+#: Tables keyed by one id whose later deliveries are new versions (SPEC 3, docs/semantics.md):
+#: different versions of a key inside one delivery are a conflict.
 KEYED = ("searches", "orders")
 #: Tables whose exact duplicate rows collapse to one within a delivery day.
 COLLAPSED = ("exposures", "id_links", "searches", "orders")
@@ -143,7 +144,7 @@ def ingest_day(
     collapsed: dict[str, int] = {}
     for source in PER_PLATFORM + PLATFORMLESS:
         mine = [p for p in parsed if p.result.source == source]
-        frame = _settle(settings.lake, source, day, mine, run_id, collapsed)
+        frame = _settle(source, day, mine, run_id, collapsed)
         lake.write_partition(settings.lake, source, day, frame)
         written[source] = len(frame)
     if item_files:
@@ -209,6 +210,35 @@ def _day_files(landing: Path, source: str, day: date) -> list[tuple[Path, str | 
     for platform_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name[:1] not in "._"):
         out += [(p, platform_dir.name) for p in _visible_files(platform_dir / part)]
     return out
+
+
+def delivery_days(landing: Path) -> list[date]:
+    """Every delivery day (``dt=`` folder of any source) in the landing zone, ascending."""
+    found: set[str] = set()
+    for source in PER_PLATFORM + PLATFORMLESS:
+        root = landing / source
+        if not root.is_dir():
+            continue
+        folders = [root] if source in PLATFORMLESS else [p for p in root.iterdir() if p.is_dir() and p.name[:1] not in "._"]
+        for folder in folders:
+            found |= {p.name[3:] for p in folder.glob("dt=*") if p.is_dir()}
+    out = []
+    for text in sorted(found):
+        try:
+            out.append(date.fromisoformat(text))
+        except ValueError:
+            continue  # not a day: ingestion never reads it
+    return out
+
+
+def delivery_files(landing: Path, day: date) -> list[Path]:
+    """Every landing file of delivery day ``day``, all sources (what ingest_day reads, items aside)."""
+    return [p for source in PER_PLATFORM + PLATFORMLESS for p, _ in _day_files(landing, source, day)]
+
+
+def item_files(landing: Path, day: date) -> list[Path]:
+    """The catalog files a delivery of ``day`` reads."""
+    return _item_files(landing, day)
 
 
 def _item_files(landing: Path, day: date) -> list[Path]:
@@ -425,14 +455,18 @@ def _quarantine_rows(out: _Parsed, frame: pd.DataFrame, checks: Checks, run_id: 
 
 
 def _settle(
-    lake_root: Path,
     source: str,
     day: date,
     parsed: list[_Parsed],
     run_id: str,
     collapsed: dict[str, int],
 ) -> pd.DataFrame:
-    """One table's accepted rows of the day: conflicts quarantined, exact duplicates collapsed."""
+    """One table's accepted rows of the day: conflicts quarantined, exact duplicates collapsed.
+
+    Only this delivery's rows are looked at: a key delivered again on another day is a new
+    version of it (resolved when the funnel reads the lake), so the result does not depend on the
+    order in which deliveries are ingested.
+    """
     table = schemas.table(source)
     parts = [
         (i, p.accepted) for i, p in enumerate(parsed) if p.accepted is not None and len(p.accepted)
@@ -444,20 +478,20 @@ def _settle(
     frame = schemas.conform(table, pd.concat([a for _, a in parts], ignore_index=True))
 
     if source in KEYED:
-        conflict = _conflicts(lake_root, table, day, frame)
+        conflict = _conflicts(frame, table)
         for i in np.unique(file_idx[conflict]):
             p = parsed[i]
             mine = conflict & (file_idx == i)
             what = (
                 "key "
                 + _key_text(frame.loc[mine], table)
-                + " was already delivered with other content"
+                + f" comes with different content in this delivery (dt={day})"
             )
             p.quarantined.append(
                 quarantine.frame(
                     p.ctx,
                     p.records.row_numbers[pos[mine]],
-                    "conflicting_duplicate",
+                    "conflicting_version",
                     what.to_numpy(),
                     p.records.raw_text(pos[mine]),
                     run_id,
@@ -510,32 +544,19 @@ def _content_hash(frame: pd.DataFrame, table: schemas.Table) -> pd.Series:
     return pd.util.hash_pandas_object(frame[_content_columns(table)], index=False)
 
 
-def _conflicts(lake_root: Path, table: schemas.Table, day: date, frame: pd.DataFrame) -> np.ndarray:
-    """Rows whose key was first delivered (earlier in the day or an earlier day) with other content."""
-    key = list(table.key)
-    h = _content_hash(frame, table)
-    first = h.groupby([frame[k] for k in key], sort=False).transform("first")
-    conflict = h.ne(first).to_numpy().copy()
+def _conflicts(frame: pd.DataFrame, table: schemas.Table) -> np.ndarray:
+    """Every row of a key that comes in more than one version (content but dt) in this delivery.
 
-    earlier = [d for d in lake.partitions(lake_root, table.name) if d < day]
-    if earlier and len(key) == 1:
-        k = key[0]
-        seen = lake.read_arrow(lake_root, table.name, earlier, columns=[k]).column(k)
-        clash = frame[k].isin(seen.to_pandas())
-        if clash.any():
-            wanted = frame.loc[clash, k].unique().tolist()
-            old = lake.read_arrow(
-                lake_root, table.name, earlier, filters=[(k, "in", wanted)]
-            ).to_pandas()
-            old = (
-                schemas.conform(table, old)
-                .sort_values("dt", kind="stable")
-                .drop_duplicates(k, keep="first")
-            )
-            old_hash = _content_hash(old, table).to_numpy()
-            at = pd.Index(old[k]).get_indexer(frame[k])
-            found = at >= 0
-            differs = np.zeros(len(frame), dtype=bool)
-            differs[found] = old_hash[at[found]] != h.to_numpy()[found]
-            conflict |= differs
+    Only rows whose key repeats can conflict; among those, exact duplicates collapse first.
+    """
+    key = list(table.key)
+    repeated = frame.duplicated(key, keep=False).to_numpy()
+    conflict = np.zeros(len(frame), dtype=bool)
+    if repeated.any():
+        rows = frame.loc[repeated]
+        versions = rows.drop_duplicates(_content_columns(table))
+        clashing = versions.loc[versions.duplicated(key, keep=False), key]
+        conflict[repeated] = pd.MultiIndex.from_frame(rows[key]).isin(
+            pd.MultiIndex.from_frame(clashing)
+        )
     return conflict

@@ -1,6 +1,6 @@
 """The frames a day is validated on: table frames read from the lake, derived check frames in pandas.
 
-Table frames are exactly what the day's run publishes (the marts days of ``stage_publish``, the
+Table frames are exactly what the run publishes (the unpublished marts days of ``stage_publish``, the
 day's quarantine and ingest_files) and the day's delivery of each canonical input. Derived check
 frames turn rules that span tables into rows plain GX expectations can judge:
 
@@ -18,7 +18,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from .. import lake, schemas
+from .. import arrival, lake, schemas
 from ..settings import Settings
 
 CREDIT_SUMS = "check_credit_sums"
@@ -49,14 +49,14 @@ def stored_key(t: schemas.Table) -> list[str]:
 
 def table_frames(settings: Settings, day: date) -> dict[str, pd.DataFrame]:
     """The frames of every validated table for ``day``, sorted by their key (stable samples)."""
-    from ..runner import MARTS, first_data_day, written_days
     from .suites import VALIDATED_TABLES
 
-    first = first_data_day(settings, day)
+    state = arrival.State.load(settings)
     out: dict[str, pd.DataFrame] = {}
     for t in VALIDATED_TABLES:
         if t in schemas.FUNNEL_TABLES:
-            frame = lake.read_table(settings.lake / MARTS, t.name, written_days(t.name, day, settings.funnel, first))
+            # What the run would publish: every marts day computed and not yet published.
+            frame = lake.read_table(settings.lake / arrival.MARTS, t.name, state.unpublished_days(t.name))
         else:
             frame = lake.read_table(settings.lake, t.name, None if t.partition is None else [day])
         out[t.name] = frame.sort_values(stored_key(t), kind="stable", ignore_index=True)

@@ -189,9 +189,7 @@ def validate_day(
     data_docs: bool = True,
 ) -> DayValidation:
     """Run every committed suite on ``day``'s frames; returns the results (does not gate)."""
-    from ..runner import default_run_id
-
-    run_id = run_id or default_run_id(day)
+    run_id = run_id or f"validate-{day.isoformat()}"
     tables = checks.table_frames(settings, day)
     frames = {**tables, **checks.check_frames(settings, day, tables)}
     suites = load(suites_dir)

@@ -1,0 +1,285 @@
+"""Arrival (SPEC 5): what was delivered and ingested, what changed since the funnel was computed.
+
+The lake keeps a small state file (``<lake>/_state.json``) beside its tables:
+
+- ``deliveries``: every ingested delivery day and the fingerprint of its landing files, so a run
+  ingests exactly the deliveries that are new or whose files changed (re-sent), whatever days were
+  run before;
+- ``pending``: the earliest day whose funnel figures the ingested-but-not-yet-computed changes
+  may move, and the deliveries that caused it (``windows.affected_from`` decides the day);
+- ``computed``: W, the first data day and the reference fingerprint of the last computation;
+- ``unpublished``: marts days, logs and restatement records computed but not yet published (a
+  blocked quality gate or a failed publish leaves them for the next run);
+- ``generation``: bumped by every ingestion that changed the lake, so a computation that raced
+  with one is refused rather than published.
+
+Every read-modify-write of the state happens under the lake lock (``locked``): runs on one lake are
+serial where they must be, and a run that has to wait says so.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import lake, schemas, windows
+from .settings import PROJECT_ROOT, FunnelParams, Settings
+from .timeutil import business_day
+
+#: The lake folder of computed funnel tables (one partition per day), before publishing.
+MARTS = "marts"
+STATE_FILE = "_state.json"
+LOCK_FILE = "_lock"
+#: Input tables whose rows feed the funnel, in the order ingestion writes them.
+SOURCES = ("notes", "exposures", "id_links", "searches", "orders")
+#: Folders of text-matching code: a change of matching rules restates like a change of seeds.
+MATCHING_CODE = ("pipelines/text",)
+
+Say = Callable[[str], None]
+
+
+class StaleRunError(RuntimeError):
+    """The lake changed under a computation that did not hold the lock throughout."""
+
+
+# ---------------------------------------------------------------- the lock
+
+_held: dict[str, int] = {}
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def locked(settings: Settings, say: Say | None = None, what: str = "run") -> Iterator[None]:
+    """Hold the lake's lock (re-entrant within a process); wait, saying so, while another run has it."""
+    settings.lake.mkdir(parents=True, exist_ok=True)
+    path = settings.lake / LOCK_FILE
+    key = str(path.resolve())
+    with _held_guard:
+        if _held.get(key):
+            _held[key] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[key] -= 1
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
+            (say or print)(f"waiting for the lake lock held by {holder} ({path})")
+            t0 = time.monotonic()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            (say or print)(f"got the lake lock after {time.monotonic() - t0:.1f} s")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{what} (pid {os.getpid()})".encode(), 0)
+        with _held_guard:
+            _held[key] = 1
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[key] = 0
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- the state
+
+
+@dataclass
+class Pending:
+    """Changes ingested but not yet computed: the first day they may move, and their causes."""
+
+    start: str | None = None
+    causes: list[str] = field(default_factory=list)
+
+    def add(self, day: date | None, cause: str) -> None:
+        if day is None:
+            return
+        if self.start is None or day.isoformat() < self.start:
+            self.start = day.isoformat()
+        if cause not in self.causes:
+            self.causes.append(cause)
+
+
+@dataclass
+class State:
+    deliveries: dict[str, str] = field(default_factory=dict)
+    items: str = ""
+    pending: Pending = field(default_factory=Pending)
+    computed: dict | None = None
+    unpublished: dict[str, list[str]] = field(default_factory=dict)
+    restatements: list[str] = field(default_factory=list)
+    generation: int = 0
+    runs: int = 0
+    files: dict[str, list] = field(default_factory=dict)  # path -> [size, mtime_ns, sha256]
+
+    @classmethod
+    def load(cls, settings: Settings) -> State:
+        path = settings.lake / STATE_FILE
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw["pending"] = Pending(**raw.get("pending", {}))
+        return cls(**raw)
+
+    def save(self, settings: Settings) -> None:
+        path = settings.lake / STATE_FILE
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True), encoding="utf-8")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    @property
+    def latest_delivery(self) -> date | None:
+        """W: the latest delivery day ingested."""
+        return date.fromisoformat(max(self.deliveries)) if self.deliveries else None
+
+    def mark_unpublished(self, table: str, days: list[date]) -> None:
+        have = set(self.unpublished.get(table, []))
+        self.unpublished[table] = sorted(have | {d.isoformat() for d in days})
+
+    def unpublished_days(self, table: str) -> list[date]:
+        return [date.fromisoformat(d) for d in self.unpublished.get(table, [])]
+
+
+# ---------------------------------------------------------------- fingerprints
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def files_fingerprint(files: list[Path], root: Path, cache: dict[str, list] | None = None) -> str:
+    """A hash of the files' names and contents (contents re-hashed only when size or mtime moved)."""
+    h = hashlib.sha256()
+    for p in sorted(files):
+        rel = str(p.relative_to(root))
+        st = p.stat()
+        hit = (cache or {}).get(rel)
+        digest = hit[2] if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns else _sha256(p)
+        if cache is not None:
+            cache[rel] = [st.st_size, st.st_mtime_ns, digest]
+        h.update(f"{rel}\0{digest}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def params_fingerprint(params: FunnelParams) -> str:
+    return hashlib.sha256(repr(asdict(params)).encode()).hexdigest()[:16]
+
+
+def reference_fingerprint(settings: Settings) -> str:
+    """Seeds (every file of the seeds folder) and the text-matching code."""
+    seeds = Path(settings.seeds)
+    files = [p for p in seeds.glob("*") if p.is_file() and not p.name.startswith(".")]
+    code = [p for d in MATCHING_CODE for p in sorted((PROJECT_ROOT / d).glob("*.py"))]
+    return files_fingerprint(files, seeds) + ":" + files_fingerprint(code, PROJECT_ROOT)
+
+
+# ---------------------------------------------------------------- what a change affects
+
+
+def _content_hashes(frame: pd.DataFrame, table: schemas.Table) -> np.ndarray:
+    cols = [c for c in table.names if c != "dt"]
+    if frame.empty:
+        return np.zeros(0, dtype="uint64")
+    return pd.util.hash_pandas_object(frame[cols].astype(str), index=False).to_numpy()
+
+
+def changed_rows(before: pd.DataFrame, after: pd.DataFrame, table: schemas.Table) -> pd.DataFrame:
+    """Rows of one delivery present in only one of its two versions (compared on all columns but dt)."""
+    hb, ha = _content_hashes(before, table), _content_hashes(after, table)
+    gone = before.loc[~np.isin(hb, ha)]
+    new = after.loc[~np.isin(ha, hb)]
+    return pd.concat([gone, new], ignore_index=True) if len(gone) or len(new) else after.iloc[:0]
+
+
+def _first_day(ts: pd.Series) -> date | None:
+    ts = ts.dropna()
+    if ts.empty:
+        return None
+    return business_day(pd.Series([ts.min()])).iloc[0]
+
+
+def _exposure_times(lake_root: Path, by: str, keys: pd.DataFrame) -> pd.Series:
+    """event_time of every exposure in the lake whose (platform, ``by``) is one of ``keys``."""
+    wanted = keys[by].astype(str).unique().tolist()
+    if not wanted:
+        return pd.Series([], dtype="datetime64[us, UTC]")
+    data = lake.read_arrow(
+        lake_root, "exposures", columns=["platform", by, "event_time"], filters=[(by, "in", wanted)]
+    ).to_pandas()
+    hit = data.merge(keys[["platform", by]].astype(str).drop_duplicates(), on=["platform", by])
+    return hit["event_time"]
+
+
+def _versions_times(lake_root: Path, table: str, key: str, time_col: str, ids: pd.Series) -> pd.Series:
+    wanted = ids.astype(str).unique().tolist()
+    if not wanted:
+        return pd.Series([], dtype="datetime64[us, UTC]")
+    data = lake.read_arrow(lake_root, table, columns=[key, time_col], filters=[(key, "in", wanted)])
+    return data.column(time_col).to_pandas()
+
+
+def affected_from(lake_root: Path, source: str, changed: pd.DataFrame, params: FunnelParams) -> date | None:
+    """The first day whose funnel figures a changed set of rows of ``source`` may move.
+
+    Late exposures by their own day; notes and id links by the days of the exposures they turn
+    into touches (or stop doing so); searches and orders by every version of their key, and the
+    windows that look forward at them (``windows.affected_by_search`` / ``affected_by_order``).
+    """
+    if changed.empty:
+        return None
+    if source == "exposures":
+        return _first_day(changed["event_time"])
+    if source == "notes":
+        return _first_day(_exposure_times(lake_root, "note_id", changed))
+    if source == "id_links":
+        return _first_day(_exposure_times(lake_root, "ext_user_id", changed))
+    if source == "searches":
+        times = pd.concat([changed["event_time"], _versions_times(lake_root, source, "search_id", "event_time", changed["search_id"])])
+        first = _first_day(times)
+        return None if first is None else windows.affected_by_search(params, first)
+    if source == "orders":
+        times = pd.concat([changed["paid_at"], _versions_times(lake_root, source, "order_id", "paid_at", changed["order_id"])])
+        first = _first_day(times)
+        return None if first is None else windows.affected_by_order(params, first)
+    raise KeyError(source)
+
+
+def keys_with_versions_since(data: pa.Table, key: str, time_col: str, since: pa.Scalar) -> pa.Table:
+    """Rows of every key that has at least one version at or after ``since`` (all its versions)."""
+    recent = pc.greater_equal(data.column(time_col), since)
+    keys = pc.unique(pc.filter(data.column(key), recent))
+    return data.filter(pc.is_in(data.column(key), value_set=keys))
