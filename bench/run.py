@@ -996,6 +996,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     results = run(options_from_args(argv))
     print(json.dumps(results["summary"], indent=2))
+    # Matching quality against the labelled sets: docs/matching.md (seconds, not minutes).
+    subprocess.run([sys.executable, str(Path(__file__).with_name("matching.py"))], check=True)
 
 
 if __name__ == "__main__":

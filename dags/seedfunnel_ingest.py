@@ -69,7 +69,7 @@ def seedfunnel_ingest():
 
     @task(outlets=list(LAKE_ASSETS.values()))
     def ingest(day: str) -> dict:
-        """Ingest every source of the delivery day; returns row counts per lake table."""
+        """Ingest every delivery up to the day not yet ingested; returns row counts per lake table."""
         import logging
 
         from pipelines.runner import stage_ingest
@@ -79,9 +79,15 @@ def seedfunnel_ingest():
         for error in result["errors"]:
             logging.getLogger(__name__).warning("unreadable file (quarantined): %s", error)
         events = get_current_context()["outlet_events"]
+        zero = {"files": 0, "input_rows": 0, "accepted_rows": 0, "quarantined_rows": 0}
         for name, asset in LAKE_ASSETS.items():
-            events[asset].extra = {"day": day, **result["totals"].get(name, {})}
-        return {"totals": result["totals"], "unreadable_files": len(result["errors"])}
+            counts = {**zero, **result["totals"].get(name, {})}
+            events[asset].extra = {"day": day, "deliveries": result["deliveries"], **counts}
+        return {
+            "deliveries": result["deliveries"],
+            "totals": result["totals"],
+            "unreadable_files": len(result["errors"]),
+        }
 
     ingest(resolve_day())
 

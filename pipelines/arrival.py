@@ -59,28 +59,28 @@ class StaleRunError(RuntimeError):
 
 # ---------------------------------------------------------------- the lock
 
-_held: dict[str, int] = {}
-_held_guard = threading.Lock()
+_held = threading.local()  # per thread: lock path -> depth (re-entrant within one thread)
 
 
 @contextmanager
 def locked(settings: Settings, say: Say | None = None, what: str = "run") -> Iterator[None]:
-    """Hold the lake's lock (re-entrant within a process); wait, saying so, while another run has it."""
+    """Hold the lake's lock (re-entrant within a thread); wait, saying so, while another run has it.
+
+    An ``flock`` on ``<lake>/_lock``: other processes and other threads (each opens its own file
+    description) wait for it. The holder's name is written into the file for the waiting message.
+    """
     settings.lake.mkdir(parents=True, exist_ok=True)
     path = settings.lake / LOCK_FILE
     key = str(path.resolve())
-    with _held_guard:
-        if _held.get(key):
-            _held[key] += 1
-            reentered = True
-        else:
-            reentered = False
-    if reentered:
+    depth = getattr(_held, "depth", None)
+    if depth is None:
+        depth = _held.depth = {}
+    if depth.get(key):
+        depth[key] += 1
         try:
             yield
         finally:
-            with _held_guard:
-                _held[key] -= 1
+            depth[key] -= 1
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -96,13 +96,11 @@ def locked(settings: Settings, say: Say | None = None, what: str = "run") -> Ite
             (say or print)(f"got the lake lock after {time.monotonic() - t0:.1f} s")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{what} (pid {os.getpid()})".encode(), 0)
-        with _held_guard:
-            _held[key] = 1
+        depth[key] = 1
         try:
             yield
         finally:
-            with _held_guard:
-                _held[key] = 0
+            depth[key] = 0
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

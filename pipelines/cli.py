@@ -118,20 +118,30 @@ def simulate(
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")] = "2026-01-01",
     seed: Annotated[int, typer.Option(help="Random seed: same seed, byte-identical files")] = 7,
     seeds: SeedsOpt = None,
+    in_order: Annotated[
+        bool,
+        typer.Option(
+            "--in-order",
+            help="Deliver everything on time and in order (no late notes or rows, one id_links batch, "
+            "no order versions, re-sends or missed runs)",
+        ),
+    ] = False,
 ) -> None:
     """Write a simulated landing zone with planted, known effects (see docs/simulator.md).
 
     Notes come in every real exporter format, made messy on purpose; `ground_truth.json` records
-    the planted effects and every injected defect.
+    the planted effects and every injected defect. Files arrive late and out of order as real feeds
+    do: the folder holds the final landing zone, `arrivals.json` when each file arrived, and
+    `pipelines.simulate.materialize` rebuilds the landing zone as it stood on any day.
     """
-    from .simulate import simulate_world
+    from .simulate import ArrivalParams, simulate_world
 
     settings = _settings(seeds=seeds)
     t0 = time.perf_counter()
     with progress_bar("simulate") as update:
         summary = simulate_world(
             out, users=users, days=days, start=_day(start), seed=seed, seeds_dir=settings.seeds,
-            progress=update,
+            progress=update, arrival=ArrivalParams.in_order() if in_order else None,
         )
     elapsed = time.perf_counter() - t0
     console.print(f"wrote {out} in {elapsed:.1f}s")
@@ -451,6 +461,52 @@ def db_upgrade(home: HomeOpt = None, warehouse_url: WarehouseOpt = None) -> None
     except RuntimeError as e:
         _fail(str(e))
     console.print(db.db_upgrade_command(url), highlight=False, soft_wrap=True)
+
+
+seeds_app = typer.Typer(help="Reference data (brands, categories, creators): checks.", no_args_is_help=True)
+app.add_typer(seeds_app, name="seeds")
+
+
+@seeds_app.command("lint")
+def seeds_lint(
+    seeds: SeedsOpt = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also list flagged aliases that are already context aliases")
+    ] = False,
+) -> None:
+    """Flag brand aliases that are likely ambiguous in notes (everyday words, acronyms, pieces of
+    other words), from general Chinese and English word-frequency vocabularies.
+
+    A flagged alias belongs in `context_aliases` of brands.csv (SPEC 4). Exits 1 when one is not
+    there, 0 when every flagged alias already is.
+    """
+    from .reference import SeedError, load_reference
+    from .text.lint import lint
+
+    try:
+        brands = load_reference(_settings(seeds=seeds).seeds).brands
+    except SeedError as e:
+        _fail(str(e))
+    found = lint(brands)
+    open_ = found[~found["is_context"]]
+    shown = found if show_all else open_
+    if len(shown):
+        t = RichTable(title=f"likely ambiguous aliases ({len(open_)} not in context_aliases)")
+        for col in ("brand_id", "alias", "reason", "detail", "context alias"):
+            t.add_column(col)
+        for r in shown.itertuples(index=False):
+            t.add_row(r.brand_id, r.alias, r.reason, r.detail, "yes" if r.is_context else "[bold red]no[/]")
+        out = Console()
+        (out if out.is_terminal else Console(width=200)).print(t)
+    if not len(open_):
+        console.print(f"all {found['alias'].nunique()} flagged aliases are context aliases", highlight=False)
+    else:
+        console.print(
+            f"{open_['alias'].nunique()} alias(es) flagged but not in context_aliases: add each to its "
+            "brand's context_aliases in brands.csv, or drop the alias",
+            highlight=False, soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 @app.command("settings")

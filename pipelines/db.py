@@ -14,6 +14,7 @@ import io
 import json
 import threading
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -55,21 +56,44 @@ def head() -> str:
     return heads[0]
 
 
+def revision_module(revision: str):
+    """The loaded module of a revision (its ``contract``, and ``TABLES`` / ``VIEWS`` when stated)."""
+    return _script().get_revision(revision).module
+
+
 def revision_contract(revision: str) -> str:
     """The contract fingerprint a revision module records in its ``contract`` attribute."""
-    return getattr(_script().get_revision(revision).module, "contract", "")
+    return getattr(revision_module(revision), "contract", "")
 
 
-def contract_fingerprint() -> str:
-    """A short hash of what the DDL depends on: tables, columns, types, nullability, keys, views."""
+def fingerprint(tables: Iterable, views_: Iterable) -> str:
+    """A short hash of what the DDL depends on: tables, columns, types, nullability, keys, views.
+
+    ``tables`` have ``name``, ``key``, ``partition`` and ``columns`` (each with ``name``, logical
+    ``type`` and ``nullable``); ``views_`` have ``name``, ``source`` and ``where``: the declaration
+    (``schemas.Table``, ``views.View``) or a revision's frozen statement (``migrations.ddl``).
+    Released revisions record this value: the payload must never change.
+    """
     payload = {
         "tables": [
             [t.name, list(t.key), t.partition, [[c.name, c.type, c.nullable] for c in t.columns]]
-            for t in schemas.WAREHOUSE_TABLES
+            for t in tables
         ],
-        "views": [[v.name, v.source, v.where] for v in views.VIEWS],
+        "views": [[v.name, v.source, v.where] for v in views_],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def contract_fingerprint() -> str:
+    """The fingerprint of the declared warehouse (``schemas.WAREHOUSE_TABLES``, ``views.VIEWS``):
+    the head revision's ``contract`` must equal it, so a change to the declaration without a
+    revision fails the tests."""
+    return fingerprint(schemas.WAREHOUSE_TABLES, views.VIEWS)
+
+
+def revisions() -> list[str]:
+    """Every revision id, oldest first (the order an upgrade from nothing applies them)."""
+    return [r.revision for r in reversed(list(_script().walk_revisions()))]
 
 
 def _redact(url: str) -> str:
@@ -114,7 +138,7 @@ def _migrate(url: str, revision: str, fn) -> str | None:
             except CommandError as e:
                 raise RuntimeError(
                     f"cannot migrate the warehouse {_redact(url)} to {revision!r}: {e}. "
-                    f"Known revisions: {', '.join(r.revision for r in _script().walk_revisions())}."
+                    f"Known revisions: {', '.join(revisions())}."
                 ) from e
             return MigrationContext.configure(conn).get_current_revision()
     finally:

@@ -35,8 +35,12 @@ LAYERS: dict[str, tuple[str, str]] = {
         "Warehouse tables",
         "The downstream contract (SPEC 6), in SQLite or PostgreSQL, created by the migrations "
         "(`seedfunnel db upgrade`). Names, grains and keys change only with a migration and a "
-        "CHANGELOG.md entry. Every row carries the `run_id` that wrote it; a run replaces whole "
-        "days of the partition column.",
+        "CHANGELOG.md entry. Every row carries the `run_id` that wrote it. A run replaces whole "
+        "days of a funnel table's partition column, only the days whose rows changed, and logs "
+        "each in `restatements` (see [Reprocessing](#reprocessing)). The logs (`dq_results`, "
+        "`quarantine`, `ingest_files`, `restatements`) only grow: a run appends its rows, "
+        "replacing only rows of its own `run_id`, so a re-run of a day appends instead of "
+        "replacing it.",
     ),
 }
 
@@ -77,6 +81,8 @@ def _columns_table(t: schemas.Table) -> list[str]:
 def _partition(t: schemas.Table) -> str:
     if t.partition is None:
         return "none (one snapshot, replaced whole)"
+    if t in schemas.LOG_TABLES:
+        return f"`{t.partition}` (indexed; a log: a run appends its rows, replacing only rows of its own `run_id`)"
     if t.layer == "warehouse":
         return f"`{t.partition}` (a run replaces whole days of it)"
     return f"`{t.partition}` (`{t.partition}=YYYY-MM-DD` folders)"
@@ -110,6 +116,45 @@ def _view_section(v: views.View) -> list[str]:
         "```sql",
         v.create_sql(sep="\n"),
         "```",
+        "",
+    ]
+
+
+def _reprocessing_section() -> list[str]:
+    """How downstream consumers follow ``restatements`` (SPEC 5, Arrival)."""
+    return [
+        "## Reprocessing",
+        "",
+        "Late, re-sent or corrected deliveries change days that were already published, final ones",
+        "included. A run rewrites a day of a funnel table only when the day's rows changed, and logs",
+        "every day it wrote in [`restatements`](#restatements), published in the same transaction as",
+        "the days themselves. A consumer that copies or aggregates the funnel tables keeps the set of",
+        "`run_id`s it has processed and, after each run:",
+        "",
+        "1. selects the rows of `restatements` whose `run_id` it has not seen yet. Keep the set, not a",
+        "   high-water mark: run ids carry no order to rely on, and a run whose publish was held back",
+        "   (a failed quality gate) has its rows published by a later run;",
+        "2. re-reads each listed (`table_name`, `dt`) day whole (the day is the table's partition",
+        "   column: `dt`, or `as_of_dt` for `brand_boost_signals`) and replaces its copy of that day;",
+        "   `rows_after` 0 means the day is now empty. A day listed by several new runs is read once:",
+        "   the table holds its latest rows;",
+        "3. adds those `run_id`s to the set.",
+        "",
+        "```sql",
+        "SELECT DISTINCT table_name, dt FROM restatements",
+        "WHERE run_id NOT IN ('run-2026-03-01-00001', 'run-2026-03-02-00002')  -- the runs already seen",
+        "ORDER BY table_name, dt",
+        "```",
+        "",
+        "- `was_final` true: the day was already final before the run, so figures consumers treat as",
+        "  settled (`is_final` rows, `v_brand_funnel_final`) were restated; these rows are also in",
+        "  [`v_final_restatements`](#v_final_restatements).",
+        "- `caused_by` says why: the deliveries that changed (`source/dt=YYYY-MM-DD`, space-separated),",
+        "  `reference` (seeds), `settings` (funnel parameters), or `window` (a new latest delivery day:",
+        "  new days, rows turning final).",
+        "- `rows_before`, `rows_after` and `rows_changed` size the change; `through_dt` is W, the latest",
+        "  delivery day the run had ingested.",
+        "- A run that changed no funnel day adds no rows.",
         "",
     ]
 
@@ -174,6 +219,7 @@ def render_tables_md() -> str:
     ]
     for layer, (title, _) in LAYERS.items():
         out.append(f"- {title}: " + ", ".join(f"[`{t.name}`](#{t.name})" for t in groups[layer]))
+    out.append("- [Reprocessing](#reprocessing): following `restatements` downstream")
     out.append("- Consumer views: " + ", ".join(f"[`{v.name}`](#{v.name})" for v in views.VIEWS))
     out += [
         "",
@@ -189,6 +235,7 @@ def render_tables_md() -> str:
         out += [f"## {title}", "", intro, ""]
         for t in groups[layer]:
             out += _table_section(t)
+    out += _reprocessing_section()
     out += [
         "## Consumer views",
         "",

@@ -64,6 +64,21 @@ def canonical_author_id(values: pd.Series) -> pd.Series:
     return s.where(is_creator_hash(s), creator_hash(s))
 
 
+def split_list(values: pd.Series) -> pd.Series:
+    """|-separated seed cells as lists of stripped, non-empty items (a null cell is an empty list)."""
+    return values.fillna("").astype(str).str.split("|").map(lambda xs: [x.strip() for x in xs if x.strip()])
+
+
+def context_not_in_aliases(brands: pd.DataFrame) -> pd.Series:
+    """Per brand, the context aliases (comma-joined, quoted) that its aliases do not list; "" if none."""
+    pairs = zip(split_list(brands["context_aliases"]), split_list(brands["aliases"]), strict=True)
+    return pd.Series(
+        [", ".join(repr(c) for c in ctx if c not in set(al)) for ctx, al in pairs],
+        index=brands.index,
+        dtype=object,
+    )
+
+
 def load_reference(seeds_dir: Path) -> Reference:
     """Read and validate brands.csv, categories.csv and creators.csv (optional) from seeds_dir."""
     seeds_dir = Path(seeds_dir)
@@ -81,6 +96,14 @@ def load_reference(seeds_dir: Path) -> Reference:
     )
 
     known_categories = set(categories["category_id"])
+    _check(
+        seeds_dir / "brands.csv",
+        context_not_in_aliases(brands).ne(""),
+        brands.assign(stray=context_not_in_aliases(brands)),
+        lambda r: (
+            f"context_aliases of brand {r.brand_id!r} lists {r.stray}, which is not in its aliases; add it to aliases or remove it"
+        ),
+    )
     _check(
         seeds_dir / "brands.csv",
         ~brands["category_id"].isin(known_categories),
@@ -126,14 +149,16 @@ def _read_seed(path: Path, table: schemas.Table) -> pd.DataFrame:
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise SeedError(f"{path}: cannot read as UTF-8 CSV with a header row: {e}") from e
     raw.columns = [str(c).strip() for c in raw.columns]
-    missing = [c for c in table.names if c not in raw.columns]
+    required = [c.name for c in table.columns if not c.nullable]
+    missing = [c for c in required if c not in raw.columns]
     if missing:
         raise SeedError(
-            f"{path}: missing column(s) {', '.join(missing)}; the header must name {', '.join(table.names)} (found {', '.join(raw.columns)})"
+            f"{path}: missing column(s) {', '.join(missing)}; the header must name {', '.join(required)} (found {', '.join(raw.columns)})"
         )
-    df = raw[table.names].apply(lambda col: col.str.strip())
+    # Optional (nullable) columns may be absent or empty.
+    df = raw.reindex(columns=table.names, fill_value="").apply(lambda col: col.str.strip())
     df["csv_line"] = range(2, len(df) + 2)  # header is line 1
-    for name in table.names:
+    for name in required:
         _check(
             path,
             df[name].eq(""),

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 PLATFORMS: tuple[str, ...] = ("xiaohongshu", "douyin", "bilibili", "kuaishou", "weibo")
 EXPOSURE_KINDS: tuple[str, ...] = ("impression", "read", "like", "collect", "comment", "share")
-NOTE_TYPES: tuple[str, ...] = ("image", "video")
+NOTE_TYPES: tuple[str, ...] = ("image", "video", "unknown")
 ORDER_STATUSES: tuple[str, ...] = ("paid", "refunded")
 ATTRIBUTION_MODELS: tuple[str, ...] = (
     "last_touch",
@@ -128,7 +128,7 @@ NOTES = Table(
         _count("collects", "Collects (favourites)"),
         _count("comments", "Comments"),
         _count("shares", "Shares"),
-        C("note_type", "str", "image or video", enum=NOTE_TYPES),
+        C("note_type", "str", "image, video, or unknown (an exporter type code not known yet)", enum=NOTE_TYPES),
         SOURCE_FILE,
         C("source_row", "int64", "1-based record number inside source_file", min=1),
         DT_DELIVERY,
@@ -157,8 +157,9 @@ ID_LINKS = Table(
     grain="one link claim as delivered",
     key=("platform", "ext_user_id"),
     layer="input",
-    doc="External user id -> on-platform user id. Per (platform, ext_user_id) the highest "
-    "confidence wins, ties to the smallest user_id.",
+    doc="External user id -> on-platform user id. Per (platform, ext_user_id) only the claims of "
+    "the latest delivery naming it count (a link can be corrected, or revoked with confidence 0); "
+    "among them the highest confidence wins, ties to the smallest user_id.",
     columns=(
         PLATFORM,
         EXT_USER_ID,
@@ -173,7 +174,8 @@ SEARCHES = Table(
     grain="one search",
     key=("search_id",),
     layer="input",
-    doc="On-platform search log.",
+    doc="On-platform search log. A later delivery of a search_id is a new version of it: the "
+    "latest delivery wins, every version stays in the lake (resolved when the lake is read).",
     columns=(
         C("search_id", "str", "Search id"),
         USER_ID,
@@ -188,7 +190,10 @@ ORDERS = Table(
     grain="one order",
     key=("order_id",),
     layer="input",
-    doc="On-platform orders. Only paid orders count; a brand's category is the one in brands.csv.",
+    doc="On-platform orders. A later delivery of an order_id is a new version of it (a refund, a "
+    "corrected amount): the latest delivery wins, every version stays in the lake (resolved when "
+    "the lake is read). Only orders whose latest version is paid count; a brand's category is the "
+    "one in brands.csv.",
     columns=(
         C("order_id", "str", "Order id"),
         USER_ID,
@@ -230,6 +235,13 @@ BRANDS = Table(
         C("name", "str", "Display name (Chinese where the brand has one)"),
         C("aliases", "str", "|-separated aliases: Chinese, Latin/pinyin, Traditional variants"),
         CATEGORY_ID,
+        C(
+            "context_aliases",
+            "str",
+            "|-separated subset of aliases that are also everyday words, acronyms or another "
+            "company's name: in notes they count only in context (SPEC 4); optional, may be empty",
+            nullable=True,
+        ),
     ),
 )
 
@@ -272,6 +284,33 @@ NOTE_BRANDS = Table(
     layer="derived",
     partition=None,
     columns=(PLATFORM, NOTE_ID, BRAND_ID),
+)
+
+NOTE_BRAND_EVIDENCE = Table(
+    "note_brand_evidence",
+    grain="one match of a brand alias in one field of the winning note version",
+    key=("platform", "note_id", "brand_id", "field", "field_index", "position"),
+    layer="derived",
+    partition=None,
+    doc="Why a note mentions a brand (SPEC 4): every alias match, counted or not. note_brands holds "
+    "the (note, brand) pairs of the counted rows.",
+    columns=(
+        PLATFORM,
+        NOTE_ID,
+        BRAND_ID,
+        C("field", "str", "Field matched", enum=("title", "text", "tags")),
+        C("field_index", "int64", "0-based index of the tag (tags); 0 for title and text", min=0),
+        C("position", "int64", "0-based character offset of the match in the normalised field", min=0),
+        C("alias", "str", "The alias as matched (normalised: NFKC, case-folded, Simplified)"),
+        C("rule", "str", "plain alias, or context alias (counts only with context)", enum=("plain", "context")),
+        C("is_counted", "bool", "Whether the match makes the note mention the brand"),
+        C(
+            "context",
+            "str",
+            "For a counted context match: the category keyword or plain alias that confirmed it",
+            nullable=True,
+        ),
+    ),
 )
 
 SEARCH_CATEGORIES = Table(
@@ -529,7 +568,7 @@ RESTATEMENTS = Table(
 
 INPUT_TABLES = (NOTES, EXPOSURES, ID_LINKS, SEARCHES, ORDERS, ITEMS)
 SEED_TABLES = (BRANDS, CATEGORIES, CREATORS)
-DERIVED_TABLES = (NOTE_BRANDS, SEARCH_CATEGORIES)
+DERIVED_TABLES = (NOTE_BRANDS, NOTE_BRAND_EVIDENCE, SEARCH_CATEGORIES)
 FUNNEL_TABLES = (
     FCT_TOUCHES,
     FCT_SEARCH_PAIRS,

@@ -49,10 +49,17 @@ class FunnelParams:
     boost_half_life_days: float = 3
     boost_top_n: int = 50
     kind_weights: tuple[tuple[str, float], ...] = tuple(KIND_WEIGHTS.items())
+    #: SPEC 5.10: a unit's activity stratum counts the user's searches (and category orders) in
+    #: [t_s - activity_window, t_s).
+    activity_window_days: float = 14
 
     @property
     def seed_window(self) -> timedelta:
         return timedelta(days=self.seed_window_days)
+
+    @property
+    def activity_window(self) -> timedelta:
+        return timedelta(days=self.activity_window_days)
 
     @property
     def conversion_window(self) -> timedelta:
@@ -62,26 +69,14 @@ class FunnelParams:
     def kind_weight(self) -> dict[str, float]:
         return dict(self.kind_weights)
 
-    @property
-    def finality_lag_days(self) -> int:
-        """Days after which every metric of a day is final (the longest open window)."""
-        import math
-
-        return math.ceil(max(self.seed_window_days, self.conversion_window_days))
-
-    @property
-    def event_lookback_days(self) -> int:
-        """A run for day d reads event files delivered from d - this through d."""
-        import math
-
-        return math.ceil(self.seed_window_days + self.conversion_window_days)
-
 
 @dataclass(frozen=True)
 class QualityParams:
     """Thresholds of the data-quality checks (docs/quality.md); GX suites read them by name."""
 
-    min_id_link_rate: float = 0.5
+    #: Cross-platform id linking typically covers 30-50% of accounts, and links arrive in weekly
+    #: batches: below a quarter the feed is broken, not merely young.
+    min_id_link_rate: float = 0.25
     max_orphan_exposure_rate: float = 0.05
     max_unknown_brand_rate: float = 0.05
     max_quarantine_rate: float = 0.05

@@ -68,19 +68,30 @@ def seed_days(params: FunnelParams) -> int:
 
 def affected_by_search(params: FunnelParams, day: date) -> date:
     """A search of ``day`` moves its own pairs and, looking back, the search-back rate of touch
-    days up to seed_window before it (SPEC 5.9)."""
+    days up to seed_window before it (SPEC 5.9). Looking forward it moves the activity strata
+    (SPEC 5.10) of that user's searches up to activity_window later: those days follow, so
+    restating from here covers them."""
     return day - timedelta(days=seed_days(params))
 
 
 def affected_by_order(params: FunnelParams, day: date) -> date:
-    """An order paid on ``day`` moves the conversions of searches up to conversion_window before it."""
+    """An order paid on ``day`` moves the conversions of searches up to conversion_window before it,
+    and the strata (SPEC 5.10: an order in the category in the activity window) of searches up to
+    activity_window after it, which the restatement from here covers."""
     return day - timedelta(days=conversion_days(params))
+
+
+def activity_days(params: FunnelParams) -> int:
+    """ceil(activity_window) in days: the strata of SPEC 5.10 of a search on day d count the
+    user's searches and category orders back to ``d - this``."""
+    return _ceil_days(params.activity_window)
 
 
 def event_lookback_days(params: FunnelParams) -> int:
     """Days of events before the first restated day that a restatement reads: the touches of
-    ``touch_lookback_days`` (searches and orders need less)."""
-    return touch_lookback_days(params)
+    ``touch_lookback_days``, and the searches and orders of ``activity_days`` (SPEC 5, Arrival:
+    the strata need searches and orders back to t_s - 14 days), whichever reaches further."""
+    return max(touch_lookback_days(params), activity_days(params))
 
 
 def restate_start(params: FunnelParams, pending: date | None, computed_through: date | None, latest: date) -> date | None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import replace
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -95,6 +96,30 @@ def test_merge_of_split_equals_one_bucket(seed, params):
             pd.testing.assert_frame_equal(
                 merged[name], frame, check_exact=False, rtol=1e-12, obj=f"{name} (n={n})"
             )
+
+
+def test_later_versions_naming_another_user_stay_with_their_key():
+    # A later delivery gives some searches and orders to another user: every version of a key goes
+    # to the bucket of its latest version's user, so each bucket resolves it as the whole does.
+    inputs = synthetic_inputs(3, users=120, days=6, start=START, tick_seconds=1800)
+    rng = np.random.default_rng(0)
+    moved = {}
+    keys = {"searches": "search_id", "orders": "order_id"}
+    for name, key in keys.items():
+        frame = getattr(inputs, name)
+        later = frame.drop_duplicates(key).sample(frac=0.2, random_state=1)
+        later["user_id"] = rng.choice(frame["user_id"].unique(), len(later))
+        later["dt"] = frame["dt"].max() + timedelta(days=1)  # after every earlier delivery
+        moved[name] = pd.concat([frame, later], ignore_index=True)
+    inputs = replace(inputs, searches=moved["searches"], orders=moved["orders"])
+    whole = compute(inputs, FunnelParams(), START, END, "r")
+    parts = split_inputs(inputs, 3)
+    for name, key in keys.items():
+        owners = [set(getattr(p, name)[key]) for p in parts]
+        assert sum(len(o) for o in owners) == getattr(inputs, name)[key].nunique()
+    merged = merge_outputs([compute(p, FunnelParams(), START, END, "r") for p in parts])
+    for name, frame in whole.items():
+        pd.testing.assert_frame_equal(merged[name], frame, check_exact=False, rtol=1e-12, obj=name)
 
 
 def test_merge_outputs_recomputes_ratios_from_counts():

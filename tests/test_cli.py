@@ -54,7 +54,7 @@ def test_ingest_command_accounts_for_every_row(tmp_path):
     assert runner.invoke(app, [*sim, "--out", str(tmp_path / "landing")]).exit_code == 0
     result = runner.invoke(
         app,
-        ["ingest", "--start", "2026-02-01", "--landing", str(tmp_path / "landing"), "--home", str(tmp_path / "home")],
+        ["ingest", "--end", "2026-02-01", "--landing", str(tmp_path / "landing"), "--home", str(tmp_path / "home")],
     )
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if x.startswith("2026-02-01:"))
@@ -127,7 +127,7 @@ def test_run_prints_a_summary_with_the_report_and_report_rebuilds_it(tmp_path):
     result = runner.invoke(app, ["backfill", "--start", "2026-02-01", "--end", "2026-02-01", *args])
     assert result.exit_code == 0, result.output
     report = home / "reports" / "attribution" / "2026-02-01.html"
-    for text in ("days processed", "1 (2026-02-01 .. 2026-02-01)", "rows accepted", "rows quarantined", "warehouse:"):
+    for text in ("runs", "1 (2026-02-01 .. 2026-02-01)", "deliveries ingested", "rows accepted", "rows quarantined", "warehouse:"):
         assert text in result.output, text
     assert f"report: {report.resolve()}" in " ".join(result.output.split())
     assert "run: day 2026-02-01" in result.output  # progress lines when not on a terminal

@@ -58,7 +58,8 @@ def test_constraints_read_as_declared():
     amount = schemas.ORDERS.column("amount_fen")
     assert docs_gen.constraints(amount) == "> 0"
     assert docs_gen.constraints(schemas.ID_LINKS.column("confidence")) == ">= 0; <= 1"
-    assert docs_gen.constraints(schemas.NOTES.column("note_type")) == "one of `image`, `video`"
+    note_types = ", ".join(f"`{t}`" for t in schemas.NOTE_TYPES)
+    assert docs_gen.constraints(schemas.NOTES.column("note_type")) == f"one of {note_types}"
     assert docs_gen.constraints(schemas.SEARCHES.column("query")) == ""
 
 

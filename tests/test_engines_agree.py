@@ -99,10 +99,23 @@ def test_engines_agree(seed: int, users: int, days: int, brands: int, categories
     assert not problems, f"seed {seed}, {params}, days {start}..{end}:\n" + "\n".join(problems)
 
 
+def _contents(df: pd.DataFrame, key: str) -> pd.Series:
+    """Per key, how many different contents (every column but dt) its deliveries hold."""
+    return df.drop(columns="dt").drop_duplicates().groupby(key).size()
+
+
 def test_worlds_are_not_trivial():
-    """The worlds exercise every table and hit the window edges exactly."""
+    """The worlds exercise every table, hit the window edges exactly and hold new versions."""
     totals = dict.fromkeys((t.name for t in schemas.FUNNEL_TABLES), 0)
     edges = {"order at +conversion_window": 0, "touch at -seed_window": 0, "touch at search": 0}
+    versions = {
+        "order refunded later": 0,
+        "order changed otherwise": 0,
+        "search changed": 0,
+        "link claims replaced": 0,
+        "link revoked": 0,
+        "boost snapshot days": 0,
+    }
     for seed, users, days, brands, categories in CASES[:12]:
         params = _params(seed)
         inputs, start, end = random_inputs(
@@ -123,8 +136,26 @@ def test_worlds_are_not_trivial():
             out["fct_search_pairs"], left_on=["user_id", "touch_at"], right_on=["user_id", "searched_at"]
         )
         edges["touch at search"] += len(same)
+        # Versions (SPEC 3) in later deliveries.
+        by_dt = inputs.orders.sort_values("dt", kind="stable")
+        first = by_dt.drop_duplicates("order_id").set_index("order_id")
+        last = by_dt.drop_duplicates("order_id", keep="last").set_index("order_id").loc[first.index]
+        refunded = (first["status"] == "paid") & (last["status"] == "refunded")
+        versions["order refunded later"] += int(refunded.sum())
+        changed = (first.drop(columns="dt") != last.drop(columns="dt")).any(axis=1)
+        versions["order changed otherwise"] += int((changed & ~refunded).sum())
+        versions["search changed"] += int((_contents(inputs.searches, "search_id") > 1).sum())
+        links = inputs.id_links
+        newest = links.groupby(["platform", "ext_user_id"])["dt"].transform("max")
+        replaced = links[links["dt"] < newest][["platform", "ext_user_id"]].drop_duplicates()
+        versions["link claims replaced"] += len(replaced)
+        current = links[links["dt"] == newest]
+        best = current.groupby(["platform", "ext_user_id"])["confidence"].max()
+        versions["link revoked"] += int((best == 0).sum())
+        versions["boost snapshot days"] += out["brand_boost_signals"]["as_of_dt"].nunique() - 1
     assert all(n > 0 for n in totals.values()), totals
     assert all(n > 0 for n in edges.values()), edges
+    assert all(n > 0 for n in versions.values()), versions
 
 
 @needs_pandas_engine

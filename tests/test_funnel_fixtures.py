@@ -4,7 +4,8 @@ The world: categories c1, c2; brands b1, b2 (c1) and b3 (c2). Notes: xiaohongshu
 vertical c1) mentions b1; douyin n2 (author B, vertical c2) mentions b1; xiaohongshu n3 (author A)
 mentions b1 and b2; bilibili n4 (author C, no vertical) mentions b3. User u1 reads as x1 on
 xiaohongshu, d1 on douyin and k1 on bilibili; u2..u4 as x2..x4 on xiaohongshu and d2.. on douyin.
-T0 is 2026-03-10 12:00 Asia/Shanghai (day D0).
+T0 is 2026-03-10 12:00 Asia/Shanghai (day D0). Every row is delivered on D0 unless a case says
+otherwise (a later delivery of an order, search or id link is a new version of it, SPEC 3).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import schemas
+from pipelines import schemas, windows
 from pipelines.funnel.engine import compute
 from pipelines.funnel.inputs import FunnelInputs
 from pipelines.funnel.synthetic import synthetic_inputs
@@ -81,19 +82,22 @@ def world(
     """FunnelInputs from short rows.
 
     exposures: (ext_user_id, note_id, at, kind) - the platform is the ext id's (x/d/k prefix);
-    searches: (search_id, user_id, at, "c1|c2"); orders: (order_id, user_id, brand_id, amount_fen,
-    paid_at[, status]).
+    searches: (search_id, user_id, at, "c1|c2"[, delivery day]); orders: (order_id, user_id,
+    brand_id, amount_fen, paid_at[, status[, delivery day]]); links: (platform, ext_user_id,
+    user_id, confidence[, delivery day]). The delivery day (dt) defaults to D0.
     """
     note_platform = {n: p for p, n, _ in notes}
-    exp = [(note_platform[n], n, e, t, k) for e, n, t, k in exposures]
-    search_cats = [(s, c) for s, _, _, cats in searches for c in cats.split("|")]
-    order_rows = [(*o, "paid") if len(o) == 5 else o for o in orders]
+    exp = [(note_platform[n], n, e, t, k, D0) for e, n, t, k in exposures]
+    search_cats = sorted({(s[0], c) for s in searches for c in s[3].split("|")})
+    order_rows = [(*o, "paid", D0) if len(o) == 5 else (*o, D0) if len(o) == 6 else o for o in orders]
     return FunnelInputs(
         exposures=rows(
-            schemas.EXPOSURES, ["platform", "note_id", "ext_user_id", "event_time", "kind"], exp
+            schemas.EXPOSURES, ["platform", "note_id", "ext_user_id", "event_time", "kind", "dt"], exp
         ),
         id_links=rows(
-            schemas.ID_LINKS, ["platform", "ext_user_id", "user_id", "confidence"], list(links)
+            schemas.ID_LINKS,
+            ["platform", "ext_user_id", "user_id", "confidence", "dt"],
+            [(*c, D0) if len(c) == 4 else c for c in links],
         ),
         notes=rows(schemas.NOTES, ["platform", "note_id", "author_id"], list(notes)),
         note_brands=rows(
@@ -101,8 +105,8 @@ def world(
         ),
         searches=rows(
             schemas.SEARCHES,
-            ["search_id", "user_id", "event_time", "query"],
-            [s[:3] + ("q",) for s in searches],
+            ["search_id", "user_id", "event_time", "query", "dt"],
+            [(*s[:3], "q", s[4] if len(s) == 5 else D0) for s in searches],
         ),
         search_categories=rows(
             schemas.SEARCH_CATEGORIES, ["search_id", "category_id"], search_cats
@@ -116,6 +120,7 @@ def world(
                 "amount_fen",
                 "paid_at",
                 "status",
+                "dt",
                 "item_id",
                 "category_id",
             ],
@@ -291,14 +296,90 @@ def test_exposures_differing_only_in_dwell_are_one_touch_but_every_boost_term():
     assert out["brand_boost_signals"]["raw"].tolist() == [pytest.approx(2 * single[0])]
 
 
-def test_conflicting_order_rows_are_an_error():
+def test_two_versions_in_one_delivery_are_an_error():
+    # Ingestion quarantines them (conflicting_version); the engine refuses to pick one.
     base = world(orders=[("o1", "u1", "b1", 500, T0)])
     clash = pd.concat([base.orders, base.orders.assign(amount_fen=600)], ignore_index=True)
     with pytest.raises(
         ValueError,
-        match=r"orders: key \{'order_id': 'o1'\} appears with different content in rows \[0, 1\]",
+        match=r"orders: key \{'order_id': 'o1'\} has different versions in one delivery "
+        r"\(dt=2026-03-10, rows \[0, 1\]\)",
     ):
         run(FunnelInputs(**{**base.__dict__, "orders": clash}))
+
+
+# ------------------------------------------------------------------ versions (SPEC 3)
+
+D1, D2 = D0 + timedelta(days=1), D0 + timedelta(days=2)
+SEEDED = {"exposures": [("x1", "n1", T0 - HOUR, "read")], "searches": [("s1", "u1", T0, "c1")]}
+
+
+@pytest.mark.parametrize(
+    "versions, counted",
+    [
+        # Rows in any order: the delivery day decides, not the position.
+        ([("paid", D0), ("refunded", D1)], False),
+        ([("refunded", D1), ("paid", D0)], False),
+        ([("paid", D0), ("refunded", D1), ("paid", D1)], None),  # two versions in one delivery
+        ([("refunded", D0), ("paid", D2)], True),  # a refund reversed later: paid again
+        ([("paid", D0), ("paid", D1)], True),  # re-delivered unchanged: one order
+    ],
+)
+def test_order_refunded_in_a_later_delivery(versions, counted):
+    orders = [("o1", "u1", "b1", 500, T0 + HOUR, status, dt) for status, dt in versions]
+    inputs = world(**SEEDED, orders=orders)
+    if counted is None:
+        with pytest.raises(ValueError, match="different versions in one delivery"):
+            run(inputs)
+        return
+    out = run(inputs)
+    p = pair(out, "s1")
+    assert bool(p["is_converted"]) is counted and p["converted_brand_ids"] == ("b1" if counted else "")
+    assert out["fct_seeded_orders"]["order_id"].tolist() == (["o1"] if counted else [])
+    # The refund takes the order's credits with it.
+    assert len(out["fct_attribution_credits"]) == (len(schemas.ATTRIBUTION_MODELS) if counted else 0)
+    d = daily(out, "b1")
+    assert (d["seeded_conversions"], d["seeded_orders"], d["seeded_gmv_fen"]) == (
+        (1, 1, 500) if counted else (0, 0, 0)
+    )
+    assert d["attributed_gmv_linear_fen"] == (500 if counted else 0)
+
+
+def test_corrected_amount_in_a_later_delivery():
+    out = run(
+        world(
+            **SEEDED,
+            orders=[
+                ("o1", "u1", "b1", 800, T0 + HOUR, "paid", D2),
+                ("o1", "u1", "b1", 500, T0 + HOUR, "paid", D0),
+                ("o1", "u1", "b1", 650, T0 + HOUR, "paid", D1),
+            ],
+        )
+    )
+    assert out["fct_seeded_orders"]["amount_fen"].tolist() == [800]
+    for model in schemas.ATTRIBUTION_MODELS:
+        assert sum(credits_of(out, "o1", model)) == pytest.approx(800, rel=1e-12)
+        assert daily(out, "b1")[f"attributed_gmv_{model}_fen"] == pytest.approx(800, rel=1e-12)
+    assert daily(out, "b1")["seeded_gmv_fen"] == 800
+
+
+def test_search_corrected_in_a_later_delivery():
+    # s1 was first delivered as u1's (seeded, converting); the later delivery says it was u3's.
+    out = run(
+        world(
+            **{**SEEDED, "searches": [("s1", "u1", T0, "c1", D0), ("s1", "u3", T0 + HOUR, "c1", D1)]},
+            orders=[("o1", "u1", "b1", 500, T0 + 2 * HOUR)],
+        )
+    )
+    p = pair(out, "s1")
+    assert (p["user_id"], p["searched_at"], bool(p["is_seeded"]), bool(p["is_converted"])) == (
+        "u3",
+        T0 + HOUR,
+        False,
+        False,
+    )
+    assert out["fct_seeded_orders"].empty
+    assert (daily(out, "b1")["seeded_pairs"], daily(out, "b1")["baseline_pairs"]) == (0, 1)
 
 
 # ------------------------------------------------------------------ id links (SPEC 3, semantics)
@@ -312,13 +393,21 @@ def test_conflicting_order_rows_are_an_error():
         ([("u2", 0.9), ("u1", 0.9)], "u1"),  # tie on confidence: the smaller user_id wins
         ([("u1", 0.85), ("u2", 0.95)], "u2"),  # the loser never links, though above 0.8
         ([("u2", 0.79), ("u1", 0.5)], None),  # the winner is below the threshold: nobody links
+        # A later delivery naming the ext id replaces every earlier claim on it:
+        ([("u1", 1.0, D0), ("u2", 0.85, D1)], "u2"),  # corrected, even at a lower confidence
+        ([("u1", 1.0, D0), ("u1", 0.0, D1)], None),  # revoked with confidence 0
+        ([("u1", 1.0, D0), ("u2", 0.7, D1)], None),  # the earlier claim does not come back
+        ([("u1", 1.0, D2), ("u3", 0.9, D1), ("u2", 0.9, D0)], "u1"),  # rows in any order
+        ([("u1", 1.0, D0), ("u3", 0.9, D1), ("u2", 0.9, D1)], "u2"),  # winner among the latest
     ],
 )
 def test_link_winner_then_threshold(claims, user):
-    links = [("xiaohongshu", "x9", u, c) for u, c in claims]
+    links = [("xiaohongshu", "x9", *c) for c in claims]
     out = run(world(exposures=[("x9", "n1", T0, "read")], links=links))
     touched = out["fct_touches"]["user_id"].tolist()
     assert touched == ([user] if user else [])
+    # Boost links exposures by the same rule.
+    assert out["brand_boost_signals"]["user_id"].tolist() == ([user] if user else [])
 
 
 # ------------------------------------------------------------------ touches (SPEC 5.1)
@@ -650,8 +739,9 @@ def test_boost_score_window_and_weights():
         start=D0 - timedelta(days=20),
     )
     b = out["brand_boost_signals"]
+    b = b[b["as_of_dt"] == D0]
     raw = 0.5 + 0.1 + 2.5 / 32
-    assert b["as_of_dt"].tolist() == [D0]
+    assert len(b) == 1
     assert b.iloc[0]["raw"] == pytest.approx(raw, rel=1e-12)
     assert b.iloc[0]["score"] == pytest.approx(1 - math.exp(-raw), rel=1e-12)
     assert b.iloc[0]["rank"] == 1
@@ -676,6 +766,44 @@ def test_boost_rank_ties_and_top_50():
     assert not set(brand_ids[49:54]) & set(b.index)
 
 
+def test_boost_snapshot_of_every_day():
+    """One snapshot per day of start..end, each from the exposures before its own as_of."""
+    e0 = as_of(D0)  # as_of of D0; those of D1 and D2 are a day and two later
+    out = run(
+        world(
+            exposures=[
+                ("x1", "n1", e0 - DAY, "read"),
+                ("x1", "n1", e0 - 15 * DAY, "share"),  # on D0's window edge, outside D1's
+                ("x1", "n1", e0 + 12 * HOUR, "like"),  # after D0's as_of
+                ("x1", "n1", e0 + DAY, "impression"),  # exactly D1's as_of: only in D2's
+                ("d2", "n2", e0 + DAY + HOUR, "read"),  # u2, only in D2's
+            ]
+        ),
+        start=D0,
+        end=D2,
+    )
+    b = out["brand_boost_signals"]
+    got = {(r.as_of_dt, r.user_id, r.brand_id): r.raw for r in b.itertuples()}
+    want = {
+        (D0, "u1", "b1"): 2 ** (-1 / 3) + 2.5 * 2**-5,
+        (D1, "u1", "b1"): 2 ** (-2 / 3) + 1.5 * 2 ** (-0.5 / 3),
+        (D2, "u1", "b1"): 2**-1 + 1.5 * 2 ** (-1.5 / 3) + 0.2 * 2 ** (-1 / 3),
+        (D2, "u2", "b1"): 2 ** (-(23 / 24) / 3),
+    }
+    assert list(got) == list(want)  # sorted by (as_of_dt, user_id, brand_id)
+    for k, raw in want.items():
+        assert got[k] == pytest.approx(raw, rel=1e-12), k
+    assert b["rank"].tolist() == [1, 1, 1, 1]
+    np.testing.assert_allclose(b["score"], 1 - np.exp(-b["raw"]), rtol=1e-12)
+    # A snapshot depends only on its own day: computed alone, D1's is the same.
+    alone = run(
+        world(exposures=[("x1", "n1", e0 - DAY, "read"), ("x1", "n1", e0 + 12 * HOUR, "like")]),
+        start=D1,
+        end=D1,
+    )["brand_boost_signals"]
+    assert alone["raw"].tolist() == [pytest.approx(want[(D1, "u1", "b1")], rel=1e-12)]
+
+
 # ------------------------------------------------------------------ days and finality
 
 
@@ -683,21 +811,51 @@ def test_finality_flags_relative_to_end():
     searches = [(f"s{i}", "u1", T0 - i * DAY, "c1") for i in range(6)]
     out = run(world(searches=searches), start=D0 - timedelta(days=5), end=D0)
     p = out["fct_search_pairs"].set_index("dt")["is_final"]
-    # Pair metrics are final once the 3-day conversion window has closed: dt <= end - 3.
-    assert {d: bool(v) for d, v in p.items()} == {D0 - timedelta(days=i): i >= 3 for i in range(6)}
+    # Pair metrics are final once the 3-day conversion window closed before end: dt + 3 < end.
+    # At the edge, dt = end - 3 is not final yet.
+    assert {d: bool(v) for d, v in p.items()} == {D0 - timedelta(days=i): i >= 4 for i in range(6)}
     u = out["agg_conversion_uplift"].groupby("dt")["is_final"].agg(["min", "max"])
     assert all(
-        (u["min"] == u["max"]) & (u["min"] == [d <= D0 - timedelta(days=3) for d in u.index])
+        (u["min"] == u["max"]) & (u["min"] == [d < D0 - timedelta(days=3) for d in u.index])
     )
     assert not out["agg_brand_funnel_daily"]["is_final"].any()  # finality lag is 15 days
     long = run(world(searches=searches), start=D0 - timedelta(days=16), end=D0)
     d = long["agg_brand_funnel_daily"].groupby("dt")["is_final"].first()
-    assert (
-        d[D0 - timedelta(days=16)] and d[D0 - timedelta(days=15)] and not d[D0 - timedelta(days=14)]
-    )
+    # dt + ceil(max(seed, conv)) < end: D0 - 16 is final, D0 - 15 (the edge) not yet.
+    assert d[D0 - timedelta(days=16)] and not d[D0 - timedelta(days=15)]
+    assert not d[D0 - timedelta(days=14)]
     assert sorted(set(long["agg_brand_funnel_daily"]["dt"])) == [
         D0 - timedelta(days=i) for i in range(16, -1, -1)
     ]
+
+
+@pytest.mark.parametrize(
+    "seed, conv, pairs_lag, daily_lag, lookback",
+    [
+        (15, 3, 3, 15, 18),
+        (2, 2.5, 3, 3, 5),  # fractional windows round up to whole days
+        (1.5, 0.25, 1, 2, 2),
+        (0.7, 0.3, 1, 1, 1),  # 0.7 + 0.3 days: exactly one day
+    ],
+)
+def test_finality_rule_of_windows(seed, conv, pairs_lag, daily_lag, lookback):
+    params = FunnelParams(seed_window_days=seed, conversion_window_days=conv)
+    assert windows.pairs_final_before(params, D0) == D0 - timedelta(days=pairs_lag)
+    assert windows.daily_final_before(params, D0) == D0 - timedelta(days=daily_lag)
+    assert windows.touch_lookback_days(params) == lookback
+    # The engine flags exactly the days before those edges.
+    searches = [(f"s{i}", "u1", T0 - i * DAY, "c1") for i in range(daily_lag + 2)]
+    out = run(
+        world(searches=searches),
+        start=D0 - timedelta(days=daily_lag + 1),
+        end=D0,
+        seed_window_days=seed,
+        conversion_window_days=conv,
+    )
+    p = out["fct_search_pairs"].set_index("dt")["is_final"]
+    assert {d: bool(v) for d, v in p.items()} == {d: (D0 - d).days > pairs_lag for d in p.index}
+    d = out["agg_brand_funnel_daily"].groupby("dt")["is_final"].first()
+    assert {k: bool(v) for k, v in d.items()} == {k: (D0 - k).days > daily_lag for k in d.index}
 
 
 def test_outputs_follow_the_schema_and_are_sorted():

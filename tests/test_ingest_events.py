@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date, timedelta
 
 import pandas as pd
@@ -173,15 +174,19 @@ def test_orders_amount_duplicates_and_brand_from_items(tmp_path):
         + "o1,u1,i1,b_naturehike,c_camp,29900,1704513600,paid\n"  # 2
         + "o2,u1,i2,,,0,1704513600,paid\n"  # 3 amount 0
         + "o3,u2,i2,,,5000,1704513600,PAID\n"  # 4 brand from items
-        + "o1,u1,i1,b_naturehike,c_camp,29900,1704513600,paid\n"  # 5 exact repeat: collapses
+        + "o3,u2,i2,b_anessa,c_sun,5000,1704513600,paid\n"  # 5 the same once filled: collapses
         + "o4,u3,i9,,,100,1704513600,paid\n"  # 6 unknown item, no brand
         + "o5,u3,i1,b_naturehike,c_camp,abc,1704513600,paid\n"  # 7 wrong type
-        + "o6,u3,i1,b_naturehike,c_camp,100,1704513600,shipped\n",  # 8 bad status
+        + "o6,u3,i1,b_naturehike,c_camp,100,1704513600,shipped\n"  # 8 bad status
+        + "o7,u4,i1,b_naturehike,c_camp,100,1704513600,paid\n"  # 9 another version in b.csv
+        + "o7,u4,i1,b_naturehike,c_camp,100,1704513600,paid\n",  # 10 an exact repeat of it
     )
     drop(
         tmp_path,
         f"orders/dt={DAY}/b.csv",
-        ORDER_HEADER + "o1,u1,i1,b_naturehike,c_camp,19900,1704513600,paid\n",
+        ORDER_HEADER
+        + "o7,u4,i1,b_naturehike,c_camp,19900,1704513600,paid\n"  # 2 o7 with another amount
+        + "o1,u1,i1,b_naturehike,c_camp,29900,1704513600,paid\n",  # 3 exact repeat: collapses
     )
     result = run(tmp_path)
     assert reasons(result, "a.csv") == {
@@ -189,9 +194,13 @@ def test_orders_amount_duplicates_and_brand_from_items(tmp_path):
         6: "missing_required",
         7: "bad_type",
         8: "bad_enum",
+        9: "conflicting_version",
+        10: "conflicting_version",
     }
-    # o1 again with another amount: quarantined, the first delivery stays (not resolved at random).
-    assert reasons(result, "b.csv") == {2: "conflicting_duplicate"}
+    # Two versions of o7 in one delivery: neither can be chosen, every row of o7 is quarantined.
+    assert reasons(result, "b.csv") == {2: "conflicting_version"}
+    conflict = result.quarantine.query("reason == 'conflicting_version'")
+    assert conflict.message.str.contains(f"key o7 comes with different content in this delivery \\(dt={DAY}\\)").all()
     orders = _read(tmp_path, "orders").set_index("order_id")
     assert sorted(orders.index) == ["o1", "o3"]
     assert orders.loc["o1", "amount_fen"] == 29900
@@ -200,12 +209,12 @@ def test_orders_amount_duplicates_and_brand_from_items(tmp_path):
         orders.loc["o3", "category_id"],
         orders.loc["o3", "status"],
     ) == ("b_anessa", "c_sun", "paid")
-    assert result.collapsed["orders"] == 1
+    assert result.collapsed["orders"] == 2
     items = _read(tmp_path, "items")
     assert sorted(items.item_id) == ["i1", "i2"] and items.title.isna().tolist() == [False, True]
 
 
-def test_conflicts_with_earlier_deliveries_in_the_lake(tmp_path):
+def test_a_later_delivery_is_a_new_version_whatever_the_ingestion_order(tmp_path):
     later = DAY + timedelta(days=1)
     drop(
         tmp_path,
@@ -216,15 +225,37 @@ def test_conflicts_with_earlier_deliveries_in_the_lake(tmp_path):
         tmp_path,
         f"orders/dt={later}/a.csv",
         ORDER_HEADER
-        + "o1,u1,i1,b1,c1,100,1704513600,paid\n"  # re-delivered unchanged: accepted
-        + "o2,u1,i1,b1,c1,999,1704513600,paid\n"  # changed: quarantined
-        + "o3,u2,i1,b1,c1,300,1704600000,refunded\n",
+        + "o1,u1,i1,b1,c1,100,1704513600,paid\n"  # re-delivered unchanged
+        + "o2,u1,i1,b1,c1,200,1704513600,refunded\n"  # refunded: a new version
+        + "o3,u2,i1,b1,c1,300,1704600000,paid\n",
     )
-    run(tmp_path, DAY)
-    result = run(tmp_path, later)
-    assert reasons(result) == {3: "conflicting_duplicate"}
-    assert "o2" in result.quarantine.message.iloc[0]
-    assert sorted(_read(tmp_path, "orders").query("dt == @later").order_id) == ["o1", "o3"]
+    drop(
+        tmp_path,
+        f"searches/dt={DAY}/s.csv",
+        "search_id,user_id,event_time,query\ns1,u1,1704513600,帐篷\n",
+    )
+    drop(
+        tmp_path,
+        f"searches/dt={later}/s.csv",
+        "search_id,user_id,event_time,query\ns1,u1,1704513600,露营帐篷\n",  # query corrected
+    )
+    lakes = {}
+    for name, schedule in (("in order", [DAY, later]), ("later first", [later, DAY])):
+        home = tmp_path / name
+        shutil.copytree(tmp_path / "landing", home / "landing")
+        results = [run(home, d) for d in schedule]
+        assert all(r.quarantine.empty for r in results)
+        lakes[name] = {t: _read(home, t) for t in ("orders", "searches")}
+    # The lake keeps every version in its delivery, whichever day was ingested first.
+    for t in ("orders", "searches"):
+        pd.testing.assert_frame_equal(lakes["in order"][t], lakes["later first"][t])
+    orders = lakes["in order"]["orders"]
+    assert orders.groupby("dt").order_id.apply(sorted).to_dict() == {
+        DAY: ["o1", "o2"],
+        later: ["o1", "o2", "o3"],
+    }
+    assert orders.query("order_id == 'o2'").status.tolist() == ["paid", "refunded"]
+    assert lakes["in order"]["searches"].sort_values("dt")["query"].tolist() == ["帐篷", "露营帐篷"]
 
 
 def test_unreadable_and_wrong_shape_files_do_not_stop_the_day(tmp_path):

@@ -143,8 +143,9 @@ def test_xhs_downloader_sqlite_and_csv(tmp_path):
         "xhs_downloader_csv_utf8_bom",
         "xhs_downloader_sqlite",
     ]
-    assert reasons(result, "ExploreData.db") == {3: "bad_enum"}  # 作品类型 未知: no type to store
+    assert reasons(result, "ExploreData.db") == {}
     notes = _notes(tmp_path)
+    assert notes.loc["6650a1b2000000001e00cc03"].note_type == "unknown"  # 作品类型 未知
     a = notes.loc["6650a1b2000000001e00cc01"]
     assert a.published_at == pd.Timestamp(
         "2024-01-06 04:00:00", tz="UTC"
@@ -225,3 +226,99 @@ def test_every_note_column_is_typed(tmp_path):
     notes = lake.read_table(tmp_path / "lake", "notes")
     assert list(notes.columns) == schemas.NOTES.names
     assert schemas.to_arrow(schemas.NOTES, notes).schema == schemas.NOTES.arrow_schema()
+
+
+# ---------------------------------------------------------------- exporter drift (EXPORTERS.md)
+
+REAL = FIXTURES.parent / "real"
+
+
+def test_real_phones_csv_export_ingests_whole(tmp_path):
+    # the cleaned MediaCrawler CSV (its own column order, time_readable, crawl_date, blank fields)
+    sample = REAL / "mediacrawler_xhs_notes_phones.csv"
+    drop(tmp_path, f"notes/xiaohongshu/dt={DAY}/{sample.name}", sample.read_bytes())
+    result = run(tmp_path)
+    assert result.quarantine.empty, result.quarantine.message.tolist()[:3]
+    assert result.ingest_files.accepted_rows.tolist() == [300]
+    notes = _notes(tmp_path)
+    assert notes.loc["61da29150000000021035f55"].title == "我的天，苹果13出bug了"
+    assert list(notes.loc["61da29150000000021035f55"].tags) == ["苹果13bug", "苹果13"]
+
+
+def test_csv_with_only_note_url_takes_the_id_from_the_url(tmp_path):
+    _land_fixture(tmp_path, "mediacrawler_xhs_url_only.csv", "xiaohongshu")
+    result = run(tmp_path)
+    assert result.quarantine.empty, result.quarantine.message.tolist()[:3]
+    assert result.ingest_files.accepted_rows.tolist() == [20]
+    assert result.ingest_files.format.tolist() == ["mediacrawler_xhs_csv_utf8_bom"]
+    notes = _notes(tmp_path)
+    # https://www.xiaohongshu.com/explore/61da2915...?xsec_token=...: the last path segment
+    assert "61da29150000000021035f55" in notes.index
+    assert notes.index.str.fullmatch(r"[0-9a-f]{24}").all()
+
+
+def test_cleaned_export_with_author_id_and_extra_columns(tmp_path):
+    _land_fixture(tmp_path, "mediacrawler_xhs_cleaned.csv", "xiaohongshu")
+    result = run(tmp_path)
+    assert result.quarantine.empty, result.quarantine.message.tolist()[:3]
+    assert result.ingest_files.accepted_rows.tolist() == [20]
+    raw = pd.read_csv(NOTES / "mediacrawler_xhs_cleaned.csv", dtype=str).set_index("note_id")
+    notes = _notes(tmp_path)
+    first = raw.index[0]
+    assert notes.loc[first].author_id == _hash(raw.loc[first, "author_id"])  # a raw id: hashed
+    stored = lake.read_table(tmp_path / "lake", "notes")
+    assert list(stored.columns) == schemas.NOTES.names  # brands, sentiment: not carried
+
+
+def test_author_id_that_is_already_a_creator_hash_is_kept(tmp_path):
+    raw = (NOTES / "mediacrawler_xhs_cleaned.csv").read_text(encoding="utf-8").splitlines()
+    header = raw[0].split(",")
+    at = header.index("author_id")
+    cells = raw[1].split(",")
+    cells[at] = "0123456789abcdef"
+    drop(tmp_path, f"notes/xiaohongshu/dt={DAY}/hashed.csv", "\n".join([raw[0], ",".join(cells)]) + "\n")
+    run(tmp_path)
+    assert _notes(tmp_path).author_id.tolist() == ["0123456789abcdef"]
+
+
+def test_unknown_douyin_type_codes_keep_the_note(tmp_path):
+    _land_fixture(tmp_path, "mediacrawler_douyin_new_types.jsonl", "douyin")
+    result = run(tmp_path)
+    assert result.quarantine.empty, result.quarantine.message.tolist()
+    types = _notes(tmp_path).note_type.to_dict()
+    assert types == {
+        "7320000000000000101": "video",
+        "7320000000000000102": "image",
+        "7320000000000000103": "unknown",  # 201: not in the exporter table yet
+        "7320000000000000104": "unknown",
+        "7320000000000000105": "image",
+        "7320000000000000106": "unknown",
+    }
+
+
+def test_a_missing_type_is_still_quarantined(tmp_path):
+    good = json.loads((NOTES / "mediacrawler_douyin_new_types.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    drop(tmp_path, f"notes/douyin/dt={DAY}/a.jsonl", json.dumps({**good, "aweme_type": ""}) + "\n")
+    result = run(tmp_path)
+    assert reasons(result) == {1: "missing_required"}
+
+
+def test_every_delivered_note_of_the_real_samples_and_drift_fixtures_is_accepted(tmp_path):
+    # issue 15: >= 99% of delivered notes accepted across the real samples and every drift shape
+    for name in ("mediacrawler_xhs_notes.json", "mediacrawler_xhs_notes_phones.csv"):
+        drop(tmp_path, f"notes/xiaohongshu/dt={DAY}/{name}", (REAL / name).read_bytes())
+    for name, platform in [
+        ("mediacrawler_xhs_url_only.csv", "xiaohongshu"),
+        ("mediacrawler_xhs_cleaned.csv", "xiaohongshu"),
+        ("mediacrawler_douyin_new_types.jsonl", "douyin"),
+        ("mediacrawler_douyin.json", "douyin"),
+        ("mediacrawler_bili.csv", "bilibili"),
+        ("mediacrawler_kuaishou.jsonl", "kuaishou"),
+        ("mediacrawler_weibo_v2026.json", "weibo"),
+        ("mediacrawler_xhs_v2026.jsonl", "xiaohongshu"),
+        ("xhs_downloader.csv", "xiaohongshu"),
+    ]:
+        _land_fixture(tmp_path, name, platform)
+    files = run(tmp_path).ingest_files
+    assert files.accepted_rows.sum() / files.input_rows.sum() >= 0.99
+    assert files.accepted_rows.sum() == files.input_rows.sum()

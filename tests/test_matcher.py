@@ -30,9 +30,12 @@ def seeds_matcher() -> Matcher:
     return Matcher.from_reference(load_reference(SEEDS))
 
 
-def small_matcher(brands: dict[str, tuple[str, str]], categories: dict[str, str]) -> Matcher:
-    """A matcher from {brand_id: (aliases, category_id)} and {category_id: keywords}."""
-    b = pd.DataFrame([(k, k, a, c) for k, (a, c) in brands.items()], columns=schemas.BRANDS.names)
+def small_matcher(brands: dict[str, tuple[str, ...]], categories: dict[str, str]) -> Matcher:
+    """A matcher from {brand_id: (aliases, category_id[, context_aliases])} and {category_id: keywords}."""
+    b = pd.DataFrame(
+        [(k, k, v[0], v[1], v[2] if len(v) > 2 else "") for k, v in brands.items()],
+        columns=schemas.BRANDS.names,
+    )
     c = pd.DataFrame([(k, k, kw) for k, kw in categories.items()], columns=schemas.CATEGORIES.names)
     return Matcher.from_frames(b, c)
 
@@ -127,6 +130,8 @@ HAND = small_matcher(
         ("Mac mini 2024", {"b_apple"}),
         ("miss you", set()),  # "mi" inside a word
         ("MI 14 Ultra", {"b_xiaomi"}),
+        ("mi14", {"b_xiaomi"}),  # a model number glued to a name is its own word
+        ("dopamine /ˈdoʊpəmiːn/", set()),  # IPA letters are letters
         ("Redmi", set()),
         ("mi手机", {"b_xiaomi"}),  # CJK next to Latin is a boundary
         (
@@ -181,11 +186,16 @@ def test_boundary_failure_falls_back_to_a_shorter_entry():
         },
         {"c1": "zz"},
     )
-    # "lays1x": "lays1" fails its end boundary, "lay" is followed by "s": nothing at 0; "ays" at 1
-    # has a Latin letter before it, so nothing matches at all
-    assert entries_per_row(m, ["lays1x", "lays1 x", "lay s"]) == [[], ["lays1"], ["lay"]]
+    # "lays12": "lays1" (ends in a digit) fails its end boundary, "lay" is followed by "s":
+    # nothing at 0; "ays" at 1 has a Latin letter before it, so nothing matches at all
+    assert entries_per_row(m, ["lays12", "lays1 x", "lay s", "lays1x"]) == [
+        [],
+        ["lays1"],
+        ["lay"],
+        ["lays1"],  # a digit then a letter: two words
+    ]
     # "小米mix" fails its end boundary in "小米mixer"; the shorter "小米" needs none
-    assert entries_per_row(m, ["小米mixer", "小米mix4"]) == [["小米"], ["小米"]]
+    assert entries_per_row(m, ["小米mixer", "小米mix4"]) == [["小米"], ["小米mix"]]
     assert entries_per_row(m, ["小米mix 4"]) == [["小米mix"]]
 
 
@@ -318,17 +328,21 @@ FRAGMENTS = [
     "苹果醋",
     "咖啡",
 ]
-ALPHABET = st.sampled_from(FRAGMENTS + list("abcdmikx13 -é雀巢小米果醋咖啡蘋Ａ"))
+ALPHABET = st.sampled_from(FRAGMENTS + list("abcdmikx13 -éəː雀巢小米果醋咖啡蘋Ａ"))
 
 
-def is_word(ch: str) -> bool:
-    return (
-        "0" <= ch <= "9"
-        or "a" <= ch <= "z"
+def word_class(ch: str) -> str:
+    """"digit", "letter" (Latin, IPA, Greek, Cyrillic) or "" (not part of a word)."""
+    if "0" <= ch <= "9":
+        return "digit"
+    letter = (
+        "a" <= ch <= "z"
         or "A" <= ch <= "Z"
-        or ("\u00c0" <= ch <= "\u024f" and ch not in "×÷")
+        or ("\u00c0" <= ch <= "\u02ff" and ch not in "×÷")
+        or "\u0370" <= ch <= "\u052f"
         or "\u1e00" <= ch <= "\u1eff"
     )
+    return "letter" if letter else ""
 
 
 def brute_force(text: str, entries: list[str]) -> list[str]:
@@ -342,9 +356,9 @@ def brute_force(text: str, entries: list[str]) -> list[str]:
             j = i + len(e)
             if not t.startswith(e, i):
                 continue
-            if is_word(e[0]) and i > 0 and is_word(t[i - 1]):
+            if word_class(e[0]) and i > 0 and word_class(t[i - 1]) == word_class(e[0]):
                 continue
-            if is_word(e[-1]) and j < len(t) and is_word(t[j]):
+            if word_class(e[-1]) and j < len(t) and word_class(t[j]) == word_class(e[-1]):
                 continue
             if len(e) > len(best):
                 best = e
@@ -401,3 +415,179 @@ def test_large_batch_equals_small_batches(seeds_matcher):
         ignore_index=True,
     )
     pd.testing.assert_frame_equal(whole, parts)
+
+
+# ---------------------------------------------------------------- context aliases and evidence
+
+CTX = small_matcher(
+    {
+        "b_huggies": ("好奇|Huggies", "cat_baby", "好奇"),
+        "b_midea": ("美的|Midea", "cat_appliance", "美的"),
+        "b_xiaomi": ("小米|Xiaomi|Redmi", "cat_digital", "小米"),
+        "b_nb": ("NB|New Balance", "cat_sportswear", "NB"),
+    },
+    {"cat_baby": "纸尿裤|奶粉", "cat_appliance": "空调", "cat_digital": "手机", "cat_sportswear": "跑鞋"},
+)
+
+
+def ctx_notes(rows: list[tuple[str, str, str, list[str]]]) -> pd.DataFrame:
+    """Notes (note_id, title, text, tags) on xiaohongshu, other columns as schemas.NOTES wants."""
+    return pd.DataFrame(
+        {
+            "platform": "xiaohongshu",
+            "note_id": [r[0] for r in rows],
+            "title": [r[1] for r in rows],
+            "text": [r[2] for r in rows],
+            "tags": [r[3] for r in rows],
+        }
+    )
+
+
+def test_context_alias_counts_only_in_context():
+    notes = ctx_notes(
+        [
+            ("n1", "好奇纸尿裤测评", "", []),  # the category keyword in the same field
+            ("n2", "", "对世界充满好奇", []),  # 'curious'
+            ("n3", "精美的礼物", "", []),  # 美的 inside 精美的, no appliance word
+            ("n4", "美的", "", ["空调"]),  # the keyword only in a tag still counts
+            ("n5", "Redmi K70", "小米真香", []),  # a plain alias of the brand confirms
+            ("n6", "这双NB跑鞋", "太NB了", []),
+            ("n7", "太NB了", "", []),  # 'awesome'
+            ("n8", "Midea", "", []),  # a plain alias needs no context
+        ]
+    )
+    got = CTX.note_brands(notes)
+    assert sorted(got[["note_id", "brand_id"]].itertuples(index=False, name=None)) == [
+        ("n1", "b_huggies"),
+        ("n4", "b_midea"),
+        ("n5", "b_xiaomi"),
+        ("n6", "b_nb"),
+        ("n8", "b_midea"),
+    ]
+
+
+def test_evidence_keeps_every_match_with_field_position_rule_and_context():
+    notes = ctx_notes(
+        [
+            ("n1", "好奇", "宝宝的纸尿裤选好奇", ["日常", "纸尿裤"]),
+            ("n2", "好奇", "", []),
+            ("n3", "Redmi K70", "小米真香", ["小米"]),
+        ]
+    )
+    ev = CTX.note_brand_evidence(notes)
+    assert list(ev.columns) == schemas.NOTE_BRAND_EVIDENCE.names
+    rows = [
+        (r.note_id, r.brand_id, r.field, r.field_index, r.position, r.alias, r.rule, r.is_counted)
+        + (None if pd.isna(r.context) else r.context,)
+        for r in ev.itertuples(index=False)
+    ]
+    assert rows == [
+        # the first confirming match in reading order (title, text, tags; then position)
+        ("n1", "b_huggies", "text", 0, 7, "好奇", "context", True, "纸尿裤"),
+        ("n1", "b_huggies", "title", 0, 0, "好奇", "context", True, "纸尿裤"),
+        ("n2", "b_huggies", "title", 0, 0, "好奇", "context", False, None),
+        ("n3", "b_xiaomi", "tags", 0, 0, "小米", "context", True, "redmi"),
+        ("n3", "b_xiaomi", "text", 0, 0, "小米", "context", True, "redmi"),
+        ("n3", "b_xiaomi", "title", 0, 0, "redmi", "plain", True, None),
+    ]
+    pd.testing.assert_frame_equal(
+        CTX.note_brands(notes),
+        schemas.conform(
+            schemas.NOTE_BRANDS,
+            ev.loc[ev["is_counted"], schemas.NOTE_BRANDS.names].drop_duplicates(ignore_index=True),
+        ),
+    )
+
+
+def test_evidence_positions_point_into_the_normalised_field():
+    notes = ctx_notes([("n1", "ＡＢ美的空调", "", ["x", "y", "New Balance跑鞋"])])
+    ev = CTX.note_brand_evidence(notes).set_index("brand_id")
+    assert (ev.loc["b_midea", "field"], ev.loc["b_midea", "position"]) == ("title", 2)
+    assert (ev.loc["b_nb", "field"], ev.loc["b_nb", "field_index"]) == ("tags", 2)
+
+
+def test_a_context_alias_in_a_query_is_the_brand():
+    s = pd.DataFrame({"search_id": ["s1", "s2", "s3"], "query": ["好奇", "美的", "NB 574"]})
+    got = CTX.search_categories(s)
+    assert sorted(got.itertuples(index=False, name=None)) == [
+        ("s1", "cat_baby"),
+        ("s2", "cat_appliance"),
+        ("s3", "cat_sportswear"),
+    ]
+    assert brands_per_row(CTX, ["好奇"]) == [{"b_huggies"}]
+
+
+def test_shipped_seeds_find_real_mentions_in_context(seeds_matcher):
+    notes = ctx_notes(
+        [
+            ("n1", "美的空调真的省电", "", []),
+            ("n2", "好奇纸尿裤", "", []),
+            ("n3", "", "对未知充满好奇", []),
+            ("n4", "小而美的创新探索", "", []),
+            ("n5", "逛了两个AI圈的活动", "CAMEL-AI / Anthropic 的人都在", []),
+            ("n6", "太NB了", "真的好NB", []),
+            ("n7", "华为mate60", "", []),
+        ]
+    )
+    got = seeds_matcher.note_brands(notes)
+    assert sorted(got[["note_id", "brand_id"]].itertuples(index=False, name=None)) == [
+        ("n1", "b_midea"),
+        ("n2", "b_huggies"),
+        ("n7", "b_huawei"),
+    ]
+
+
+def plain_note_brands(m: Matcher, notes: pd.DataFrame) -> set[tuple[str, str]]:
+    """SPEC 4 with context aliases written out note by note over brute-force scans."""
+    out = set()
+    for r in notes.itertuples(index=False):
+        fields = [r.title, r.text, *r.tags]
+        found = [e for f in fields for e in brute_force(f, list(m.entries))]
+        brands = {(b, e) for e in found for b in m_brands(m, e)}
+        cats = {c for e in found for c in m_keyword_categories(m, e)}
+        plain = {b for b, e in brands if not m_is_context(m, e, b)}
+        for b, e in brands:
+            cat = m.category_ids[m.brand_category[m.brand_ids.index(b)]]
+            if not m_is_context(m, e, b) or cat in cats or b in plain:
+                out.add((r.note_id, b))
+    return out
+
+
+def m_brands(m: Matcher, entry: str) -> list[str]:
+    i = m.entries.index(entry)
+    return [m.brand_ids[c] for c in m.entry_brands.codes[m.entry_brands.offsets[i] : m.entry_brands.offsets[i + 1]]]
+
+
+def m_keyword_categories(m: Matcher, entry: str) -> list[str]:
+    t, i = m.entry_keyword_categories, m.entries.index(entry)
+    return [m.category_ids[c] for c in t.codes[t.offsets[i] : t.offsets[i + 1]]]
+
+
+def m_is_context(m: Matcher, entry: str, brand: str) -> bool:
+    key = m.entries.index(entry) * len(m.brand_ids) + m.brand_ids.index(brand)
+    return bool(np.isin(key, m.context_keys))
+
+
+CTX_WORDS = st.sampled_from(
+    ["好奇", "美的", "精美的", "小米", "redmi", "nb", "new balance", "纸尿裤", "空调", "手机", "跑鞋", " ", "的", "x"]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(CTX_WORDS, max_size=4).map("".join),
+            st.lists(CTX_WORDS, max_size=6).map("".join),
+            st.lists(st.lists(CTX_WORDS, max_size=2).map("".join), max_size=3),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_note_brands_agree_with_a_plain_reading_of_the_context_rule(rows):
+    notes = ctx_notes([(f"n{i}", *r) for i, r in enumerate(rows)])
+    got = CTX.note_brands(notes)
+    assert set(got[["note_id", "brand_id"]].itertuples(index=False, name=None)) == plain_note_brands(
+        CTX, notes
+    )

@@ -1,6 +1,6 @@
-"""Warehouse migrations on SQLite and the real PostgreSQL: the baseline is the declaration,
-upgrades are idempotent, publishing works on a migrated warehouse and the views return the
-expected rows."""
+"""Warehouse migrations on SQLite and the real PostgreSQL: the head is the declaration, the
+baseline is the frozen 0.1.0 contract, a 0.1.0 warehouse walks up to the head and back, upgrades
+are idempotent, publishing works on a migrated warehouse and the views return the expected rows."""
 
 from __future__ import annotations
 
@@ -20,6 +20,22 @@ from pipelines.migrations import views
 
 D1, D2, D3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
 VIEW_NAMES = {v.name for v in views.VIEWS}
+BASELINE, RESTATED = "0001_baseline", "0002_restatements"
+# The 0.1.0 contract, as released: its tables and views, and its fingerprint.
+V010_TABLES = {
+    "fct_touches",
+    "fct_search_pairs",
+    "fct_seeded_orders",
+    "fct_attribution_credits",
+    "agg_brand_funnel_daily",
+    "agg_conversion_uplift",
+    "brand_boost_signals",
+    "dq_results",
+    "quarantine",
+    "ingest_files",
+}
+V010_VIEWS = {"v_brand_boost_latest", "v_brand_funnel_final"}
+V010_CONTRACT = "c3bf3b16101a2046"
 
 
 def _frame(t: schemas.Table, n: int, **values) -> pd.DataFrame:
@@ -94,6 +110,17 @@ def test_publish_after_upgrade_and_the_views_return_the_expected_rows(warehouse_
     assert latest.score.tolist() == [0.7, 0.2]
     assert set(pd.to_datetime(latest.as_of_dt).dt.date) == {D2}
 
+    restated, daily_name = schemas.RESTATEMENTS, schemas.AGG_BRAND_FUNNEL_DAILY.name
+    # Restatements of r1 (D1 was final, D2 was not) and r2 (D1 again): the view keeps the final ones.
+    log = _frame(
+        restated, 3, dt=[D1, D2, D1], table_name=daily_name, was_final=[True, False, True], run_id=["r1", "r1", "r2"]
+    )
+    warehouse.publish(engine, {restated.name: log}, {})
+    final_restated = _read(engine, "SELECT * FROM v_final_restatements ORDER BY run_id")
+    assert list(final_restated.columns) == restated.names
+    assert final_restated.run_id.tolist() == ["r1", "r2"]
+    assert set(pd.to_datetime(final_restated.dt).dt.date) == {D1}
+
     daily = schemas.AGG_BRAND_FUNNEL_DAILY
     # D1 is final for both brands, D2 is final for b1 only, D3 is open.
     rows = pd.concat(
@@ -156,14 +183,144 @@ def test_concurrent_upgrades_in_one_process_take_turns(sqlite_url, tmp_path):
 
 
 def test_adopts_a_warehouse_made_by_create_all(sqlite_url):
+    # Today's create_all makes every declared table, restatements included: 0001 adopts the
+    # 0.1.0 tables, 0002 adopts restatements.
     engine = warehouse.make_engine(sqlite_url)
     warehouse.create_all(engine)
     boost = _frame(schemas.BRAND_BOOST_SIGNALS, 2, user_id=["u1", "u2"])
     warehouse.publish(engine, {"brand_boost_signals": boost}, {"brand_boost_signals": [D1]})
+    restated = _frame(schemas.RESTATEMENTS, 1, table_name="brand_boost_signals", was_final=True)
+    warehouse.publish(engine, {"restatements": restated}, {})
     assert db.current(sqlite_url) is None
 
     assert db.upgrade(sqlite_url) == db.head()
     assert len(_read(engine, "SELECT * FROM v_brand_boost_latest")) == 2  # data kept, views made
+    assert len(_read(engine, "SELECT * FROM v_final_restatements")) == 1
+    engine.dispose()
+
+
+def test_adopts_a_warehouse_made_by_the_0_1_0_create_all(warehouse_url):
+    # A warehouse made before migrations existed, by 0.1.0: exactly the 0.1.0 tables and indexes.
+    baseline = db.revision_module(BASELINE)
+    made = sa.MetaData()
+    for t in baseline.TABLES:
+        sa.Table(t.name, made, *(c.column() for c in t.columns), sa.Index(t.index, t.partition), comment=t.comment)
+    engine = warehouse.make_engine(warehouse_url)
+    made.create_all(engine)
+    boost = _frame(schemas.BRAND_BOOST_SIGNALS, 2, user_id=["u1", "u2"])
+    warehouse.publish(engine, {"brand_boost_signals": boost}, {"brand_boost_signals": [D1]})
+    assert db.current(warehouse_url) is None
+
+    assert db.upgrade(warehouse_url) == db.head()
+    assert len(_read(engine, "SELECT * FROM v_brand_boost_latest")) == 2
+    _assert_is_the_declaration(engine)
+    engine.dispose()
+
+
+def _assert_is_the_declaration(engine: sa.Engine) -> None:
+    """The warehouse holds exactly the declared tables, indexes, comments and views."""
+    insp = sa.inspect(engine)
+    assert set(insp.get_table_names()) == set(warehouse.TABLES) | {"alembic_version"}
+    assert set(insp.get_view_names()) == VIEW_NAMES
+    for v in views.VIEWS:
+        assert [c["name"] for c in insp.get_columns(v.name)] == schemas.table(v.source).names
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), warehouse.metadata)
+    assert diff == []
+
+
+def _assert_is_0_1_0(engine: sa.Engine) -> None:
+    """The warehouse holds exactly the 0.1.0 contract (as the frozen baseline states it)."""
+    insp = sa.inspect(engine)
+    assert set(insp.get_table_names()) == V010_TABLES | {"alembic_version"}
+    assert set(insp.get_view_names()) == V010_VIEWS
+    for t in db.revision_module(BASELINE).TABLES:
+        found = insp.get_columns(t.name)
+        assert [(c["name"], c["nullable"]) for c in found] == [(c.name, c.nullable) for c in t.columns], t.name
+        assert {i["name"]: i["column_names"] for i in insp.get_indexes(t.name)} == {t.index: [t.partition]}, t.name
+
+
+def test_a_0_1_0_warehouse_walks_to_the_head_and_back(warehouse_url):
+    assert db.upgrade(warehouse_url, BASELINE) == BASELINE
+    engine = warehouse.make_engine(warehouse_url)
+    _assert_is_0_1_0(engine)
+    # 0.1.0 data: a funnel table and a log.
+    boost = _frame(schemas.BRAND_BOOST_SIGNALS, 2, as_of_dt=D1, user_id=["u1", "u2"])
+    quarantine = _frame(schemas.QUARANTINE, 3, row_number=[1, 2, 3], run_id="r1")
+    warehouse.publish(engine, {"brand_boost_signals": boost, "quarantine": quarantine}, {"brand_boost_signals": [D1]})
+
+    assert db.db_upgrade_command(warehouse_url).endswith(f"upgraded from {BASELINE} to revision {db.head()} (head)")
+    assert db.current(warehouse_url) == db.head()
+    _assert_is_the_declaration(engine)
+    assert len(_read(engine, "SELECT * FROM v_brand_boost_latest")) == 2  # data kept
+    assert len(warehouse.read_table(engine, "quarantine")) == 3
+    indexes = {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("restatements")}
+    assert indexes == {"ix_restatements_dt": ["dt"]}
+
+    # At 0.2.0 the logs grow: a re-run of the day appends, restatements records what was rewritten.
+    again = _frame(schemas.QUARANTINE, 2, row_number=[1, 2], run_id="r2")
+    restated = _frame(schemas.RESTATEMENTS, 1, table_name="brand_boost_signals", run_id="r2")
+    warehouse.publish(engine, {"quarantine": again, "restatements": restated}, {"quarantine": [D1]})
+    assert sorted(warehouse.read_table(engine, "quarantine").run_id) == ["r1"] * 3 + ["r2"] * 2
+    assert len(warehouse.read_table(engine, "restatements")) == 1
+
+    # Down to 0.1.0: restatements and its view go, everything else stays as it was.
+    assert db.downgrade(warehouse_url, BASELINE) == BASELINE
+    _assert_is_0_1_0(engine)
+    assert len(_read(engine, "SELECT * FROM v_brand_boost_latest")) == 2
+    assert len(warehouse.read_table(engine, "quarantine")) == 5
+    # And up again.
+    assert db.upgrade(warehouse_url) == db.head()
+    _assert_is_the_declaration(engine)
+    assert warehouse.read_table(engine, "restatements").empty
+    engine.dispose()
+
+
+def test_every_revision_steps_up_and_down_one_at_a_time(warehouse_url):
+    # The stairway: each revision's upgrade and downgrade, alone, in order and back.
+    revisions = db.revisions()
+    assert revisions[:2] == [BASELINE, RESTATED] and revisions[-1] == db.head()
+    for rev in revisions:
+        assert db.upgrade(warehouse_url, "+1") == rev
+    for rev in reversed([None, *revisions[:-1]]):
+        assert db.downgrade(warehouse_url, "-1") == rev
+    engine = warehouse.make_engine(warehouse_url)
+    insp = sa.inspect(engine)
+    assert set(insp.get_table_names()) <= {"alembic_version"} and not insp.get_view_names()
+    engine.dispose()
+
+
+def test_a_fresh_warehouse_walks_0_1_0_first():
+    # An empty warehouse is not created at the head contract: it runs the frozen baseline, then
+    # each later revision, like every warehouse made at 0.1.0.
+    for dialect in ("sqlite", "postgresql"):
+        sql = db.render_sql(dialect)
+        assert sql.index(f"Running upgrade  -> {BASELINE}") < sql.index(f"Running upgrade {BASELINE} -> {RESTATED}")
+        baseline = db.render_sql(dialect, BASELINE)
+        assert "restatements" not in baseline
+        for name in V010_TABLES:
+            assert f"CREATE TABLE {name} (" in baseline
+
+
+def test_baseline_is_the_frozen_0_1_0_contract():
+    # 0001 states its tables and views literally; they hash to the 0.1.0 fingerprint, whatever
+    # pipelines/schemas.py declares today.
+    baseline = db.revision_module(BASELINE)
+    assert baseline.contract == V010_CONTRACT
+    assert db.fingerprint(baseline.TABLES, baseline.VIEWS) == V010_CONTRACT
+    assert {t.name for t in baseline.TABLES} == V010_TABLES
+    assert {v.name for v in baseline.VIEWS} == V010_VIEWS
+
+
+def test_refuses_a_foreign_restatements_table(warehouse_url):
+    db.upgrade(warehouse_url, BASELINE)
+    engine = warehouse.make_engine(warehouse_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE restatements (dt DATE, note TEXT)")
+    with pytest.raises(RuntimeError, match=r"restatements.*missing.*run_id.*unexpected.*note.*seedfunnel 0\.2\.0"):
+        db.upgrade(warehouse_url)
+    assert db.current(warehouse_url) == BASELINE  # rolled back: still 0.1.0
+    assert "v_final_restatements" not in sa.inspect(engine).get_view_names()
     engine.dispose()
 
 
@@ -180,7 +337,7 @@ def test_refuses_a_foreign_table_of_the_same_name(warehouse_url):
 
 
 def test_unknown_revision_names_the_known_ones(sqlite_url):
-    with pytest.raises(RuntimeError, match=r"'nope'.*Known revisions: 0001_baseline"):
+    with pytest.raises(RuntimeError, match=r"'nope'.*Known revisions: 0001_baseline, 0002_restatements"):
         db.upgrade(sqlite_url, "nope")
 
 

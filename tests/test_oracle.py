@@ -135,8 +135,8 @@ def test_pair_window_edges(edges):
     assert p.converted_brand_ids == "B1|B2" and p.is_converted
     # The xiaohongshu read at T is not before the search: the last touch is the douyin like.
     assert p.last_touch_platform == "douyin"
-    # end = D+3, conversion window 3 days: D is final.
-    assert p.is_final and p["dt"] == D
+    # end = D+3, conversion window 3 days: D + 3 < end fails, D is not final yet (the edge).
+    assert not p.is_final and p["dt"] == D
 
 
 def test_seeded_orders_and_anchor(edges):
@@ -263,7 +263,10 @@ def test_uplift_and_interval():
 
 
 def test_uplift_not_final_until_window_closes():
-    out = compute(world(exposures=[], links=[], searches=[]), FunnelParams(), D, D + timedelta(days=3), "r")
+    empty = world(exposures=[], links=[], searches=[])
+    out = compute(empty, FunnelParams(), D, D + timedelta(days=3), "r")
+    assert not out["agg_conversion_uplift"].is_final.any()  # D + 3 < D + 3 fails
+    out = compute(empty, FunnelParams(), D, D + timedelta(days=4), "r")
     up = out["agg_conversion_uplift"]
     assert set(up.loc[up.is_final, "dt"]) == {D}
     assert len(out["fct_touches"]) == 0 and len(out["brand_boost_signals"]) == 0
@@ -332,13 +335,90 @@ def test_boost_signal():
     assert top1["brand_boost_signals"].brand_id.tolist() == ["B1"]
 
 
-def test_conflicting_duplicate_is_a_clear_error():
+def test_conflicting_versions_in_one_delivery_are_a_clear_error():
     searches = [
         {"search_id": "s1", "user_id": "u1", "event_time": T, "cats": []},
         {"search_id": "s1", "user_id": "u2", "event_time": T, "cats": []},
     ]
-    with pytest.raises(ValueError, match=r"searches: key \{'search_id': 's1'\} has conflicting rows at positions \[0, 1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"searches: key \{'search_id': 's1'\} has conflicting rows in delivery dt=2026-03-10 "
+        r"at positions \[0, 1\]",
+    ):
         compute(world(exposures=[], links=[], searches=searches), FunnelParams(), D, D, "r")
+    # In two deliveries they are two versions: the later one wins.
+    searches[1]["dt"] = D + timedelta(days=1)
+    out = compute(world(exposures=[], links=[], searches=searches), FunnelParams(), D, D, "r")
+    assert out["fct_search_pairs"].empty  # no category: no pair, and no error
+
+
+def test_latest_delivery_wins():
+    """Orders, searches and id links: a later delivery (larger dt) is a new version of the key."""
+    d1, d2 = D + timedelta(days=1), D + timedelta(days=2)
+    links = [
+        # e1 was u1's; the latest delivery naming it corrects it to u2, even at a lower confidence.
+        {"platform": "xiaohongshu", "ext_user_id": "e1", "user_id": "u1", "confidence": 1.0},
+        {"platform": "xiaohongshu", "ext_user_id": "e1", "user_id": "u2", "confidence": 0.85, "dt": d1},
+        # e3 was u3's, then revoked with confidence 0.
+        {"platform": "douyin", "ext_user_id": "e3", "user_id": "u3", "confidence": 1.0},
+        {"platform": "douyin", "ext_user_id": "e3", "user_id": "u3", "confidence": 0.0, "dt": d2},
+    ]
+    exposures = [exposure("xiaohongshu", "n1", "e1", T - H), exposure("douyin", "n2", "e3", T - H)]
+    searches = [
+        {"search_id": "s2", "user_id": "u2", "event_time": T, "cats": ["C1"]},
+        {"search_id": "s3", "user_id": "u3", "event_time": T, "cats": ["C1"]},
+        # s9 was first u1's (who no longer touches anything); later delivered as u2's at T + 1 h.
+        {"search_id": "s9", "user_id": "u1", "event_time": T, "cats": ["C1"]},
+        {"search_id": "s9", "user_id": "u2", "event_time": T + H, "cats": ["C1"], "dt": d1},
+    ]
+    order = {"user_id": "u2", "brand_id": "B1", "paid_at": T + 2 * H}
+    orders = [
+        # o1: paid, then refunded in a later delivery (the rows' order does not matter).
+        {**order, "order_id": "o1", "amount_fen": 100, "status": "refunded", "dt": d1},
+        {**order, "order_id": "o1", "amount_fen": 100},
+        # o2: its amount corrected twice; the latest delivery holds 900.
+        {**order, "order_id": "o2", "amount_fen": 900, "dt": d2},
+        {**order, "order_id": "o2", "amount_fen": 300},
+        {**order, "order_id": "o2", "amount_fen": 600, "dt": d1},
+    ]
+    out = compute(world(exposures=exposures, links=links, searches=searches, orders=orders), FunnelParams(), D, D, "r")
+    assert sorted(out["fct_touches"].user_id) == ["u2"]  # e1 is u2's now; e3 links nobody
+    pairs = out["fct_search_pairs"]
+    s9 = row(pairs, search_id="s9")
+    assert (s9.user_id, s9.searched_at, s9.is_seeded) == ("u2", T + H, True)
+    assert not row(pairs, search_id="s3").is_seeded
+    # o2 is anchored on s9 (the later of u2's seeded searches); o1 no longer counts.
+    orders_out = out["fct_seeded_orders"]
+    assert orders_out.order_id.tolist() == ["o2"] and orders_out.amount_fen.tolist() == [900]
+    assert orders_out.anchor_search_id.tolist() == ["s9"]
+    credits = out["fct_attribution_credits"]
+    assert set(credits.order_id) == {"o2"}
+    assert credits.groupby("model").credit_fen.sum().tolist() == pytest.approx([900] * 5, rel=1e-12)
+    assert row(out["agg_brand_funnel_daily"], brand_id="B1", platform="all").seeded_gmv_fen == 900
+
+
+def test_boost_snapshot_of_every_day():
+    """As of the end of each day of start..end, from the exposures before that day's as_of."""
+    e0 = as_of(D)
+    links = [{"platform": "douyin", "ext_user_id": "e1", "user_id": "u1", "confidence": 1.0}]
+    exposures = [
+        exposure("douyin", "n2", "e1", e0 - DAY, "read"),
+        exposure("douyin", "n2", "e1", e0 + 6 * H, "share"),  # after D's as_of
+        exposure("douyin", "n2", "e1", e0 + DAY, "like"),  # at D+1's as_of: only in D+2's
+    ]
+    out = compute(world(exposures=exposures, links=links, searches=[]), FunnelParams(), D, D + timedelta(days=2), "r")
+    boost = out["brand_boost_signals"]
+    b1 = boost[boost.brand_id == "B1"].set_index("as_of_dt").raw
+    assert b1.index.tolist() == [D, D + timedelta(days=1), D + timedelta(days=2)]
+    assert b1.tolist() == pytest.approx(
+        [
+            2 ** (-1 / 3),
+            2 ** (-2 / 3) + 2.5 * 2 ** (-0.75 / 3),
+            2**-1 + 2.5 * 2 ** (-1.75 / 3) + 1.5 * 2 ** (-1 / 3),
+        ],
+        rel=1e-12,
+    )
+    assert len(boost) == 6  # B1 and B2 (both on n2) every day
 
 
 def test_search_with_two_categories_makes_two_pairs():

@@ -7,22 +7,28 @@ xdist workers (a file lock); each defect test mutates its own copy.
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import hashlib
+import importlib.util
 import json
+import re
 import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from browser import chromium, offline
 from typer.testing import CliRunner
 
 from pipelines import lake, runner, schemas, warehouse
 from pipelines.cli import app
-from pipelines.quality import checks, suites
+from pipelines.quality import checks, data_docs, suites
 from pipelines.quality.validate import QualityGateError, data_docs_index, gate, validate_day
 from pipelines.settings import Settings
 from pipelines.simulate import simulate_world
+from pipelines.simulate.arrival import ArrivalParams
 
 START, RUN_DAYS, WORLD_DAYS, USERS = date(2026, 3, 1), 3, 4, 400
 DAY = START + timedelta(days=RUN_DAYS - 1)  # the last day run, the one defects are planted in
@@ -38,10 +44,12 @@ def world(tmp_path_factory) -> Path:
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (root / "done").exists():
+            # In order: a clean baseline the defects below are planted in (test_arrival covers late data).
             simulate_world(
-                root / "landing", users=USERS, days=WORLD_DAYS, start=START, seed=5, seeds_dir=Settings().seeds
+                root / "landing", users=USERS, days=WORLD_DAYS, start=START, seed=5, seeds_dir=Settings().seeds,
+                arrival=ArrivalParams.in_order(),
             )
-            runner.run_days(_settings(root), START, DAY)
+            runner.run_days(_settings(root), START, DAY, each_day=True)
             (root / "done").touch()
     return root
 
@@ -211,13 +219,14 @@ def test_credits_that_do_not_sum_block_publishing_and_keep_the_warehouse(world, 
     after = _warehouse(settings)
     _assert_untouched(before, after)
     dq = after[schemas.DQ_RESULTS.name]
-    today = dq[dq["dt"].eq(DAY)]
-    assert len(today) == EXPECTATIONS
-    assert set(today.loc[~today["success"], "expectation"]) == {failed_id}
-    # Earlier days' results stay.
+    old_runs = set(before[schemas.DQ_RESULTS.name]["run_id"])
+    blocked = dq[~dq["run_id"].isin(old_runs)]
+    assert len(blocked) == EXPECTATIONS and set(blocked["dt"]) == {DAY}
+    assert set(blocked.loc[~blocked["success"], "expectation"]) == {failed_id}
+    # dq_results is a log: every earlier run's results stay as they were.
     key = list(schemas.DQ_RESULTS.key)
-    earlier = [f[f["dt"].lt(DAY)].sort_values(key, ignore_index=True) for f in (dq, before[schemas.DQ_RESULTS.name])]
-    assert len(earlier[0]) == (RUN_DAYS - 1) * EXPECTATIONS
+    earlier = [f[f["run_id"].isin(old_runs)].sort_values(key, ignore_index=True) for f in (dq, before[schemas.DQ_RESULTS.name])]
+    assert len(earlier[0]) == RUN_DAYS * EXPECTATIONS
     pd.testing.assert_frame_equal(*earlier)
 
 
@@ -263,27 +272,79 @@ def test_cli_validate_prints_the_results_and_exits_1_on_a_critical_failure(world
     assert data_docs_index(settings).exists()
 
 
-def test_data_docs_open_in_chromium_and_show_the_latest_validation(world):
-    from playwright.sync_api import sync_playwright
+def test_data_docs_load_nothing_from_the_network_and_vendor_what_gx_asked_for(world):
+    site = data_docs_index(_settings(world)).parent
+    assert data_docs.external_resources(site) == []
+    # Every address GX writes is served by a vendored file, shipped with its package's license.
+    for url, file in data_docs.CDN_FILES.items():
+        assert (site / data_docs.SITE_VENDOR / file).is_file(), url
+        package = data_docs.VENDOR_DIR / Path(file).parts[0]
+        assert list(package.glob("LICENSE*")), f"{package.name} ships no license"
+    # The files are the ones GX asked for: where its templates pin a hash (subresource integrity),
+    # the vendored file has it.
+    gx = Path(importlib.util.find_spec("great_expectations").submodule_search_locations[0])  # not imported: slow
+    templates = gx / "render" / "view" / "templates"
+    pinned = re.findall(r'src="([^"]+)" integrity="(sha384-[^"]+)"', (templates / "js_script_imports.j2").read_text())
+    assert len(pinned) >= 2
+    for url, integrity in pinned:
+        digest = hashlib.sha384((data_docs.VENDOR_DIR / data_docs.CDN_FILES[url]).read_bytes()).digest()
+        assert "sha384-" + base64.b64encode(digest).decode() == integrity, url
 
-    index = data_docs_index(_settings(world))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(index.resolve().as_uri())
-            # The summary is static HTML: it shows offline, where GX's CDN-scripted table stays empty.
-            summary = page.locator("#seedfunnel-latest-validation")
-            assert f"Latest validation: {DAY} (run-{DAY})" in summary.inner_text()
-            assert f"{EXPECTATIONS} expectations, 0 critical and 0 warning failure(s)" in summary.inner_text()
-            links = summary.locator("a")
-            assert sorted(links.all_inner_texts()) == sorted(suites.build_suites())
-            summary.locator("a", has_text="check_credit_sums").click()
-            page.wait_for_load_state()
-            body = page.inner_text("body")
-            assert "Succeeded" in body and "abs_diff_fen" in body
-        finally:
-            browser.close()
+
+# Bootstrap, bootstrap-table (scripted), Font Awesome and Vega, as a page of the site shows them.
+DATA_DOCS_PROBE = """async () => {
+  await document.fonts.ready;
+  const style = (sel, prop) => { const e = document.querySelector(sel); return e && getComputedStyle(e)[prop]; };
+  return {
+    navbar: style('nav.navbar', 'display'),
+    container: style('.container-fluid', 'paddingLeft'),
+    tables: document.querySelectorAll('div.bootstrap-table').length,
+    icons: document.fonts.check('900 16px "Font Awesome 6 Free"'),
+    vega: typeof vegaEmbed,
+    logo: Array.from(document.images).every(i => i.complete && i.naturalWidth > 0),
+  };
+}"""
+
+
+def test_data_docs_render_styled_offline_and_show_the_latest_validation(world):
+    settings = _settings(world)
+    engine = warehouse.make_engine(settings.resolved_warehouse_url())
+    try:
+        dq = warehouse.read_table(engine, schemas.DQ_RESULTS.name)
+    finally:
+        engine.dispose()
+    today = dq[dq["dt"].eq(DAY)]
+    (run_id,) = today["run_id"].unique()
+    failed = today[~today["success"]]
+    index = data_docs_index(settings)
+    with chromium() as browser, offline(browser, index.parent) as visit:
+        page = visit.page
+        page.goto(index.resolve().as_uri())
+        # The summary is static HTML above GX's scripted list.
+        summary = page.locator("#seedfunnel-latest-validation")
+        assert f"Latest validation: {DAY} ({run_id})" in summary.inner_text()
+        assert (
+            f"{EXPECTATIONS} expectations, {failed['severity'].eq('critical').sum()} critical and "
+            f"{failed['severity'].eq('warning').sum()} warning failure(s)"
+        ) in summary.inner_text()
+        links = summary.locator("a")
+        assert sorted(links.all_inner_texts()) == sorted(suites.build_suites())
+        styled = {"navbar": "flex", "container": "48px", "icons": True, "vega": "function", "logo": True}
+        shown = page.evaluate(DATA_DOCS_PROBE)
+        assert {k: shown[k] for k in styled} == styled and shown["tables"] >= 1
+        # GX's own list of validations, filled in by bootstrap-table from the page's data.
+        assert page.locator("div.bootstrap-table tbody tr").count() >= 10
+
+        summary.locator("a", has_text="check_credit_sums").click()
+        page.wait_for_load_state("load")
+        body = page.inner_text("body")
+        assert "Succeeded" in body and "abs_diff_fen" in body
+        shown = page.evaluate(DATA_DOCS_PROBE)
+        assert {k: shown[k] for k in styled} == styled and shown["tables"] >= 1
+    # Both pages read files of the site only; nothing tried to leave the machine, nothing failed.
+    assert len(visit.requests) > 20
+    assert visit.outside() == [] and visit.blocked == [] and visit.failed == []
+    assert visit.problems == []
 
 
 def test_cli_validate_explains_itself_and_a_day_never_run(tmp_path):

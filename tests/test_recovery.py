@@ -18,7 +18,6 @@ import pytest
 from pipelines import runner, schemas
 from pipelines.funnel import engine
 from pipelines.funnel.uplift import with_uplift
-from pipelines.ingest.day import ingest_days
 from pipelines.settings import Settings
 from pipelines.simulate import simulate_world
 
@@ -31,8 +30,8 @@ def measured(tmp_path_factory):
     simulate_world(root / "landing", users=20_000, days=DAYS, start=START, seed=3, seeds_dir=Settings().seeds)
     settings = Settings(home=root / "home", landing=root / "landing")
     end = START + timedelta(days=DAYS - 1)
-    ingest_days(settings, START, end)
-    out = engine.compute(runner.load_inputs(settings, end, since=START), settings.funnel, START, end, "t")
+    runner.stage_ingest(settings, end)
+    out = engine.compute(runner.load_inputs(settings), settings.funnel, START, end, "t")
     truth = json.loads((root / "landing" / "ground_truth.json").read_text())
     return out, truth
 

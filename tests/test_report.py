@@ -4,8 +4,13 @@ the warehouse tables, and text from the data (brand names, note titles, queries,
 
 from __future__ import annotations
 
+import base64
+import logging
 import math
 import shutil
+import struct
+import warnings
+import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -13,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from browser import chromium, offline
 
 from pipelines import db, lake, runner, schemas, warehouse
 from pipelines.report import FOLDER, NoDataError, build_report, charts, data
@@ -22,7 +28,7 @@ from pipelines.simulate import simulate_world
 START, DAYS = date(2026, 3, 1), 3
 DAY = START + timedelta(days=DAYS - 1)
 CHARTS = ("funnel", "search_back_rate", "uplift", "attribution_platform", "attribution_creator", "boost")
-CHROMIUM = "/usr/bin/chromium"
+SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = {
     "script": "<script>alert(1)</script>",
     "img": '<img src=x onerror="document.title=\'pwned\'">',
@@ -48,56 +54,96 @@ READ_CHARTS = """() => Array.from(document.querySelectorAll('figure.chart')).map
   chart: f.dataset.chart,
   loaded: f.querySelector('img').complete && f.querySelector('img').naturalWidth > 100,
   rows: f.querySelectorAll('table.numbers tbody tr[data-key]').length,
+  src: f.querySelector('img').getAttribute('src'),
 }))"""
+PROBE = """() => ({
+  scripts: document.querySelectorAll('script').length,
+  pwned: document.querySelectorAll('#pwned').length,
+  title: document.title,
+  cells: Array.from(document.querySelectorAll('td[data-col]')).map(td => td.textContent),
+  imgs: Array.from(document.querySelectorAll('img')).map(i => i.getAttribute('src').slice(0, 26)),
+  header_background: getComputedStyle(document.querySelector('header')).backgroundColor,
+  kpis_display: getComputedStyle(document.querySelector('.kpis')).display,
+})"""
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A small simulated world run through every stage; the last run wrote the report."""
+    """A small simulated world run through every stage; the last run wrote the report.
+
+    Also returns what matplotlib warned or logged (at WARNING and above) while the report was drawn.
+    """
     root = tmp_path_factory.mktemp("report")
     settings = Settings(
         home=root / "home", landing=root / "landing", warehouse_url=f"sqlite:///{root / 'w.sqlite'}"
     )
     simulate_world(settings.landing, users=500, days=DAYS, start=START, seed=21, seeds_dir=settings.seeds)
-    summary = runner.run_days(settings, START, DAY)
-    return settings, summary
-
-
-def _open(path, screenshot=None):
-    """Load ``path`` in headless Chromium; returns (tables, charts, console problems, dialogs, probe)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            problems, dialogs = [], []
-            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(path.resolve().as_uri())
-            page.wait_for_load_state("load")
-            if screenshot:
-                page.screenshot(path=str(screenshot), full_page=True)
-            probe = page.evaluate(
-                """() => ({
-                  scripts: document.querySelectorAll('script').length,
-                  pwned: document.querySelectorAll('#pwned').length,
-                  title: document.title,
-                  cells: Array.from(document.querySelectorAll('td[data-col]')).map(td => td.textContent),
-                  imgs: Array.from(document.querySelectorAll('img')).map(i => i.getAttribute('src').slice(0, 26)),
-                })"""
-            )
-            return page.evaluate(READ_TABLES), page.evaluate(READ_CHARTS), problems, dialogs, probe
-        finally:
-            browser.close()
+    logged = _Records()
+    logging.getLogger("matplotlib").addHandler(logged)
+    try:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            summary = runner.run_days(settings, START, DAY)
+    finally:
+        logging.getLogger("matplotlib").removeHandler(logged)
+    drawing = [str(w.message) for w in warned if "matplotlib" in w.filename] + logged.messages
+    return settings, summary, drawing
 
 
 @pytest.fixture(scope="module")
-def page(world, tmp_path_factory):
-    settings, summary = world
+def browser():
+    """One headless Chromium for the module's pages, with the network cut off per page."""
+    with chromium() as b:
+        yield b
+
+
+def _open(browser, settings: Settings, path: Path, screenshot=None) -> dict:
+    """Load ``path`` with the network cut off; the page may read files under the reports folder only."""
+    with offline(browser, settings.reports, viewport={"width": 1300, "height": 900}) as visit:
+        dialogs: list[str] = []
+        visit.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        visit.page.goto(path.resolve().as_uri())
+        visit.page.wait_for_load_state("load")
+        if screenshot:
+            visit.page.screenshot(path=str(screenshot), full_page=True)
+        return {
+            "tables": visit.page.evaluate(READ_TABLES),
+            "charts": visit.page.evaluate(READ_CHARTS),
+            "probe": visit.page.evaluate(PROBE),
+            "problems": visit.problems,
+            "dialogs": dialogs,
+            "outside": visit.outside(),
+            "blocked": visit.blocked,
+            "requests": visit.requests,
+        }
+
+
+@pytest.fixture(scope="module")
+def page(world, browser, tmp_path_factory):
+    settings, _, _ = world
     shot = tmp_path_factory.mktemp("shots") / "report.png"
-    tables, charts_found, problems, dialogs, probe = _open(settings.reports / FOLDER / f"{DAY}.html", shot)
-    return {"tables": tables, "charts": charts_found, "problems": problems, "dialogs": dialogs, "probe": probe, "shot": shot}
+    return {**_open(browser, settings, settings.reports / FOLDER / f"{DAY}.html", shot), "shot": shot}
+
+
+def _shown(text: str) -> str:
+    """A label as the chart shows it: shortened by charts.label, its escaped ``$`` shown plain."""
+    return charts.label(text).replace("\\$", "$")
+
+
+def _svg_texts(src: str) -> list[str]:
+    """The text elements of a chart's SVG data URI (parsed as XML: the image is well-formed)."""
+    assert src.startswith("data:image/svg+xml;base64,")
+    root = ET.fromstring(base64.b64decode(src.split(",", 1)[1]))
+    return ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
 
 
 def _engine(settings):
@@ -117,11 +163,11 @@ def _num(value: str) -> float:
 
 
 def test_the_run_writes_the_report_and_the_index(world):
-    settings, summary = world
+    settings, summary, _ = world
     path = settings.reports / FOLDER / f"{DAY}.html"
     assert summary.days[-1].report == str(path) and path.stat().st_size > 50_000
     # Only the last day of a multi-day run writes a report (earlier days are rewritten by later runs).
-    assert [d.report for d in summary.days[:-1]] == [None] * (DAYS - 1)
+    assert all(d.report is None for d in summary.days[:-1])
     assert ("report", str(path.resolve())) in summary.locations()
     index = (settings.reports / "index.html").read_text(encoding="utf-8")
     assert f'href="{FOLDER}/{DAY}.html"' in index and 'id="latest"' in index
@@ -129,7 +175,9 @@ def test_the_run_writes_the_report_and_the_index(world):
 
 def test_report_renders_in_chromium_without_errors(page):
     assert page["problems"] == [] and page["dialogs"] == []
-    assert page["shot"].stat().st_size > 100_000  # a full-page screenshot of a real page
+    # A full-page screenshot of a real page (its size, not its bytes: those depend on the fonts).
+    width, height = struct.unpack(">II", page["shot"].read_bytes()[16:24])
+    assert width == 1300 and height > 3000
     found = {c["chart"]: c for c in page["charts"]}
     assert sorted(found) == sorted(CHARTS)
     for name, c in found.items():
@@ -139,16 +187,50 @@ def test_report_renders_in_chromium_without_errors(page):
     assert all(src.startswith("data:image/svg+xml;base64") for src in page["probe"]["imgs"])
 
 
+def test_report_renders_fully_with_the_network_cut_off(page, world):
+    settings, _, _ = world
+    # The page's inline style sheet applied: the header's background and the headline row's flex box.
+    assert page["probe"]["header_background"] == "rgb(246, 248, 250)"
+    assert page["probe"]["kpis_display"] == "flex"
+    # Nothing but the page itself was asked for; nothing tried to leave the machine.
+    assert page["outside"] == [] and page["blocked"] == []
+    assert page["requests"][0] == (settings.reports / FOLDER / f"{DAY}.html").resolve().as_uri()
+
+
 def test_chinese_brand_names_render(page, world):
-    settings, _ = world
-    assert charts.cjk_font() is not None, "no CJK font found: install fonts-noto-cjk"
-    funnel = page["tables"]["funnel"]
-    names = {r["brand_name"] for r in funnel.values()}
-    assert any("\u4e00" <= ch <= "\u9fff" for n in names for ch in n)
+    """Brand names are text in the chart SVG, drawn by the browser: no CJK font needed to render them."""
+    _, _, drawing = world
+    names = [r["brand_name"] for r in page["tables"]["funnel"].values()][: data.TOP_BRANDS]
+    chinese = [n for n in names if any("\u4e00" <= ch <= "\u9fff" for ch in n)]
+    assert chinese, names
+    chart = {c["chart"]: c for c in page["charts"]}["funnel"]
+    texts = _svg_texts(chart["src"])
+    assert set(names) <= set(texts), sorted(set(names) - set(texts))
+    svg = base64.b64decode(chart["src"].split(",", 1)[1]).decode("utf-8")
+    assert "DejaVuSans-" not in svg  # no glyph outlines: text stays text
+    assert "font-family:'DejaVu Sans', 'Noto Sans CJK SC'" in svg
+    # matplotlib measured every label: no "Glyph ... missing from font(s)" warning, no findfont log.
+    assert drawing == []
+
+
+def test_chart_text_is_text_whatever_the_labels(caplog):
+    """Chinese, emoji, Thai, markup and control characters: the SVG is well-formed XML, every label
+    is text in it, and measuring them warns about nothing."""
+    labels = ["雅诗兰黛", "SK-II 💄", "ภาษาไทย 한국어", '<b onclick="x">&$1$</b>', "bell\x07 nul\x00 \ud800"]
+    rows = pd.DataFrame({"exposed_users": [9, 7, 5, 3, 1], "search_back_users": [4, 3, 2, 1, 0],
+                         "seeded_orders": [2, 1, 1, 0, 0], "seeded_gmv_yuan": [20.0, 10.0, 5.0, 0.0, 0.0]})
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="matplotlib"):
+        warnings.simplefilter("error")
+        src = charts.funnel(rows, labels)
+    assert caplog.records == []
+    texts = _svg_texts(src)
+    assert {_shown(s) for s in labels} <= set(texts)
+    assert '<b onclick="x">&$1$</b>' in texts  # parsed back from XML as this text; no mathtext
+    assert "bell nul" in texts  # characters XML forbids are dropped, the rest stays
 
 
 def test_funnel_equals_the_warehouse(page, world):
-    settings, _ = world
+    settings, _, _ = world
 
     def in_window(t):
         return t.c.dt.between(START, DAY)
@@ -169,7 +251,7 @@ def test_funnel_equals_the_warehouse(page, world):
 
 
 def test_search_back_rate_equals_the_warehouse(page, world):
-    settings, _ = world
+    settings, _, _ = world
     daily = _read(settings, "agg_brand_funnel_daily", lambda t: t.c.dt.between(START, DAY))
     shown = page["tables"]["search_back_rate"]
     assert sorted(shown) == [(START + timedelta(days=i)).isoformat() for i in range(DAYS)]
@@ -184,7 +266,7 @@ def test_search_back_rate_equals_the_warehouse(page, world):
 
 
 def test_uplift_equals_the_warehouse_counts_and_spec_formula(page, world):
-    settings, _ = world
+    settings, _, _ = world
     up = _read(settings, "agg_conversion_uplift", lambda t: t.c.dt.between(START, DAY))
     shown = page["tables"]["uplift"]
     assert {"overall:all", "vertical_match:match", "vertical_match:mismatch"} <= set(shown)
@@ -213,7 +295,7 @@ def test_uplift_equals_the_warehouse_counts_and_spec_formula(page, world):
 
 
 def test_attribution_equals_the_warehouse_and_every_model_spends_the_gmv(page, world):
-    settings, _ = world
+    settings, _, _ = world
     credits = _read(settings, "fct_attribution_credits", lambda t: t.c.dt.between(START, DAY))
     orders = _read(settings, "fct_seeded_orders", lambda t: t.c.dt.between(START, DAY))
     by_platform = pd.DataFrame.from_dict(page["tables"]["attribution_platform"], orient="index")
@@ -237,7 +319,7 @@ def test_attribution_equals_the_warehouse_and_every_model_spends_the_gmv(page, w
 
 
 def test_boost_histogram_equals_the_warehouse(page, world):
-    settings, _ = world
+    settings, _, _ = world
     scores = _read(settings, "brand_boost_signals", lambda t: t.c.as_of_dt == DAY)["score"].to_numpy()
     shown = page["tables"]["boost"]
     counts, _ = np.histogram(scores, bins=np.linspace(0, 1, len(shown) + 1))
@@ -246,7 +328,7 @@ def test_boost_histogram_equals_the_warehouse(page, world):
 
 
 def test_data_quality_section_equals_the_warehouse_and_links_data_docs(page, world):
-    settings, _ = world
+    settings, _, _ = world
     files = _read(settings, "ingest_files", lambda t: t.c.dt == DAY)
     want = files.groupby("source")[["input_rows", "accepted_rows", "quarantined_rows"]].sum()
     shown = page["tables"]["ingest"]
@@ -260,7 +342,7 @@ def test_data_quality_section_equals_the_warehouse_and_links_data_docs(page, wor
 
 
 def test_report_of_a_day_without_data_says_what_to_do(world):
-    settings, _ = world
+    settings, _, _ = world
     with pytest.raises(NoDataError, match=r"seedfunnel run --start 2027-01-01"):
         build_report(settings, date(2027, 1, 1))
 
@@ -296,12 +378,13 @@ def _hostile_home(settings: Settings, root) -> Settings:
     return hostile
 
 
-def test_hostile_text_is_shown_as_text_and_runs_nothing(world, tmp_path):
-    settings, _ = world
+def test_hostile_text_is_shown_as_text_and_runs_nothing(world, browser, tmp_path):
+    settings, _, _ = world
     hostile = _hostile_home(settings, tmp_path)
     path = build_report(hostile, DAY)
-    tables, found, problems, dialogs, probe = _open(path, tmp_path / "hostile.png")
-    assert problems == [] and dialogs == []
+    seen = _open(browser, hostile, path, tmp_path / "hostile.png")
+    tables, found, problems, dialogs, probe = (seen[k] for k in ("tables", "charts", "problems", "dialogs", "probe"))
+    assert problems == [] and dialogs == [] and seen["outside"] == []
     assert probe["scripts"] == 0 and probe["pwned"] == 0 and probe["title"] != "pwned"
     assert len(found) == len(CHARTS) and all(c["loaded"] for c in found)
     cells = set(probe["cells"])
@@ -311,12 +394,15 @@ def test_hostile_text_is_shown_as_text_and_runs_nothing(world, tmp_path):
     assert {r["title"] for r in tables["top_notes"].values()} <= set(HOSTILE.values())
     assert {r["query"] for r in tables["top_queries"].values()} <= set(HOSTILE.values())
     assert len(tables["dq_failures"]) == len(HOSTILE)
+    # In the charts, the hostile brand names are text of a well-formed SVG image.
+    funnel_texts = _svg_texts({c["chart"]: c for c in found}["funnel"]["src"])
+    assert {_shown(v) for v in HOSTILE.values()} & set(funnel_texts)
 
 
 @pytest.mark.postgres
 def test_postgres_warehouse_gives_the_same_figures(world, pg_url):
     """The SQL aggregations return the same figures on PostgreSQL as on SQLite."""
-    settings, _ = world
+    settings, _, _ = world
     pg = settings.with_(warehouse_url=pg_url)
     db.upgrade(pg_url)
     source, target = _engine(settings), _engine(pg)
@@ -337,7 +423,7 @@ def test_postgres_warehouse_gives_the_same_figures(world, pg_url):
 
 def test_window_queries_agree_with_read_table(world):
     """available_days / window read the same span read_table sees."""
-    settings, _ = world
+    settings, _, _ = world
     engine = _engine(settings)
     try:
         daily = warehouse.read_table(engine, "agg_brand_funnel_daily")

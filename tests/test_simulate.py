@@ -1,8 +1,10 @@
-"""The simulated world: determinism, SPEC 1 layout, exporter coverage, and the planted effects.
+"""The simulated world: determinism, SPEC 1 layout, exporter coverage, arrival, and the planted effects.
 
 The effect checks read the raw landing files back with plain pandas (every encoding and time
-spelling the simulator writes), resolve links and touches themselves (merge_asof per user and
-brand), and take note -> brand from the simulator's own bookkeeping (``plan_world``).
+spelling the simulator writes), resolve links (latest delivery per account) and touches themselves
+(merge_asof per user and brand), take the latest version of every order, and take note -> brand
+from the simulator's own bookkeeping (``plan_world``). The arrival checks read ``arrivals.json``
+and the files of every version, and rebuild the landing zone day by day with ``materialize``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 from datetime import date, timedelta
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 
 from pipelines import schemas
 from pipelines.settings import FunnelParams
-from pipelines.simulate import simulate_world
+from pipelines.simulate import ArrivalParams, load_schedule, materialize, simulate_world
 from pipelines.simulate.exporters import FORMATS
 from pipelines.simulate.landing import plan_world
 from pipelines.text.normalize import normalize
@@ -33,10 +36,16 @@ START = date(2026, 1, 1)
 
 def _hashes(root: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+def _landing_hashes(root: Path) -> dict[str, str]:
+    """Hashes of the landing files only (no ground truth, schedule or stored earlier versions)."""
+    return {k: v for k, v in _hashes(root).items()
+            if "/" in k and not k.startswith(".") and not any(part[:1] in "._" for part in k.split("/"))}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +71,7 @@ def world(tmp_path_factory) -> tuple[Path, dict]:
 def test_same_seed_gives_byte_identical_files(small):
     ha, hb = _hashes(small["a"][0]), _hashes(small["b"][0])
     assert len(ha) > 50
+    assert "arrivals.json" in ha and any(k.startswith(".versions/") for k in ha)
     assert ha == hb
 
 
@@ -83,13 +93,14 @@ def test_layout_matches_spec_section_1(small):
         rf"orders/{day}/[^/]+\.(csv|parquet|jsonl)",
         r"items/[^/]+\.csv",
         r"ground_truth\.json",
+        r"arrivals\.json",
     ]
-    files = sorted(_hashes(root))
+    files = sorted(f for f in _hashes(root) if not f.startswith(".versions/"))
     stray = [f for f in files if not any(re.fullmatch(a, f) for a in allowed)]
     assert stray == []
     for source in ("notes", "exposures", "id_links", "searches", "orders"):
         assert any(f.startswith(source + "/") for f in files), source
-    assert summary.files == len(files) - 1  # the manifest does not list ground_truth.json
+    assert summary.files == len(files) - 2  # neither ground_truth.json nor arrivals.json is a landing file
     days = {m.group(1) for f in files if (m := re.search(r"dt=(\d{4}-\d{2}-\d{2})", f))}
     assert days == {(START + timedelta(days=i)).isoformat() for i in range(5)}
 
@@ -161,8 +172,20 @@ def _decoded_lines(path: Path) -> list[str]:
     raise AssertionError(f"{path}: neither UTF-8 nor GB18030")
 
 
+def _read_file(path: Path, fmt: str, bad_lines: set[int] = frozenset()) -> pd.DataFrame:
+    """One event file as strings/numbers, the given (1-based) lines left out."""
+    if fmt == "parquet":
+        return pd.read_parquet(path)
+    lines = [ln for i, ln in enumerate(_decoded_lines(path), start=1) if i not in bad_lines]
+    text = "\n".join(lines) + "\n"
+    if fmt == "jsonl":
+        return pd.read_json(io.StringIO(text), lines=True, dtype=False)
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+
+
 def _read(root: Path, truth: dict, source: str) -> pd.DataFrame:
-    """Every file of a source as strings/numbers, the recorded malformed rows left out."""
+    """Every file of a source as strings/numbers, the recorded malformed rows left out, with the
+    file's delivery day (``_dt``) and path (``_file``)."""
     bad: dict[str, set[int]] = {}
     for m in truth["defects"]["malformed"]:
         if m["source"] != "notes":
@@ -171,15 +194,8 @@ def _read(root: Path, truth: dict, source: str) -> pd.DataFrame:
     for f in truth["files"]:
         if f["source"] != source:
             continue
-        path = root / f["path"]
-        if f["format"] == "parquet":
-            df = pd.read_parquet(path)
-        else:
-            lines = [ln for i, ln in enumerate(_decoded_lines(path), start=1) if i not in bad.get(f["path"], set())]
-            text = "\n".join(lines) + "\n"
-            df = (pd.read_json(io.StringIO(text), lines=True, dtype=False) if f["format"] == "jsonl"
-                  else pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""]))
-        frames.append(df)
+        df = _read_file(root / f["path"], f["format"], bad.get(f["path"], set()))
+        frames.append(df.assign(_dt=f["dt"], _file=f["path"]))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -196,11 +212,14 @@ def _funnel_frames(root: Path, truth: dict):
                              seed=truth["seed"], seeds_dir=SEEDS)
     brands = world.brands
 
-    ex = _read(root, truth, "exposures")
+    ex = _read(root, truth, "exposures").drop(columns=["_dt", "_file"])
     ex["event_time"] = _times(ex["event_time"])
     ex = ex.astype({"note_id": str, "ext_user_id": str}).drop_duplicates()
     links = _read(root, truth, "id_links").astype({"ext_user_id": str, "user_id": str})
     links["confidence"] = links["confidence"].astype(float)
+    # SPEC 3: per account the claims of the latest delivery naming it replace earlier ones
+    latest = links.groupby(["platform", "ext_user_id"])["_dt"].transform("max")
+    links = links[links["_dt"] == latest]
     win = links.sort_values(["platform", "ext_user_id", "confidence", "user_id"], ascending=[True, True, False, True])
     win = win.drop_duplicates(["platform", "ext_user_id"])
     win = win[win["confidence"] >= params.min_link_confidence]
@@ -220,7 +239,7 @@ def _funnel_frames(root: Path, truth: dict):
                .merge(nb[["platform", "note_id", "brand_id", "vertical"]], on=["platform", "note_id"]))
     touches = touches.sort_values(["event_time", "platform", "note_id", "kind", "ext_user_id"], kind="stable")
 
-    se = _read(root, truth, "searches").astype({"search_id": str, "user_id": str, "query": str})
+    se = _read(root, truth, "searches").drop(columns=["_dt", "_file"]).astype({"search_id": str, "user_id": str, "query": str})
     se["event_time"] = _times(se["event_time"])
     se = se.drop_duplicates()
     dictionary = {}
@@ -247,7 +266,8 @@ def _funnel_frames(root: Path, truth: dict):
     orders = _read(root, truth, "orders").astype({"user_id": str, "item_id": str, "order_id": str})
     orders["paid_at"] = _times(orders["paid_at"])
     items = pd.read_csv(root / "items" / "items.csv", dtype=str)
-    orders = orders.drop_duplicates("order_id")
+    # SPEC 3: the latest delivery of an order_id is its version
+    orders = orders.sort_values("_dt", kind="stable").drop_duplicates("order_id", keep="last")
     orders = orders.drop(columns=["brand_id"]).merge(items[["item_id", "brand_id"]], on="item_id")
     paid = orders[orders["status"] == "paid"][["user_id", "brand_id", "paid_at"]]
     m = pairs[["search_id", "user_id", "brand_id", "event_time"]].merge(paid, on=["user_id", "brand_id"])
@@ -379,3 +399,234 @@ def test_project_matcher_finds_exactly_the_planted_brands_and_one_category(small
     searches = searches[~searches["search_id"].str.startswith("s_bad_")].drop_duplicates("search_id")
     cats = matcher.search_categories(searches)
     assert len(cats) == len(searches) and cats["search_id"].is_unique
+
+
+# ---------------------------------------------------------------- arrival
+
+
+def _local_day(ts: pd.Series) -> pd.Series:
+    return ts.dt.tz_convert("Asia/Shanghai").dt.date.map(date.isoformat)
+
+
+def test_manifest_lists_every_file_and_version(small):
+    root, summary = small["a"]
+    schedule = json.loads((root / "arrivals.json").read_text(encoding="utf-8"))
+    truth = json.loads((root / "ground_truth.json").read_text(encoding="utf-8"))
+    files = schedule["files"]
+    paths = [f["path"] for f in files]
+    assert len(paths) == len(set(paths)) == summary.files
+    assert set(paths) == set(_landing_hashes(root)) == {f["path"] for f in truth["files"]}
+    stored = {f["path"]: [v["file"] for v in f["versions"]] for f in files}
+    on_disk_versions = {k for k in _hashes(root) if k.startswith(".versions/")}
+    assert on_disk_versions == {v for vs in stored.values() for v in vs[:-1]}
+    for f in files:
+        vs = f["versions"]
+        assert vs[-1]["file"] == f["path"] and f["arrival"] == vs[0]["arrival"]
+        assert [v["arrival"] for v in vs] == sorted({v["arrival"] for v in vs})  # strictly later versions
+        if f["dt"]:
+            assert f["arrival"] == f["dt"] and re.search(rf"/dt={f['dt']}/", f["path"])
+        else:
+            assert f["arrival"] == schedule["start"]
+        assert schedule["start"] <= vs[-1]["arrival"] <= schedule["end"]
+    resent = [f for f in files if len(f["versions"]) > 1]
+    assert len(resent) == summary.resent_files == len(truth["arrival"]["resent_files"]) > 0
+    assert set(schedule["runs"]) | set(schedule["missed_runs"]) == {(START + timedelta(days=i)).isoformat() for i in range(5)}
+    assert len(schedule["missed_runs"]) == 1 and schedule["missed_runs"][0] not in (schedule["start"], schedule["end"])
+
+
+def test_resent_file_is_a_superset_of_its_first_version(small):
+    root, _ = small["a"]
+    truth = json.loads((root / "ground_truth.json").read_text(encoding="utf-8"))
+    formats = {f["path"]: f["format"] for f in truth["files"]}
+    bad: dict[str, set[int]] = {}
+    for m in truth["defects"]["malformed"]:
+        bad.setdefault(m["file"], set()).add(m["line"])
+    resent = [f for f in load_schedule(root).files if len(f["versions"]) > 1]
+    assert {r["path"] for r in truth["arrival"]["resent_files"]} == {f["path"] for f in resent}
+    for f in resent:
+        first, final = f["versions"]
+        assert first["arrival"] == f["dt"] < final["arrival"]
+        assert first["file"] == f".versions/{f['dt']}/{f['path']}" and final["file"] == f["path"]
+        early = _read_file(root / first["file"], formats[f["path"]])
+        late = _read_file(root / final["file"], formats[f["path"]], bad.get(f["path"], set()))
+        assert 0 < len(early) == first["rows"] < len(late) <= final["rows"]
+        cols = list(early.columns)
+        assert cols == list(late.columns)
+        assert set(map(tuple, early.astype(str).to_numpy())) < set(map(tuple, late[cols].astype(str).to_numpy()))
+    assert len({f["source"] for f in resent}) >= 2
+
+
+def test_materialize_rebuilds_the_landing_zone_of_any_day(world, tmp_path):
+    root, truth = world
+    schedule = load_schedule(root)
+    landing = tmp_path / "landing"
+    (landing / "notes").mkdir(parents=True)
+    (landing / "notes" / "stray.json").write_text("{}")  # not from the simulation: removed
+    (landing / "keep.txt").write_text("outside the source folders: left alone")
+    early = schedule.days[2]
+    r = materialize(root, early, landing)
+    got = _landing_hashes(landing)
+    arrived = {f["path"] for f in schedule.files if f["arrival"] <= early.isoformat()}
+    assert set(got) == arrived and r.files == len(arrived) and r.removed == 1
+    assert (landing / "keep.txt").exists() and not (landing / "arrivals.json").exists()
+    dts = {m.group(1) for p in got if (m := re.search(r"dt=([\d-]+)", p))}
+    assert max(dts) == early.isoformat()
+    assert {re.search(r"dt=([\d-]+)", p).group(1) for p in got if p.startswith("id_links/")} == {START.isoformat()}
+    # a file re-sent later is present in its first version
+    for f in schedule.files:
+        if len(f["versions"]) > 1 and f["arrival"] <= early.isoformat() < f["versions"][1]["arrival"]:
+            assert got[f["path"]] == hashlib.sha256((root / f["versions"][0]["file"]).read_bytes()).hexdigest()
+    # the last day: exactly the final landing zone; again: nothing to do
+    materialize(root, schedule.days[-1], landing)
+    assert _landing_hashes(landing) == _landing_hashes(root)
+    again = materialize(root, schedule.days[-1], landing)
+    assert (again.added, again.replaced, again.removed) == (0, 0, 0)
+    # back in time takes the later files away again
+    before = materialize(root, START - timedelta(days=1), landing)
+    assert before.files == 0 and _landing_hashes(landing) == {} and (landing / "keep.txt").exists()
+    with pytest.raises(ValueError):
+        materialize(root, START, root)
+
+
+def test_materialize_day_by_day_shows_each_version_when_it_arrived(small, tmp_path):
+    root, _ = small["a"]
+    schedule = load_schedule(root)
+    landing = tmp_path / "landing"
+    resent = [f for f in schedule.files if len(f["versions"]) > 1]
+    seen: dict[str, set[str]] = {f["path"]: set() for f in resent}
+    for day in schedule.days:
+        materialize(root, day, landing)
+        for f in resent:
+            path = landing / f["path"]
+            if path.exists():
+                seen[f["path"]].add(hashlib.sha256(path.read_bytes()).hexdigest())
+                current = [v for v in f["versions"] if v["arrival"] <= day.isoformat()][-1]
+                assert path.read_bytes() == (root / current["file"]).read_bytes()
+                if os.name == "posix":
+                    assert os.path.samefile(path, root / current["file"])  # hard-linked
+    assert all(len(v) == 2 for v in seen.values())
+
+
+def test_late_rows_sit_in_later_delivery_folders(world):
+    root, truth = world
+    late = truth["arrival"]["late_rows"]
+    se = _read(root, truth, "searches").astype({"search_id": str})
+    se = se[~se["search_id"].str.startswith("s_bad_")].drop_duplicates("search_id")
+    day = _local_day(_times(se["event_time"]))
+    assert (day <= se["_dt"]).all()
+    assert int((day < se["_dt"]).sum()) == late["searches"] > 0
+    ex = _read(root, truth, "exposures")
+    ex_day = _local_day(_times(ex["event_time"]))
+    assert (ex_day <= ex["_dt"]).all()
+    n_late = int((ex_day < ex["_dt"]).sum())
+    assert late["exposures"] <= n_late <= late["exposures"] * 1.01  # exact duplicates of late rows add a few
+    assert 0.03 < late["exposures"] / truth["counts"]["exposures_generated"] < 0.07
+    lag = (pd.to_datetime(ex["_dt"]) - pd.to_datetime(ex_day)).dt.days
+    assert lag.max() <= 10
+
+
+def test_refunds_and_corrections_are_later_versions_of_an_order(world):
+    root, truth = world
+    orders = _read(root, truth, "orders").astype({"order_id": str, "amount_fen": np.int64})
+    orders = orders.drop_duplicates(["order_id", "status", "amount_fen", "_dt"])
+    versions = orders.groupby("order_id").agg(n=("_dt", "size"), dts=("_dt", "nunique"))
+    assert (versions["n"] == versions["dts"]).all()  # never two versions of an order in one delivery
+    multi = orders[orders["order_id"].isin(versions.index[versions["n"] > 1])].sort_values(["order_id", "_dt"])
+    first = multi.drop_duplicates("order_id", keep="first").set_index("order_id")
+    last = multi.drop_duplicates("order_id", keep="last").set_index("order_id")
+    assert (first["_dt"] < last["_dt"]).all() and (first["status"] == "paid").all()
+    refunded = last["status"] == "refunded"
+    ov = truth["arrival"]["order_versions"]
+    assert int(refunded.sum()) == ov["refunded_later"] > 0
+    assert (first.loc[refunded, "amount_fen"] == last.loc[refunded, "amount_fen"]).all()
+    corrected = ~refunded
+    assert int(corrected.sum()) == ov["amount_corrected"] > 0
+    assert (last.loc[corrected, "amount_fen"] < first.loc[corrected, "amount_fen"]).all()
+    assert (last.loc[corrected, "amount_fen"] > 0).all()
+    assert ov["pairs_unconverted_by_refunds"] <= ov["refunded_later"]
+    final = orders.sort_values("_dt", kind="stable").drop_duplicates("order_id", keep="last")
+    assert int((final["status"] == "paid").sum()) == truth["counts"]["orders_paid"]
+    assert int((final["status"] == "refunded").sum()) == truth["counts"]["orders_refunded"]
+
+
+def test_id_links_come_in_weekly_batches_with_corrections_and_revocations(world):
+    root, truth = world
+    links = _read(root, truth, "id_links").astype({"ext_user_id": str, "user_id": str})
+    links["confidence"] = links["confidence"].astype(float)
+    batches = truth["arrival"]["id_links"]["batch_days"]
+    assert batches == [(START + timedelta(days=d)).isoformat() for d in (0, 7, 14)]
+    assert sorted(links["_dt"].unique()) == batches
+    first_named = links.groupby(["platform", "ext_user_id"])["_dt"].min()
+    share_first = float((first_named == batches[0]).mean())
+    assert 0.55 < share_first < 0.65
+    key = ["platform", "ext_user_id"]
+    per_account = links.groupby(key)["_dt"].nunique()
+    changed = links.set_index(key).loc[per_account.index[per_account > 1]].reset_index()
+    latest = changed.groupby(key)["_dt"].transform("max")
+    early, last = changed[changed["_dt"] != latest], changed[changed["_dt"] == latest]
+    revoked = last.groupby(key)["confidence"].max() == 0
+    assert int(revoked.sum()) == truth["arrival"]["id_links"]["accounts_revoked"] > 0
+    # a revocation names the user the earlier batch linked, with confidence 0
+    rv = last.set_index(key).loc[revoked.index[revoked]]
+    before = early.set_index(key).loc[revoked.index[revoked]]
+    assert (before.groupby(level=[0, 1])["confidence"].max() >= 0.8).all()
+    assert set(rv.index) == set(before.index)
+    corrected = ~revoked
+    assert int(corrected.sum()) == truth["arrival"]["id_links"]["accounts_corrected"] > 0
+    c_idx = corrected.index[corrected]
+    old_users = early.set_index(key).loc[c_idx].groupby(level=[0, 1])["user_id"].agg(frozenset)
+    new_users = last.set_index(key).loc[c_idx].groupby(level=[0, 1])["user_id"].agg(frozenset)
+    assert all(o != n for o, n in zip(old_users, new_users, strict=True))
+    assert truth["links"]["link_rows_delivered"] == len(links)
+    assert truth["links"]["link_rows"] == len(links) - len(early)  # the final claims
+
+
+def test_notes_arrive_after_the_first_exposures_to_them(world):
+    root, truth = world
+    world_, _, _ = plan_world(users=truth["users"], days=truth["days"], start=START, seed=truth["seed"], seeds_dir=SEEDS)
+    notes = world_.notes
+    n = truth["arrival"]["notes"]
+    assert n["exposures_before_note_delivery"] > 0 and n["touches_before_note_delivery"] > 0
+    assert max(int(k) for k in n["delivery_lag_days"]) == 10
+    # Spider_XHS writes one <note_id>_info.json per note: its dt folder is the note's delivery day
+    dates = np.array([(START + timedelta(days=i)).isoformat() for i in range(truth["days"])])
+    delivered = dict(zip(notes["note_id"], dates[notes["delivered_day"].to_numpy()], strict=True))
+    redelivered = dict(zip(notes["note_id"], notes["redelivered_day"], strict=True))
+    info = list(root.glob("notes/xiaohongshu/dt=*/*_info.json"))
+    assert info
+    for p in info:
+        note_id, dt = p.name.removesuffix("_info.json"), p.parent.name[3:]
+        assert dt == delivered[note_id] or (redelivered[note_id] >= 0 and dt == dates[redelivered[note_id]])
+    ex = _read(root, truth, "exposures").astype({"note_id": str})
+    first_seen = _local_day(_times(ex["event_time"])).groupby(ex["note_id"]).min()
+    later = [nid for nid, d in first_seen.items() if nid in delivered and d < delivered[nid]]
+    assert len(later) > 0.1 * len(first_seen)
+
+
+def test_in_order_flag_delivers_everything_on_its_own_day(tmp_path):
+    out = tmp_path / "in_order"
+    summary = simulate_world(out, users=400, days=9, start=START, seed=4, seeds_dir=SEEDS,
+                             arrival=ArrivalParams.in_order())
+    assert summary.arrival == "in_order" and summary.late_rows == 0 and summary.resent_files == 0
+    assert not (out / ".versions").exists()
+    truth = json.loads((out / "ground_truth.json").read_text(encoding="utf-8"))
+    schedule = load_schedule(out)
+    assert schedule.missed_runs == () and schedule.runs == schedule.days
+    assert all(len(f["versions"]) == 1 for f in schedule.files)
+    assert {f["dt"] for f in schedule.files if f["source"] == "id_links"} == {START.isoformat()}
+    for source, col in (("exposures", "event_time"), ("searches", "event_time"), ("orders", "paid_at")):
+        df = _read(out, truth, source)
+        bad = {m["line"] for m in truth["defects"]["malformed"] if m["source"] == source}
+        if bad:
+            df = df[~df[col].astype(str).str.contains("2026-02-30")]
+        df = df[df[col].notna()]
+        assert (_local_day(_times(df[col])) == df["_dt"]).all(), source
+    orders = _read(out, truth, "orders").drop_duplicates()
+    assert orders["order_id"].is_unique
+    a = truth["arrival"]
+    assert a["mode"] == "in_order" and a["late_rows"] == {"exposures": 0, "searches": 0, "orders": 0}
+    assert a["order_versions"]["refunded_later"] == 0 and a["id_links"]["accounts_revoked"] == 0
+    assert set(a["notes"]["delivery_lag_days"]) == {"0"}
+    # the realistic world of the same seed: same people, same behaviour before arrival changes it
+    real = simulate_world(tmp_path / "real", users=400, days=9, start=START, seed=4, seeds_dir=SEEDS)
+    assert real.arrival == "realistic" and real.late_rows > 0 and real.exposures == summary.exposures

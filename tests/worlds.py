@@ -7,7 +7,10 @@ exactly +conversion_window and one second later. Also: duplicate deliveries, exp
 only in dwell_ms, competing id links (ties, exactly the threshold, a loser above it), a second
 external id of one user on one platform, refunded orders, orders of unknown brands or with a
 wrong category, notes with several brands, none, or one missing from brands.csv, searches with
-two categories or none, authors without a vertical, exposures of unknown notes.
+two categories or none, authors without a vertical, exposures of unknown notes. And new versions
+in later deliveries (SPEC 3): orders refunded, re-paid, with corrected amounts, times, brands or
+users; searches moved in time or given to another user; some changed back a day later; id links
+re-delivered in part, corrected to another user, revoked with confidence 0, or contested anew.
 """
 
 from __future__ import annotations
@@ -62,12 +65,29 @@ def _delivered(ts: pd.Series, rng: np.random.Generator) -> pd.Series:
     return business_day(ts + late)
 
 
+def _later(dt: pd.Series, days: int | np.ndarray = 1) -> pd.Series:
+    """Delivery days ``days`` after ``dt``."""
+    return (pd.to_datetime(dt.astype(str)) + pd.to_timedelta(days, unit="D")).dt.date
+
+
 def _redeliver(df: pd.DataFrame, rng: np.random.Generator, share: float) -> pd.DataFrame:
     """Append exact copies of some rows delivered on another day."""
     copies = df[rng.random(len(df)) < share].copy()
     if len(copies) and "dt" in copies:
-        copies["dt"] = (pd.to_datetime(copies["dt"].astype(str)) + pd.Timedelta(days=1)).dt.date
+        copies["dt"] = _later(copies["dt"])
     return pd.concat([df, copies], ignore_index=True)
+
+
+def _new_versions(
+    df: pd.DataFrame, key: str, rng: np.random.Generator, share: float, change
+) -> pd.DataFrame:
+    """Append later versions of some keys: ``change(rows)`` delivered the day after the key's
+    latest delivery, and for some of them the old content again one more day later."""
+    newest = df[df["dt"] == df.groupby(key)["dt"].transform("max")].drop_duplicates(key)
+    old = newest[rng.random(len(newest)) < share]
+    changed = change(old.copy()).assign(dt=_later(old["dt"]))
+    back = old[rng.random(len(old)) < 0.3].assign(dt=lambda d: _later(d["dt"], 2))
+    return pd.concat([df, changed, back], ignore_index=True)
 
 
 def random_inputs(
@@ -103,7 +123,7 @@ def random_inputs(
         {"category_id": cat_ids, "name": cat_ids, "keywords": [f"kw{c}" for c in cat_ids]}
     )
     brands_df = pd.DataFrame(
-        {"brand_id": brand_ids, "name": brand_ids, "aliases": brand_ids, "category_id": brand_cat}
+        {"brand_id": brand_ids, "name": brand_ids, "aliases": brand_ids, "category_id": brand_cat, "context_aliases": None}
     )
 
     # Notes: the same note ids on every platform; a small author pool, some with a vertical.
@@ -262,6 +282,49 @@ def random_inputs(
     )
     orders_df["dt"] = _delivered(orders_df["paid_at"], rng)
     orders_df = _redeliver(orders_df, rng, 0.15)
+
+    # Later versions (SPEC 3: the latest delivery wins). Drawn last, so the rest of the world
+    # stays as it was for a seed.
+    def order_change(rows: pd.DataFrame) -> pd.DataFrame:
+        what = rng.integers(0, 5, len(rows))
+        flip = np.where(rows["status"] == "paid", "refunded", "paid")
+        rows["status"] = np.where(what == 0, flip, rows["status"])
+        rows["amount_fen"] = np.where(what == 1, rng.integers(1, 50_000, len(rows)), rows["amount_fen"])
+        shift = rng.choice([US, -US, HOUR, conv_us, -conv_us], len(rows))
+        rows["paid_at"] = _ts(_us(rows["paid_at"]) + np.where(what == 2, shift, 0)).set_axis(rows.index)
+        rows["brand_id"] = np.where(what == 3, rng.choice(brand_ids, len(rows)), rows["brand_id"])
+        rows["user_id"] = np.where(what == 4, rng.choice(user_ids, len(rows)), rows["user_id"])
+        return rows
+
+    def search_change(rows: pd.DataFrame) -> pd.DataFrame:
+        what = rng.integers(0, 3, len(rows))
+        shift = rng.choice([US, -US, HOUR, seed_us, -conv_us], len(rows))
+        rows["event_time"] = _ts(_us(rows["event_time"]) + np.where(what == 0, shift, 0)).set_axis(rows.index)
+        rows["user_id"] = np.where(what == 1, rng.choice(user_ids, len(rows)), rows["user_id"])
+        rows["query"] = np.where(what == 2, "q2", rows["query"])
+        return rows
+
+    orders_df = _new_versions(orders_df, "order_id", rng, 0.3, order_change)
+    searches_df = _new_versions(searches_df, "search_id", rng, 0.2, search_change)
+
+    # id links: a later batch replaces every claim on the ext ids it names, at a day after their
+    # latest delivery: corrected to another user, revoked (confidence 0), contested by two claims
+    # that tie, or a first claim on an ext id that had none.
+    named = id_links_df.groupby(["platform", "ext_user_id"], as_index=False)["dt"].max()
+    named = pd.concat(
+        [named, ext.merge(named, how="left", indicator=True).query("_merge == 'left_only'")],
+        ignore_index=True,
+    )
+    named = named[rng.random(len(named)) < 0.3].drop(columns="_merge", errors="ignore")
+    named["dt"] = _later(named["dt"].fillna(start))
+    revised = named.assign(
+        user_id=rng.choice(user_ids, len(named)),
+        confidence=rng.choice([0.0, 0.0, 1.0, 0.9, 0.8, 0.79], len(named)),
+    )
+    contested = revised[rng.random(len(revised)) < 0.3].assign(
+        user_id=lambda d: rng.choice(user_ids, len(d))  # same confidence: a tie
+    )
+    id_links_df = pd.concat([id_links_df, revised, contested], ignore_index=True)
 
     inputs = FunnelInputs(
         exposures=schemas.conform("exposures", exposures_df),

@@ -1,7 +1,8 @@
-"""SPEC 5.8: the brand boost signal per user and brand as of the end of a day, top N per user."""
+"""SPEC 5.8: the brand boost signal per user and brand as of the end of each day, top N per user."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 import numpy as np
@@ -14,14 +15,47 @@ from .prepare import decode, lexsort, run_starts, same_day
 from .touches import Linked
 
 
-def boost_signals(linked: Linked, day: date, params: FunnelParams) -> pd.DataFrame:
-    """brand_boost_signals rows (without run_id) as of the end of ``day``, every exposure kind counted.
+def boost_signals(linked: Linked, days: Sequence[date], params: FunnelParams) -> pd.DataFrame:
+    """brand_boost_signals rows (without run_id): the snapshot as of the end of every day in
+    ``days`` (ascending, at least one), every exposure kind counted.
 
-    Sorted by (user_id, brand_id).
+    Each snapshot is vectorised; one pass per day over the exposures of its window (found by
+    binary search in the exposures sorted by time). Sorted by (as_of_dt, user_id, brand_id).
     """
-    end = as_of(day).value // 1_000
+    by_time = np.argsort(linked.t, kind="stable")
+    t_sorted = linked.t[by_time]
     window_us = pd.Timedelta(params.seed_window).value // 1_000
-    rows = np.flatnonzero((linked.t >= end - window_us) & (linked.t < end))
+    snapshots = []
+    for day in days:
+        end = as_of(day).value // 1_000
+        lo, hi = np.searchsorted(t_sorted, [end - window_us, end], side="left")
+        snapshots.append(_snapshot(linked, by_time[lo:hi], end, params))
+    user, brand, raw, rank = (np.concatenate(column) for column in zip(*snapshots, strict=True))
+    as_of_dt = pd.concat(
+        [same_day(day, len(s[0])) for day, s in zip(days, snapshots, strict=True)],
+        ignore_index=True,
+    )
+    n = len(user)
+    # Already in key order (as_of_dt, user_id, brand_id); "_order" tells publish so.
+    return pd.DataFrame(
+        {
+            "as_of_dt": as_of_dt,
+            "user_id": decode(linked.users, user),
+            "brand_id": decode(linked.brands, brand),
+            "raw": raw,
+            "score": 1.0 - np.exp(-raw),
+            "rank": rank,
+            "_order": np.arange(n),
+        }
+    )
+
+
+def _snapshot(
+    linked: Linked, rows: np.ndarray, end: int, params: FunnelParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(user, brand, raw, rank) codes of the top rows per user as of ``end`` (UTC microseconds)
+    from the linked exposures ``rows`` (those in ``[end - seed_window, end)``), in (user, brand)
+    order."""
     weights = params.kind_weight
     unknown = sorted(set(linked.kinds[np.unique(linked.kind[rows])]) - set(weights))
     if unknown:
@@ -47,19 +81,7 @@ def boost_signals(linked: Linked, day: date, params: FunnelParams) -> pd.DataFra
     rank = np.empty(len(order), dtype="int64")
     rank[order] = position - np.maximum.accumulate(np.where(first, position, 0)) + 1
     keep = np.flatnonzero(rank <= params.boost_top_n)  # still (user, brand) order
-    n = len(keep)
-    # Already in key order (as_of_dt, user_id, brand_id); "_order" tells publish so.
-    return pd.DataFrame(
-        {
-            "as_of_dt": same_day(day, n),
-            "user_id": decode(linked.users, user[keep]),
-            "brand_id": decode(linked.brands, brand[keep]),
-            "raw": raw[keep],
-            "score": score[keep],
-            "rank": rank[keep],
-            "_order": np.arange(n),
-        }
-    )
+    return user[keep], brand[keep], raw[keep], rank[keep]
 
 
 def _sequential_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -42,6 +42,16 @@ def ext_buckets(id_links: pd.DataFrame, n: int) -> pd.DataFrame:
     return winners[["platform", "ext_user_id"]].assign(bucket=bucket_of(winners["user_id"], n))
 
 
+def key_buckets(events: pd.DataFrame, key: str, n: int) -> np.ndarray:
+    """Bucket of each row of a versioned event table (searches, orders): that of the user its key's
+    latest delivery names, so every version of a key lands in one bucket and each bucket resolves
+    versions exactly as the whole would (even when a later version names another user).
+    """
+    newest = events.sort_values("dt", kind="stable").drop_duplicates(key, keep="last")
+    at = pd.Index(newest[key]).get_indexer(events[key])
+    return bucket_of(newest["user_id"], n)[at]
+
+
 @dataclass(frozen=True)
 class BucketKeys:
     """The external ids of one bucket, as lookup sets: the ext ids alone, and (platform, ext id) keys."""
@@ -90,14 +100,15 @@ def split_inputs(inputs: FunnelInputs, n: int) -> list[FunnelInputs]:
     """The inputs split into n disjoint user buckets; notes and reference data go to every bucket.
 
     Exposures of ext ids that no link claim names go to no bucket: they make no touch anywhere.
+    Searches and orders go with the user of their key's latest version (``key_buckets``).
     ``runner.load_inputs(..., bucket=b, buckets=n)`` reads bucket b alone from the lake, by the
     same rules.
     """
     if n == 1:
         return [inputs]
     ext_bucket = ext_buckets(inputs.id_links, n)
-    search_bucket = bucket_of(inputs.searches["user_id"], n)
-    order_bucket = bucket_of(inputs.orders["user_id"], n)
+    search_bucket = key_buckets(inputs.searches, "search_id", n)
+    order_bucket = key_buckets(inputs.orders, "order_id", n)
     parts = []
     for b in range(n):
         keys = BucketKeys.of(ext_bucket, b)

@@ -9,7 +9,7 @@ import pyarrow as pa
 from .. import schemas
 from ..settings import FunnelParams
 from .prepare import decode, lexsort, run_starts
-from .uplift import slice_counts, with_uplift
+from .uplift import COUNTS, with_uplift
 
 PLATFORM_ROWS: tuple[str, ...] = (*schemas.PLATFORMS, schemas.ALL)
 KEY = ["dt", "brand_id", "platform"]
@@ -147,14 +147,19 @@ def brand_daily(
     brands: pd.DataFrame,
     touches: pd.DataFrame,
     pairs: pd.DataFrame,
-    brand_level: tuple[pd.DataFrame, pd.DataFrame],
+    seeded: pd.DataFrame,
+    uplift: pd.DataFrame,
     orders: pd.DataFrame,
     credits: pd.DataFrame,
     codes: tuple[pd.Index, pd.Index],
     params: FunnelParams,
 ) -> pd.DataFrame:
-    """agg_brand_funnel_daily rows (without is_final / run_id); ``codes``: (users, brands) as
-    exposure_counts reads them."""
+    """agg_brand_funnel_daily rows (without is_final / run_id).
+
+    ``seeded``: brand-level seeded units (``uplift.brand_units``); ``uplift``: agg_conversion_uplift
+    rows, whose brand-level slices all / platform are the daily table's uplift counts; ``codes``:
+    (users, brands) as exposure_counts reads them.
+    """
     grid = (
         pd.DataFrame({"dt": days})
         .merge(
@@ -163,15 +168,12 @@ def brand_daily(
         )
         .merge(pd.DataFrame({"platform": PLATFORM_ROWS}), how="cross")
     )
-    seeded, totals = brand_level
-    day_brand = (
-        grid[["dt", "brand_id"]].drop_duplicates().rename(columns={"brand_id": "subject_id"})
-    )
-    uplift = slice_counts(day_brand, seeded, totals)
-    uplift = uplift.loc[uplift["slice"].isin(["all", "platform"])]
-    uplift = uplift.rename(columns={"subject_id": "brand_id", "slice_value": "platform"}).drop(
-        columns="slice"
-    )
+    brand_rows = uplift.loc[
+        (uplift["level"] == "brand").to_numpy(dtype=bool)
+        & uplift["slice"].isin(["all", "platform"]).to_numpy(dtype=bool),
+        ["dt", "subject_id", "slice_value", *COUNTS],
+    ]
+    brand_rows = brand_rows.rename(columns={"subject_id": "brand_id", "slice_value": "platform"})
 
     seeded_users = _with_all(seeded.rename(columns={"platform": "lt_platform"}), "lt_platform")
     search_back = (
@@ -205,7 +207,7 @@ def brand_daily(
     for part in (
         exposure_counts(touches, pairs, *codes, params),
         search_back,
-        uplift,
+        brand_rows,
         sold,
         credited,
     ):

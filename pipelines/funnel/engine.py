@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -11,6 +10,7 @@ import pandas as pd
 from .. import schemas
 from ..settings import FunnelParams
 from ..timeutil import days as day_range
+from ..windows import daily_final_before, pairs_final_before
 from .attribution import credits
 from .boost import boost_signals
 from .daily import brand_daily
@@ -51,7 +51,8 @@ def _within(df: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
 def compute(
     inputs: FunnelInputs, params: FunnelParams, start: date, end: date, run_id: str
 ) -> dict[str, pd.DataFrame]:
-    """Every table of schemas.FUNNEL_TABLES for the days start..end; finality relative to end."""
+    """Every table of schemas.FUNNEL_TABLES for the days start..end (boost: a snapshot as of the
+    end of each of those days); finality relative to end (``pipelines.windows``)."""
     days = pd.Series(day_range(start, end), dtype="date32[pyarrow]")
     brands = brand_categories(inputs.brands)
     categories = columns(inputs.categories, schemas.CATEGORIES, ["category_id"]).drop_duplicates()
@@ -89,14 +90,14 @@ def compute(
         (linked.users, linked.brands),
         params,
     )
-    boost = boost_signals(linked, end, params)
+    boost = boost_signals(linked, day_range(start, end), params)
 
-    pairs_final = end - timedelta(days=math.ceil(params.conversion_window_days))
-    daily_final = end - timedelta(days=params.finality_lag_days)
+    pairs_final = pairs_final_before(params, end)
     facts = _within(facts, start, end)
-    facts = facts.assign(is_final=(facts["dt"] <= pairs_final).to_numpy(dtype=bool))
-    uplift = uplift.assign(is_final=(uplift["dt"] <= pairs_final).to_numpy(dtype=bool))
-    daily = daily.assign(is_final=(daily["dt"] <= daily_final).to_numpy(dtype=bool))
+    facts = facts.assign(is_final=(facts["dt"] < pairs_final).to_numpy(dtype=bool))
+    uplift = uplift.assign(is_final=(uplift["dt"] < pairs_final).to_numpy(dtype=bool))
+    daily_final = daily_final_before(params, end)
+    daily = daily.assign(is_final=(daily["dt"] < daily_final).to_numpy(dtype=bool))
 
     frames = {
         schemas.FCT_TOUCHES.name: _within(touch, start, end),

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from .. import schemas
 from ..settings import FunnelParams
 from ..timeutil import business_day
-from .prepare import columns, decode, lexsort, run_starts
+from .prepare import as_of_positions, columns, decode, lexsort, run_starts
 from .touches import TOUCH_ORDER
 
 #: Columns describing a (pair, brand)'s last touch before the search.
@@ -78,13 +78,13 @@ def pair_brands(
     # Per (user, brand, time) the last in touch order: the last row of each run.
     starts = run_starts(tu, tb, tt)
     ends = np.r_[starts[1:], len(touches)] - 1 if len(starts) else starts
-    last = _as_of(searched, ub, tt[ends], tu[ends] * n_brands + tb[ends], "backward", exact=False)
+    last = as_of_positions(searched, ub, tt[ends], tu[ends] * n_brands + tb[ends], "backward", exact=False)
     seeded = last >= 0
     seeded[seeded] = tt[ends[last[seeded]]] >= searched[seeded] - seed_us
 
     paid_at = paid["paid_at"].to_numpy(dtype="datetime64[us]").view("int64")
     paid_ub = paid["_user"].to_numpy(dtype="int64") * n_brands + paid["_brand"].to_numpy(dtype="int64")
-    first = _as_of(searched, ub, paid_at, paid_ub, "forward", exact=True)
+    first = as_of_positions(searched, ub, paid_at, paid_ub, "forward", exact=True)
     converted = first >= 0
     converted[converted] = paid_at[first[converted]] <= searched[converted] + conversion_us
 
@@ -97,30 +97,6 @@ def pair_brands(
     cand["is_seeded"] = seeded
     cand["is_converted"] = converted
     return cand
-
-
-def _as_of(
-    at: np.ndarray, key: np.ndarray, times: np.ndarray, keys: np.ndarray, direction: str, *, exact: bool
-) -> np.ndarray:
-    """Per (at, key) the position in ``times`` / ``keys`` of the nearest time with the same key, -1 if none.
-
-    ``direction`` "backward": the latest time before ``at`` (at or before when ``exact``);
-    "forward": the earliest after (at or after when ``exact``). Equal times pick the last /
-    first position.
-    """
-    found = np.full(len(at), -1, dtype="int64")
-    if not len(at) or not len(times):
-        return found
-    left = pd.DataFrame({"t": at, "k": key, "i": np.arange(len(at))}).sort_values("t", kind="stable")
-    right = pd.DataFrame({"t": times, "k": keys, "j": np.arange(len(times))})
-    right = right.sort_values("t", kind="stable")
-    merged = pd.merge_asof(
-        left, right, on="t", by="k", direction=direction, allow_exact_matches=exact
-    )
-    j = merged["j"].to_numpy(dtype="float64", na_value=np.nan)
-    hit = ~np.isnan(j)
-    found[merged["i"].to_numpy()[hit]] = j[hit].astype("int64")
-    return found
 
 
 def joined_ids(rows: pd.DataFrame, n: int) -> pd.Series:

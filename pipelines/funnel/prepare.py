@@ -1,4 +1,4 @@
-"""SPEC 3 key rules as the engine applies them: typed columns, duplicate collapse, link winners, paid orders."""
+"""SPEC 3 key rules as the engine applies them: typed columns, latest versions, link winners, paid orders."""
 
 from __future__ import annotations
 
@@ -45,26 +45,38 @@ def columns(df: pd.DataFrame, table: schemas.Table, names: Sequence[str]) -> pd.
     return out
 
 
-def distinct(df: pd.DataFrame, table: schemas.Table, key: Sequence[str] = ()) -> pd.DataFrame:
-    """Rows equal in every column but ``dt`` collapse; a key seen again with other content is an error."""
+def latest(df: pd.DataFrame, table: schemas.Table, key: Sequence[str]) -> pd.DataFrame:
+    """Per key the version of the latest delivery (largest ``dt``), without ``dt`` (SPEC 3).
+
+    Rows equal in every column but ``dt`` collapse. Different versions of one key inside one
+    delivery are an error: ingestion quarantines them (``conflicting_version``).
+    """
+    key = list(key)
     names = [n for n in table.names if n != "dt"]
-    out = columns(df, table, names).drop_duplicates()
-    if key:
-        clash = out.duplicated(list(key), keep=False)
-        if clash.any():
-            first = out[clash].iloc[0]
-            rows = list(out.index[clash & (out[list(key)] == first[list(key)]).all(axis=1)])
-            value = tuple(first[k] for k in key)
-            raise ValueError(
-                f"{table.name}: key {dict(zip(key, value, strict=True))} appears with different content in "
-                f"rows {rows}; ingestion should have quarantined the later delivery"
-            )
-    return out.reset_index(drop=True)
+    out = columns(df, table, [*names, "dt"]).drop_duplicates()
+    newest = out.groupby(key, sort=False)["dt"].transform("max")
+    out = out.loc[(out["dt"] == newest).to_numpy(dtype=bool)]
+    clash = out.duplicated(key, keep=False).to_numpy()
+    if clash.any():
+        first = out.loc[clash].iloc[0]
+        value = {k: first[k] for k in key}
+        rows = list(out.index[clash & (out[key] == first[key]).all(axis=1).to_numpy()])
+        raise ValueError(
+            f"{table.name}: key {value} has different versions in one delivery "
+            f"(dt={first['dt']}, rows {rows}); ingestion should have quarantined them"
+        )
+    return out.drop(columns="dt").reset_index(drop=True)
 
 
 def link_winners(id_links: pd.DataFrame) -> pd.DataFrame:
-    """Per (platform, ext_user_id) the claim with the highest confidence, ties to the smallest user_id."""
-    links = distinct(id_links, schemas.ID_LINKS)
+    """Per (platform, ext_user_id) the winning claim (SPEC 3), with its confidence.
+
+    Only the claims of the latest delivery (largest ``dt``) that names the ext id count: they
+    replace earlier ones, so a link can be corrected or revoked (confidence 0). Among them the
+    highest confidence wins, ties to the smallest user_id. The one implementation of the rule on
+    the pandas side (touches and user buckets both use it).
+    """
+    links = columns(id_links, schemas.ID_LINKS, schemas.ID_LINKS.names)
     bad = (links["confidence"] < 0) | (links["confidence"] > 1)
     if bad.any():
         row = links[bad].iloc[0]
@@ -73,9 +85,11 @@ def link_winners(id_links: pd.DataFrame) -> pd.DataFrame:
             f"{row['ext_user_id']}) is outside [0, 1]"
         )
     ordered = links.sort_values(
-        ["platform", "ext_user_id", "confidence", "user_id"], ascending=[True, True, False, True]
+        ["platform", "ext_user_id", "dt", "confidence", "user_id"],
+        ascending=[True, True, False, False, True],
     )
-    return ordered.drop_duplicates(["platform", "ext_user_id"], keep="first").reset_index(drop=True)
+    winners = ordered.drop_duplicates(["platform", "ext_user_id"], keep="first")
+    return winners.drop(columns="dt").reset_index(drop=True)
 
 
 def linked_ids(id_links: pd.DataFrame, min_confidence: float) -> pd.DataFrame:
@@ -97,8 +111,9 @@ def brand_categories(brands: pd.DataFrame) -> pd.DataFrame:
 
 
 def paid_orders(orders: pd.DataFrame, brands: pd.DataFrame) -> pd.DataFrame:
-    """Paid orders of known brands, category taken from brands.csv whatever the order says."""
-    out = distinct(orders, schemas.ORDERS, key=("order_id",))
+    """Orders whose latest version is paid, of known brands; category from brands.csv whatever
+    the order says."""
+    out = latest(orders, schemas.ORDERS, key=("order_id",))
     bad = out["amount_fen"] <= 0
     if bad.any():
         raise ValueError(
@@ -112,8 +127,32 @@ def paid_orders(orders: pd.DataFrame, brands: pd.DataFrame) -> pd.DataFrame:
 
 
 def unique_searches(searches: pd.DataFrame) -> pd.DataFrame:
-    """Searches with exact duplicates collapsed, one row per search_id."""
-    return distinct(searches, schemas.SEARCHES, key=("search_id",))
+    """One row per search_id: the version of the latest delivery."""
+    return latest(searches, schemas.SEARCHES, key=("search_id",))
+
+
+def as_of_positions(
+    at: np.ndarray, key: np.ndarray, times: np.ndarray, keys: np.ndarray, direction: str, *, exact: bool
+) -> np.ndarray:
+    """Per (at, key) the position in ``times`` / ``keys`` of the nearest time with the same key, -1 if none.
+
+    ``direction`` "backward": the latest time before ``at`` (at or before when ``exact``);
+    "forward": the earliest after (at or after when ``exact``). Equal times pick the last /
+    first position.
+    """
+    found = np.full(len(at), -1, dtype="int64")
+    if not len(at) or not len(times):
+        return found
+    left = pd.DataFrame({"t": at, "k": key, "i": np.arange(len(at))}).sort_values("t", kind="stable")
+    right = pd.DataFrame({"t": times, "k": keys, "j": np.arange(len(times))})
+    right = right.sort_values("t", kind="stable")
+    merged = pd.merge_asof(
+        left, right, on="t", by="k", direction=direction, allow_exact_matches=exact
+    )
+    j = merged["j"].to_numpy(dtype="float64", na_value=np.nan)
+    hit = ~np.isnan(j)
+    found[merged["i"].to_numpy()[hit]] = j[hit].astype("int64")
+    return found
 
 
 def merge_asof(left: pd.DataFrame, right: pd.DataFrame, **kw) -> pd.DataFrame:

@@ -2,7 +2,9 @@
 
 Not a model of the world (that is ``pipelines.simulate``): it builds engine inputs directly, with
 timestamps on a coarse tick so equal times are common, exact window-edge offsets between touches,
-searches and orders, competing id links (exactly 0.8 among them), refunds and duplicate rows.
+searches and orders, competing id links (exactly 0.8 among them), refunds and duplicate rows, and
+later deliveries that make new versions: refunds and corrected amounts of orders, id links
+corrected or revoked (confidence 0).
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ def synthetic_inputs(
         rng.random(len(ext_ids)) < 0.5, confidence, rng.choice([0.8, 0.95], len(ext_ids))
     )
     rival_user = (ext_user + rng.integers(1, max(users, 2), len(ext_ids))) % users
+    first_delivery = date.fromordinal(start.toordinal() - lead_days)
     id_links = _frame(
         schemas.ID_LINKS,
         {
@@ -148,7 +151,27 @@ def synthetic_inputs(
             "ext_user_id": np.concatenate([ext_ids[linked], ext_ids[rival]]),
             "user_id": np.concatenate([user_ids[ext_user[linked]], user_ids[rival_user[rival]]]),
             "confidence": np.concatenate([confidence[linked], rival_conf[rival]]),
+            "dt": [first_delivery] * int(linked.sum() + rival.sum()),
         },
+    )
+    # A later batch replaces the claims on some ext ids: a link corrected to another user, or
+    # revoked (confidence 0).
+    revised = linked & (rng.random(len(ext_ids)) < 0.05)
+    id_links = pd.concat(
+        [
+            id_links,
+            _frame(
+                schemas.ID_LINKS,
+                {
+                    "platform": ext_platform[revised],
+                    "ext_user_id": ext_ids[revised],
+                    "user_id": user_ids[rival_user[revised]],
+                    "confidence": rng.choice([0.0, 0.9], int(revised.sum())),
+                    "dt": [date.fromordinal(start.toordinal() + days // 2)] * int(revised.sum()),
+                },
+            ),
+        ],
+        ignore_index=True,
     )
 
     n_exp = int(users * (days + lead_days) * exposures_per_user_day)
@@ -239,6 +262,19 @@ def synthetic_inputs(
     def delivered(df: pd.DataFrame, ts: str) -> pd.DataFrame:
         return df.assign(dt=business_day(df[ts]).to_numpy())
 
+    # New versions of some orders delivered one or two days after payment: refunded, or paid with
+    # a corrected amount.
+    orders = delivered(orders, "paid_at")
+    changed = orders.loc[rng.random(n_orders) < 0.08].copy()
+    refund = rng.random(len(changed)) < 0.5
+    changed["status"] = np.where(refund, "refunded", "paid").astype(object)
+    changed["amount_fen"] = np.where(
+        refund, changed["amount_fen"], rng.integers(1, 100_000, len(changed))
+    )
+    later = pd.to_timedelta(rng.integers(1, 3, len(changed)), unit="D")
+    changed["dt"] = (pd.to_datetime(changed["dt"].astype(str)) + later).dt.date
+    orders = schemas.conform(schemas.ORDERS, pd.concat([orders, changed], ignore_index=True))
+
     return FunnelInputs(
         exposures=_with_duplicates(delivered(exposures, "event_time"), rng, duplicate_rate),
         id_links=id_links,
@@ -246,7 +282,7 @@ def synthetic_inputs(
         note_brands=note_brands.reset_index(drop=True),
         searches=_with_duplicates(delivered(searches, "event_time"), rng, duplicate_rate),
         search_categories=search_categories.reset_index(drop=True),
-        orders=_with_duplicates(delivered(orders, "paid_at"), rng, duplicate_rate),
+        orders=_with_duplicates(orders, rng, duplicate_rate),
         brands=brand_frame,
         categories=category_frame,
         creators=creators,

@@ -1,4 +1,11 @@
-"""SPEC 5.7: conversion uplift of seeded over baseline pairs, with the log-method 95% interval, by slice."""
+"""SPEC 5.7 and 5.10: conversion uplift of seeded over baseline units, naive (log-method interval)
+and engagement-adjusted (Mantel-Haenszel over activity strata), by level and slice.
+
+Levels (docs/semantics.md): ``brand`` (units (s, c(b)) of one brand b), ``all`` (the same units of
+every brand pooled: the headline estimand) and ``category`` (units are the pairs (s, c), seeded for
+any brand of c, converting at category level). Every figure is computed from stratum counts: the
+naive counts are their sums, the adjusted figure their Mantel-Haenszel ratio.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schemas
+from .strata import ACTIVITY_LABELS, ADJUSTED, STRATUM, mantel_haenszel
 
 Z = 1.96
 COUNTS: list[str] = ["seeded_pairs", "seeded_conversions", "baseline_pairs", "baseline_conversions"]
@@ -17,6 +25,9 @@ SLICES: list[tuple[str, str]] = [
     ("vertical_match", "match"),
     ("vertical_match", "mismatch"),
 ]
+#: A subject's row keys in agg_conversion_uplift (and, followed by STRATUM, agg_uplift_strata).
+ROW = ["dt", "level", "subject_id", "slice", "slice_value"]
+_UNIT = ["dt", "subject_id", *STRATUM]
 
 
 def with_uplift(df: pd.DataFrame) -> pd.DataFrame:
@@ -41,17 +52,20 @@ def with_uplift(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def slice_counts(grid: pd.DataFrame, seeded: pd.DataFrame, totals: pd.DataFrame) -> pd.DataFrame:
-    """Dense seeded / baseline counts per (dt, subject_id, slice, slice_value).
+def with_adjusted(rows: pd.DataFrame, strata: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (keyed by ROW) with the adjusted figures of ``strata`` (ROW + STRATUM counts);
+    null where a row has no strata."""
+    adjusted = mantel_haenszel(strata, ROW) if len(strata) else pd.DataFrame(columns=ROW + ADJUSTED)
+    out = rows.drop(columns=[c for c in ADJUSTED if c in rows.columns])
+    out = out.merge(adjusted, on=ROW, how="left")
+    for c in ADJUSTED:
+        out[c] = out[c].astype("float64")
+    return out
 
-    ``grid``: the (dt, subject_id) rows wanted. ``seeded``: one row per seeded unit with dt,
-    subject_id, platform (of its last touch), is_match and is_converted. ``totals``: per
-    (dt, subject_id) all units (``pairs``) and all converting units (``conversions``), seeded or not.
-    Baselines are the subject's whole baseline, repeated on every slice row.
-    """
-    keys = ["dt", "subject_id"]
-    units = seeded[[*keys, "platform", "is_match", "is_converted"]]
-    by_slice = pd.concat(
+
+def _by_slice(units: pd.DataFrame) -> pd.DataFrame:
+    """Each seeded unit once per slice it belongs to: all, its platform, its vertical match."""
+    return pd.concat(
         [
             units.assign(slice="all", slice_value=schemas.ALL),
             units.assign(slice="platform", slice_value=units["platform"]),
@@ -62,72 +76,108 @@ def slice_counts(grid: pd.DataFrame, seeded: pd.DataFrame, totals: pd.DataFrame)
         ],
         ignore_index=True,
     )
+
+
+def stratum_counts(seeded: pd.DataFrame, totals: pd.DataFrame) -> pd.DataFrame:
+    """Seeded and baseline counts per (dt, subject_id, slice, slice_value, stratum), sparse.
+
+    ``seeded``: one row per seeded unit with dt, subject_id, the STRATUM columns, platform (of its
+    last touch), is_match and is_converted. ``totals``: per (dt, subject_id, stratum) every unit
+    (``pairs``) and every converting unit (``conversions``), seeded or not. On a slice row the
+    seeded counts are the slice's and the baseline counts the subject's whole baseline, stratum by
+    stratum (SPEC 5.10). Rows with no unit at all (N_k = 0) are left out.
+    """
     counted = (
-        by_slice.groupby([*keys, "slice", "slice_value"], sort=False)
+        _by_slice(seeded[[*_UNIT, "platform", "is_match", "is_converted"]])
+        .groupby([*_UNIT, "slice", "slice_value"], sort=False, dropna=False)
         .agg(seeded_pairs=("is_converted", "size"), seeded_conversions=("is_converted", "sum"))
         .reset_index()
     )
-    slices = pd.DataFrame(SLICES, columns=["slice", "slice_value"])
-    out = (
-        grid[keys]
-        .merge(slices, how="cross")
-        .merge(counted, on=[*keys, "slice", "slice_value"], how="left")
-    )
-    seeded_all = counted.loc[
-        counted["slice"] == "all", [*keys, "seeded_pairs", "seeded_conversions"]
-    ]
-    base = (
-        grid[keys]
-        .merge(totals, on=keys, how="left")
-        .merge(seeded_all, on=keys, how="left", suffixes=("", "_all"))
-    )
-    base = base.fillna({"pairs": 0, "conversions": 0, "seeded_pairs": 0, "seeded_conversions": 0})
+    seeded_all = counted.loc[counted["slice"] == "all", [*_UNIT, "seeded_pairs", "seeded_conversions"]]
+    base = totals.merge(seeded_all, on=_UNIT, how="left")
+    base = base.fillna({"seeded_pairs": 0, "seeded_conversions": 0})
     base["baseline_pairs"] = base["pairs"] - base["seeded_pairs"]
     base["baseline_conversions"] = base["conversions"] - base["seeded_conversions"]
-    out = out.merge(base[[*keys, "baseline_pairs", "baseline_conversions"]], on=keys, how="left")
+    slices = pd.DataFrame(SLICES, columns=["slice", "slice_value"])
+    out = (
+        base[[*_UNIT, "baseline_pairs", "baseline_conversions"]]
+        .merge(slices, how="cross")
+        .merge(counted, on=[*_UNIT, "slice", "slice_value"], how="left")
+    )
     for c in COUNTS:
         out[c] = out[c].fillna(0).astype("int64")
-    return out
+    return out.loc[(out["seeded_pairs"] + out["baseline_pairs"] > 0).to_numpy(dtype=bool)]
 
 
 def brand_units(
-    cand: pd.DataFrame, pairs: pd.DataFrame, brands: pd.DataFrame
+    cand: pd.DataFrame,
+    pairs: pd.DataFrame,
+    brands: pd.DataFrame,
+    strata: tuple[np.ndarray, np.ndarray],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(seeded units, totals) at brand level: units are pairs (s, c(b)) for brand b."""
-    seeded = cand.loc[cand["is_seeded"]]
-    seeded = pd.DataFrame(
+    """(seeded units, totals) at brand level: units are (s, c(b), b) for every brand b of c.
+
+    ``cand``: pair_brands' rows (only the users' own brands: absent units are neither seeded nor
+    converted); ``strata``: per pair (``_row``) its activity band code and order flag.
+    """
+    activity, has_order = strata
+    row = cand["_row"].to_numpy(dtype="int64")
+    units = pd.DataFrame(
         {
-            "dt": seeded["dt"],
-            "subject_id": seeded["brand_id"],
-            "platform": seeded["lt_platform"],
-            "is_match": (seeded["lt_vertical"] == seeded["category_id"]).fillna(False).astype(bool),
-            "is_converted": seeded["is_converted"],
-            "user_id": seeded["user_id"],
+            "dt": cand["dt"],
+            "subject_id": cand["brand_id"],
+            "stratum_id": cand["brand_id"],
+            "activity": activity[row],
+            "has_recent_order": has_order[row],
+            "platform": cand["lt_platform"],
+            "is_match": (cand["lt_vertical"] == cand["category_id"]).fillna(False).astype(bool),
+            "is_converted": cand["is_converted"],
+            "is_seeded": cand["is_seeded"],
+            "user_id": cand["user_id"],
         }
     )
-    per_category = pairs.groupby(["dt", "category_id"]).size().rename("pairs").reset_index()
+    seeded = units.loc[units["is_seeded"].to_numpy(dtype=bool)]
+    per_category = (
+        pd.DataFrame(
+            {
+                "dt": pairs["dt"],
+                "category_id": pairs["category_id"],
+                "activity": activity,
+                "has_recent_order": has_order,
+            }
+        )
+        .groupby(["dt", "category_id", "activity", "has_recent_order"], sort=False)
+        .size()
+        .rename("pairs")
+        .reset_index()
+    )
     totals = per_category.merge(brands[["brand_id", "category_id"]], on="category_id", how="inner")
+    totals = totals.assign(subject_id=totals["brand_id"], stratum_id=totals["brand_id"])
     conversions = (
-        cand.loc[cand["is_converted"]]
-        .groupby(["dt", "brand_id"])
+        units.loc[units["is_converted"].to_numpy(dtype=bool)]
+        .groupby(_UNIT, sort=False)
         .size()
         .rename("conversions")
         .reset_index()
     )
-    totals = totals.merge(conversions, on=["dt", "brand_id"], how="left")
-    totals = totals.rename(columns={"brand_id": "subject_id"})[
-        ["dt", "subject_id", "pairs", "conversions"]
-    ]
+    totals = totals[[*_UNIT, "pairs"]].merge(conversions, on=_UNIT, how="left")
+    totals["conversions"] = totals["conversions"].fillna(0).astype("int64")
     return seeded, totals
 
 
-def pair_units(facts: pd.DataFrame, subject: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(seeded units, totals) over pairs at category level (subject None) or level all (subject 'all')."""
-    subject_id = facts["category_id"] if subject is None else pd.Series(subject, index=facts.index)
+def category_units(
+    facts: pd.DataFrame, strata: tuple[np.ndarray, np.ndarray]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(seeded units, totals) at category level: units are the pairs (s, c) (rows of ``facts``,
+    aligned with ``strata``), seeded for any brand of c, converting at category level."""
+    activity, has_order = strata
     units = pd.DataFrame(
         {
             "dt": facts["dt"],
-            "subject_id": subject_id.astype("str"),
+            "subject_id": facts["category_id"].astype("str"),
+            "stratum_id": facts["category_id"].astype("str"),
+            "activity": activity,
+            "has_recent_order": has_order,
             "platform": facts["last_touch_platform"],
             "is_match": (facts["last_touch_vertical"] == facts["category_id"])
             .fillna(False)
@@ -137,11 +187,11 @@ def pair_units(facts: pd.DataFrame, subject: str | None) -> tuple[pd.DataFrame, 
         }
     )
     totals = (
-        units.groupby(["dt", "subject_id"])
+        units.groupby(_UNIT, sort=False)
         .agg(pairs=("is_converted", "size"), conversions=("is_converted", "sum"))
         .reset_index()
     )
-    return units.loc[units["is_seeded"]], totals
+    return units.loc[units["is_seeded"].to_numpy(dtype=bool)], totals
 
 
 def conversion_uplift(
@@ -149,20 +199,39 @@ def conversion_uplift(
     brands: pd.DataFrame,
     categories: pd.DataFrame,
     brand_level: tuple[pd.DataFrame, pd.DataFrame],
-    facts: pd.DataFrame,
-) -> pd.DataFrame:
-    """agg_conversion_uplift rows (without is_final / run_id): dense over days x subjects x slices."""
+    category_level: tuple[pd.DataFrame, pd.DataFrame],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(agg_conversion_uplift rows, agg_uplift_strata rows) for ``days`` (without is_final / run_id).
+
+    Uplift rows are dense over days x subjects x slices; strata rows exist where a stratum has a
+    unit. Level ``all`` pools the brand-level units: its strata are the brands' strata.
+    """
+    seeded, totals = brand_level
+    pooled = (seeded.assign(subject_id=schemas.ALL), totals.assign(subject_id=schemas.ALL))
     day_frame = pd.DataFrame({"dt": days})
-    levels = []
-    for level, subjects, (seeded, totals) in (
-        ("all", pd.Series([schemas.ALL]), pair_units(facts, schemas.ALL)),
-        ("category", categories["category_id"], pair_units(facts, None)),
+    wanted = set(days)
+    rows, strata = [], []
+    for level, subjects, (units, unit_totals) in (
+        ("all", pd.Series([schemas.ALL]), pooled),
+        ("category", categories["category_id"], category_level),
         ("brand", brands["brand_id"], brand_level),
     ):
+        counts = stratum_counts(units, unit_totals)
+        counts = counts.loc[counts["dt"].isin(wanted).to_numpy(dtype=bool)]
+        counts.insert(1, "level", level)
+        strata.append(counts)
         grid = day_frame.merge(
             pd.DataFrame({"subject_id": subjects.drop_duplicates().astype("str")}), how="cross"
-        )
-        counts = slice_counts(grid, seeded, totals)
-        counts.insert(1, "level", level)
-        levels.append(counts)
-    return with_uplift(pd.concat(levels, ignore_index=True))
+        ).merge(pd.DataFrame(SLICES, columns=["slice", "slice_value"]), how="cross")
+        summed = counts.groupby(["dt", "subject_id", "slice", "slice_value"], sort=False)[COUNTS].sum()
+        dense = grid.merge(summed.reset_index(), on=["dt", "subject_id", "slice", "slice_value"], how="left")
+        for c in COUNTS:
+            dense[c] = dense[c].fillna(0).astype("int64")
+        dense.insert(1, "level", level)
+        rows.append(dense)
+    strata_rows = pd.concat(strata, ignore_index=True)
+    strata_rows["activity"] = np.asarray(ACTIVITY_LABELS, dtype=object)[
+        strata_rows["activity"].to_numpy(dtype="int64")
+    ]
+    uplift = with_adjusted(with_uplift(pd.concat(rows, ignore_index=True)), strata_rows)
+    return uplift, strata_rows

@@ -30,7 +30,7 @@ REASONS: dict[str, str] = {
     "negative_count": "a count is negative; counts must be >= 0 (-1 alone means missing)",
     "bad_enum": "a value is outside the allowed set; use one of the listed values",
     "out_of_range": "a number is outside its allowed range; fix the value",
-    "conflicting_duplicate": "the key was already delivered with different content; the first delivery stays, send a correction under a new key",
+    "conflicting_version": "one delivery holds different versions of the same search_id / order_id, so none of them is taken; fix the files of that delivery and deliver it again, or send the one correct version in a later delivery (the latest delivery of a key wins)",
 }
 
 

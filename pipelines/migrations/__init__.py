@@ -1,4 +1,5 @@
-"""Alembic environment of the warehouse: revisions in ``versions/``, consumer views in ``views``.
+"""Alembic environment of the warehouse: revisions in ``versions/`` (written with ``ddl``),
+the consumer views' declaration in ``views``.
 
 Run through ``pipelines.db`` (``seedfunnel db upgrade``); no alembic.ini is needed.
 """

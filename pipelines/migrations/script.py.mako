@@ -1,7 +1,9 @@
 """${message}
 
 Contract changes (a column, a table, a key, a view) each get an explicit revision and a
-CHANGELOG.md entry: warehouse names, grains and keys are a public interface.
+CHANGELOG.md entry: warehouse names, grains and keys are a public interface. State what the
+revision creates literally (``pipelines.migrations.ddl``: ``Table``, ``Col``, ``View``, or plain
+``op`` calls), never derived from ``pipelines/schemas.py``: a released revision must not change.
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}

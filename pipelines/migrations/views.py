@@ -1,8 +1,10 @@
 """The consumer views over the warehouse tables: plain SQL that SQLite and PostgreSQL both run.
 
 Each view selects the declared columns of its source table (derived from ``schemas``, never
-written out) and filters rows; revisions create and drop them, ``docs_gen`` documents them.
-A revision that changes a source table's columns recreates its views in the same revision.
+written out) and filters rows. This is the declaration, as ``schemas`` is for tables: the contract
+fingerprint and ``docs_gen`` read it, and a test checks the SQL the revisions run (each states its
+views literally, ``migrations.ddl.View``) is exactly ``create_sql()`` of these. A revision that
+changes a source table's columns recreates its views in the same revision.
 """
 
 from __future__ import annotations
@@ -60,4 +62,15 @@ V_BRAND_FUNNEL_FINAL = View(
     where=_q("is_final"),
 )
 
-VIEWS: tuple[View, ...] = (V_BRAND_BOOST_LATEST, V_BRAND_FUNNEL_FINAL)
+V_FINAL_RESTATEMENTS = View(
+    "v_final_restatements",
+    source=schemas.RESTATEMENTS.name,
+    grain="one (run, funnel table, day) a run rewrote although the day was already final",
+    key=("run_id", "table_name", "dt"),
+    doc="The rows of restatements with was_final true: days whose final figures a run changed "
+    "(a late or corrected delivery, new reference data or settings). Consumers that keep only "
+    "final figures (v_brand_funnel_final, is_final rows) re-read these days.",
+    where=_q("was_final"),
+)
+
+VIEWS: tuple[View, ...] = (V_BRAND_BOOST_LATEST, V_BRAND_FUNNEL_FINAL, V_FINAL_RESTATEMENTS)

@@ -19,7 +19,8 @@ Row sets (what is emitted for a call with days ``start .. end``):
   (level 'all' / subject 'all'; level 'category' x every category of categories;
   level 'brand' x every brand of brands) x 8 slices
   ('all'/'all', 'platform' x the five platforms, 'vertical_match' x 'match'/'mismatch').
-- brand_boost_signals: as_of_dt = end only.
+- brand_boost_signals: one snapshot per as_of_dt in start..end, each from the exposures in
+  [as_of - seed_window, as_of).
 
 Readings of docs/semantics.md where it leaves room (reported to the lead):
 
@@ -43,13 +44,16 @@ Readings of docs/semantics.md where it leaves room (reported to the lead):
    [as_of - seed_window, as_of); the terms of raw are summed in ascending order so that equal
    multisets give bit-equal raws and rank ties fall to the smaller brand_id as SPEC says.
 8. A touch for a brand not in brands.csv still appears in fct_touches and boost; it seeds nothing.
-9. Finality: pairs and uplift rows final when dt <= end - ceil(conversion_window);
-   agg_brand_funnel_daily when dt <= end - ceil(max(seed_window, conversion_window)).
+9. Finality (``pipelines.windows``): pairs and uplift rows final when
+   dt + ceil(conversion_window) < end; agg_brand_funnel_daily when
+   dt + ceil(max(seed_window, conversion_window)) < end.
+10. Versions (SPEC 3): per search_id / order_id the version of the latest delivery (largest dt)
+    wins, rows equal but for dt collapse; an order counts only when that version is paid. Per
+    (platform, ext_user_id) only the claims of its latest delivery compete.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import fields
 from datetime import date, timedelta
 
@@ -61,6 +65,7 @@ from .. import schemas
 from ..funnel.inputs import FunnelInputs
 from ..settings import TIMEZONE, FunnelParams
 from ..timeutil import as_of, days
+from ..windows import daily_final_before, pairs_final_before
 
 US_PER_DAY = 86_400_000_000
 Z = 1.96
@@ -78,9 +83,11 @@ def _touch_order(alias: str = "", descending: bool = False) -> str:
 
 TOUCH_ORDER_DESC = _touch_order(descending=True)
 
-# Inputs that must be unique on their declared key once exact duplicates (ignoring the delivery
-# day) collapse: a conflicting duplicate should have been quarantined at ingestion.
+# Inputs that must be unique on their declared key once exact duplicates collapse (within one
+# delivery for the versioned ones): conflicting versions are quarantined at ingestion.
 _KEYED_INPUTS = ("notes", "searches", "orders", "brands", "categories", "creators")
+# Inputs read with their delivery day: a later delivery of a key is a new version of it (SPEC 3).
+_VERSIONED_INPUTS = ("id_links", "searches", "orders")
 # Of a note the funnel reads only its key and author; text and counts are the matcher's business.
 _NOTE_COLUMNS = (*schemas.NOTES.key, "author_id")
 
@@ -98,14 +105,20 @@ STEPS: tuple[tuple[str, str], ...] = (
     ),
     (
         "links",
-        # The winning claim per external id; it links only when it clears the threshold.
+        # Only the claims of the latest delivery naming the external id compete; the winner
+        # (highest confidence, then smallest user_id) links only when it clears the threshold.
         """
+        WITH current_claims AS (
+            SELECT platform, ext_user_id, user_id, confidence
+            FROM in_id_links
+            QUALIFY dt = max(dt) OVER (PARTITION BY platform, ext_user_id)
+        )
         SELECT platform, ext_user_id, user_id
         FROM (
             SELECT platform, ext_user_id, user_id, confidence,
                    row_number() OVER (PARTITION BY platform, ext_user_id
                                       ORDER BY confidence DESC, user_id ASC) AS rn
-            FROM in_id_links
+            FROM current_claims
         ) w CROSS JOIN p
         WHERE rn = 1 AND confidence >= p.min_link_confidence
         """,
@@ -133,8 +146,12 @@ STEPS: tuple[tuple[str, str], ...] = (
     ),
     (
         "searches_u",
+        # The version of the latest delivery of each search_id.
         """
-        SELECT DISTINCT search_id, user_id, epoch_us(event_time) AS t FROM in_searches
+        SELECT DISTINCT search_id, user_id, epoch_us(event_time) AS t
+        FROM (
+            SELECT * FROM in_searches QUALIFY dt = max(dt) OVER (PARTITION BY search_id)
+        ) latest
         """,
     ),
     (
@@ -147,11 +164,14 @@ STEPS: tuple[tuple[str, str], ...] = (
     ),
     (
         "paid",
-        # The brand's category is the one in brands.csv, whatever the order says.
+        # Orders whose latest version is paid; the brand's category is the one in brands.csv,
+        # whatever the order says.
         """
         SELECT DISTINCT o.order_id, o.user_id, o.brand_id, b.category_id, o.amount_fen,
                epoch_us(o.paid_at) AS t
-        FROM in_orders o JOIN brands b USING (brand_id)
+        FROM (
+            SELECT * FROM in_orders QUALIFY dt = max(dt) OVER (PARTITION BY order_id)
+        ) o JOIN brands b USING (brand_id)
         WHERE o.status = 'paid'
         """,
     ),
@@ -387,7 +407,7 @@ STEPS: tuple[tuple[str, str], ...] = (
                baseline_pairs, baseline_conversions, cvr_seeded, cvr_baseline, uplift,
                exp(ln(uplift) - half_width) AS uplift_ci_low,
                exp(ln(uplift) + half_width) AS uplift_ci_high,
-               dt <= p.pair_final_through AS is_final
+               dt < p.pair_final_before AS is_final
         FROM u CROSS JOIN p
         """,
     ),
@@ -461,25 +481,26 @@ STEPS: tuple[tuple[str, str], ...] = (
     ),
     (
         "boost",
-        # Every exposure kind counts here; raw is summed in ascending term order (reading 7).
+        # One snapshot per as_of day; every exposure kind counts here; raw is summed in ascending
+        # term order (reading 7).
         f"""
         WITH terms AS (
-            SELECT be.user_id, be.brand_id,
-                   k.weight * pow(2.0, -((p.as_of_us - be.t) / {US_PER_DAY}.0)
+            SELECT a.as_of_dt, be.user_id, be.brand_id,
+                   k.weight * pow(2.0, -((a.as_of_us - be.t) / {US_PER_DAY}.0)
                                        / p.boost_half_life_days) AS term
             FROM brand_exposures be CROSS JOIN p
+            JOIN as_of_days a ON be.t >= a.as_of_us - p.seed_us AND be.t < a.as_of_us
             JOIN kind_weights k USING (kind)
-            WHERE be.t >= p.as_of_us - p.seed_us AND be.t < p.as_of_us
         ), raws AS (
-            SELECT user_id, brand_id, list_sum(list_sort(list(term))) AS raw
+            SELECT as_of_dt, user_id, brand_id, list_sum(list_sort(list(term))) AS raw
             FROM terms GROUP BY ALL
         ), ranked AS (
-            SELECT user_id, brand_id, raw, 1.0 - exp(-raw) AS score,
-                   row_number() OVER (PARTITION BY user_id
+            SELECT as_of_dt, user_id, brand_id, raw, 1.0 - exp(-raw) AS score,
+                   row_number() OVER (PARTITION BY as_of_dt, user_id
                                       ORDER BY 1.0 - exp(-raw) DESC, brand_id ASC) AS rank
             FROM raws
         )
-        SELECT p.end_day AS as_of_dt, user_id, brand_id, raw, score, rank
+        SELECT as_of_dt, user_id, brand_id, raw, score, rank
         FROM ranked CROSS JOIN p WHERE rank <= p.boost_top_n
         """,
     ),
@@ -502,7 +523,7 @@ OUTPUTS: dict[str, str] = {
     "fct_search_pairs": """
         SELECT business_day(ts) AS dt, search_id, user_id, make_timestamptz(ts) AS searched_at,
                category_id, seeded_brand_ids, converted_brand_ids, is_seeded, is_converted,
-               last_touch_platform, business_day(ts) <= p.pair_final_through AS is_final
+               last_touch_platform, business_day(ts) < p.pair_final_before AS is_final
         FROM pair_facts CROSS JOIN p WHERE business_day(ts) IN (SELECT dt FROM days)
     """,
     "fct_seeded_orders": """
@@ -531,7 +552,7 @@ OUTPUTS: dict[str, str] = {
                coalesce(o.seeded_orders, 0) AS seeded_orders,
                coalesce(o.seeded_gmv_fen, 0) AS seeded_gmv_fen,
                {attributed},
-               g.dt <= p.funnel_final_through AS is_final
+               g.dt < p.funnel_final_before AS is_final
         FROM (SELECT d.dt, b.brand_id, pl.platform
               FROM days d CROSS JOIN brands b CROSS JOIN funnel_platforms pl) g
         CROSS JOIN p
@@ -595,7 +616,6 @@ def _finish(t: schemas.Table, frame: pd.DataFrame) -> pd.DataFrame:
 def _parameter_tables(params: FunnelParams, run_days: list[date], end: date) -> dict[str, pa.Table]:
     """SPEC 5 parameters and the run's days as small tables the SQL joins against."""
     micro = timedelta(microseconds=1)
-    conv_days = math.ceil(params.conversion_window_days)
     unknown = sorted(set(params.touch_kinds) - set(schemas.EXPOSURE_KINDS))
     if unknown:
         raise ValueError(f"touch_kinds {unknown} are not exposure kinds {schemas.EXPOSURE_KINDS}")
@@ -606,15 +626,19 @@ def _parameter_tables(params: FunnelParams, run_days: list[date], end: date) -> 
         "decay_half_life_days": float(params.decay_half_life_days),
         "boost_half_life_days": float(params.boost_half_life_days),
         "boost_top_n": int(params.boost_top_n),
-        "as_of_us": as_of(end).value // 1_000,
-        "end_day": end,
-        "pair_final_through": end - timedelta(days=conv_days),
-        "funnel_final_through": end - timedelta(days=params.finality_lag_days),
+        "pair_final_before": pairs_final_before(params, end),
+        "funnel_final_before": daily_final_before(params, end),
     }
     weights = params.kind_weight
     return {
         "p": pa.Table.from_pylist([p]),
         "days": pa.table({"dt": pa.array(run_days, pa.date32())}),
+        "as_of_days": pa.table(
+            {
+                "as_of_dt": pa.array(run_days, pa.date32()),
+                "as_of_us": pa.array([as_of(d).value // 1_000 for d in run_days], pa.int64()),
+            }
+        ),
         "touch_kinds": pa.table({"kind": pa.array(sorted(set(params.touch_kinds)), pa.string())}),
         "kind_weights": pa.table(
             {
@@ -646,7 +670,10 @@ def _uplift_slices() -> pa.Table:
 def _input_arrow(name: str, df: pd.DataFrame) -> pa.Table:
     """The input frame as Arrow with the declared types; a clear error for what cannot be used."""
     t = schemas.table(name)
-    wanted = _NOTE_COLUMNS if name == "notes" else tuple(c for c in t.names if c != "dt")
+    if name == "notes":
+        wanted = _NOTE_COLUMNS
+    else:
+        wanted = tuple(c for c in t.names if c != "dt" or name in _VERSIONED_INPUTS)
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise ValueError(f"funnel input {name}: missing column(s) {missing}; it has {list(df.columns)}")
@@ -657,16 +684,18 @@ def _input_arrow(name: str, df: pd.DataFrame) -> pa.Table:
             rows = frame.index[frame[c].isna()].tolist()[:5]
             raise ValueError(f"funnel input {name}: column {c} is null at row position(s) {rows}")
     if name in _KEYED_INPUTS:
-        key = t.key
+        # Versions of one key in different deliveries are expected; within one, a conflict.
+        key = list(t.key)
+        within = [*key, "dt"] if name in _VERSIONED_INPUTS else key
         distinct = frame.drop_duplicates()
-        clash = distinct.duplicated(list(key), keep=False)
+        clash = distinct.duplicated(within, keep=False)
         if clash.any():
             first = distinct[clash].iloc[0]
-            rows = frame.index[(frame[list(key)] == first[list(key)]).all(axis=1)].tolist()[:5]
+            rows = frame.index[(frame[within] == first[within]).all(axis=1)].tolist()[:5]
+            where = f" in delivery dt={first['dt']}" if name in _VERSIONED_INPUTS else ""
             raise ValueError(
-                f"funnel input {name}: key {dict(first[list(key)])} has conflicting rows at "
-                f"positions {rows}; "
-                "conflicting duplicates must be quarantined at ingestion"
+                f"funnel input {name}: key {dict(first[key])} has conflicting rows{where} at "
+                f"positions {rows}; conflicting versions must be quarantined at ingestion"
             )
     arrays = {}
     for c in wanted:

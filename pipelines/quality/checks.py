@@ -18,7 +18,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from .. import arrival, lake, schemas
+from .. import arrival, lake, schemas, windows
 from ..settings import Settings
 
 CREDIT_SUMS = "check_credit_sums"
@@ -55,12 +55,21 @@ def table_frames(settings: Settings, day: date) -> dict[str, pd.DataFrame]:
     out: dict[str, pd.DataFrame] = {}
     for t in VALIDATED_TABLES:
         if t in schemas.FUNNEL_TABLES:
-            # What the run would publish: every marts day computed and not yet published.
-            frame = lake.read_table(settings.lake / arrival.MARTS, t.name, state.unpublished_days(t.name))
+            frame = lake.read_table(settings.lake / arrival.MARTS, t.name, funnel_days(settings, state, t, day))
         else:
             frame = lake.read_table(settings.lake, t.name, None if t.partition is None else [day])
         out[t.name] = frame.sort_values(stored_key(t), kind="stable", ignore_index=True)
     return out
+
+
+def funnel_days(settings: Settings, state: arrival.State, t: schemas.Table, day: date) -> list[date]:
+    """The marts days of ``t`` to validate: what the run would publish (computed, not yet published);
+    with nothing pending (``seedfunnel validate`` on demand), the days up to ``day`` still open."""
+    pending = state.unpublished_days(t.name)
+    if pending:
+        return pending
+    first = windows.daily_final_before(settings.funnel, day)
+    return [d for d in lake.partitions(settings.lake / arrival.MARTS, t.name) if first <= d <= day]
 
 
 def credit_sums(seeded: pd.DataFrame, credits: pd.DataFrame) -> pd.DataFrame:
@@ -122,16 +131,16 @@ def freshness(settings: Settings, day: date, tables: dict[str, pd.DataFrame]) ->
 
 def feed_rates(settings: Settings, day: date, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row: the day's id-link, orphan exposure, unknown brand and quarantine rates (NaN: no rows)."""
+    from ..funnel.prepare import linked_ids
     from ..reference import load_reference
 
     exposures = tables[schemas.EXPOSURES.name]
     link_days = [d for d in lake.partitions(settings.lake, schemas.ID_LINKS.name) if d <= day]
-    links = lake.read_arrow(
-        settings.lake, schemas.ID_LINKS.name, link_days, columns=["platform", "ext_user_id", "confidence"]
-    ).to_pandas()
-    good = links.loc[links["confidence"] >= settings.funnel.min_link_confidence, ["platform", "ext_user_id"]]
+    links = lake.read_table(settings.lake, schemas.ID_LINKS.name, link_days)
+    # The funnel's own rule (SPEC 3): the winning claim of the latest delivery naming the ext id.
+    good = linked_ids(links, settings.funnel.min_link_confidence)[["platform", "ext_user_id"]]
     ext = exposures[["platform", "ext_user_id"]].drop_duplicates()
-    linked = ext.merge(good.drop_duplicates(), how="left", indicator=True)["_merge"].eq("both")
+    linked = ext.merge(good, how="left", indicator=True)["_merge"].eq("both")
 
     note_days = [d for d in lake.partitions(settings.lake, schemas.NOTES.name) if d <= day]
     notes = lake.read_arrow(settings.lake, schemas.NOTES.name, note_days, columns=["platform", "note_id"]).to_pandas()

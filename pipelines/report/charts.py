@@ -1,18 +1,28 @@
 """The report's charts: matplotlib figures rendered to SVG and embedded as data URIs.
 
-Text in the SVG is drawn as glyph outlines (``svg.fonttype = path``), so Chinese brand names show
-in any browser without fonts, and an embedded image can run nothing whatever the labels say.
-The font family is a CJK font found on the machine (Noto Sans CJK when installed), falling back
-to DejaVu Sans; labels from data have matplotlib's mathtext ``$`` escaped.
+Text stays text (``svg.fonttype = none``): labels are ``<text>`` elements the browser draws with
+its own fonts, so Chinese brand names need no font on the machine that renders the report, stay
+searchable and selectable, and an embedded image can run nothing whatever the labels say (labels
+from data also have matplotlib's mathtext ``$`` escaped). The SVG asks the browser for
+``BROWSER_FONTS``.
+
+matplotlib still measures the text to lay the charts out. It measures with DejaVu Sans (shipped
+with matplotlib) and, for every character DejaVu Sans lacks (Chinese, Japanese, Korean, emoji),
+with ``FALLBACK``: a font of empty glyphs one em wide, built here with fontTools, as wide as an
+ideograph in any CJK font. So the layout is the same on every machine, whatever fonts it has, and
+matplotlib never reports a missing glyph.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
+import re
 from collections.abc import Sequence
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 import matplotlib
 
@@ -26,8 +36,18 @@ from matplotlib import font_manager  # noqa: E402
 
 from .. import schemas  # noqa: E402
 
-CJK_PREFERENCE = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "WenQuanYi Zen Hei", "Source Han Sans SC")
-FALLBACK = "DejaVu Sans"
+LATIN = "DejaVu Sans"
+FALLBACK = "seedfunnel wide fallback"
+FALLBACK_VERSION = 1  # bump when _write_fallback_font changes: the file is cached by name
+# Code points the fallback covers: all of the BMP but the surrogates, emoji and symbols, and the
+# CJK extension planes. DejaVu Sans is asked first, so the fallback serves only what it lacks.
+FALLBACK_RANGES = ((0x0000, 0xD7FF), (0xE000, 0xFFFD), (0x1F000, 0x1FAFF), (0x20000, 0x3134F))
+# What the SVG asks the browser for: DejaVu Sans (what matplotlib measured Latin text with), then
+# the common CJK families of Linux, macOS and Windows, then the browser's own sans-serif.
+BROWSER_FONTS = (
+    "'DejaVu Sans', 'Noto Sans CJK SC', 'Noto Sans SC', 'Source Han Sans SC', 'PingFang SC', "
+    "'Hiragino Sans GB', 'Microsoft YaHei', 'WenQuanYi Zen Hei', sans-serif"
+)
 MODEL_COLORS = dict(
     zip(schemas.ATTRIBUTION_MODELS, ("#1f6feb", "#8250df", "#1a7f37", "#bf8700", "#cf222e"), strict=True)
 )
@@ -36,28 +56,67 @@ PLATFORM_COLORS = dict(
 )
 INK = "#24292f"
 MUTED = "#8c959f"
+# Characters XML 1.0 forbids (control characters, lone surrogates, U+FFFE/U+FFFF).
+_NOT_XML = re.compile(r"[^\t\n\r\x20-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+
+
+def _write_fallback_font(path: Path, weight: int) -> None:
+    """A TrueType font whose every glyph is empty and 1 em wide: widths for layout, no drawing."""
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+    from fontTools.ttLib import newTable
+    from fontTools.ttLib.tables._c_m_a_p import CmapSubtable
+
+    upm, ascent, descent = 1000, 880, -120  # the usual vertical metrics of a CJK font
+    fb = FontBuilder(upm, isTTF=True)
+    fb.setupGlyphOrder([".notdef", "wide"])
+    # Format 13 maps whole ranges to one glyph: a few bytes however many code points.
+    cmap = CmapSubtable.newSubtable(13)
+    cmap.platformID, cmap.platEncID, cmap.language = 3, 10, 0
+    cmap.cmap = {cp: "wide" for lo, hi in FALLBACK_RANGES for cp in range(lo, hi + 1)}
+    fb.font["cmap"] = newTable("cmap")
+    fb.font["cmap"].tableVersion = 0
+    fb.font["cmap"].tables = [cmap]
+    empty = TTGlyphPen(None).glyph()
+    fb.setupGlyf({".notdef": empty, "wide": empty})
+    fb.setupHorizontalMetrics({".notdef": (upm // 2, 0), "wide": (upm, 0)})
+    fb.setupHorizontalHeader(ascent=ascent, descent=descent)
+    fb.setupNameTable({"familyName": FALLBACK, "styleName": "Bold" if weight >= 700 else "Regular"})
+    fb.setupOS2(
+        sTypoAscender=ascent, sTypoDescender=descent, usWinAscent=ascent, usWinDescent=-descent,
+        usWeightClass=weight,
+    )
+    fb.setupPost()
+    fb.font["head"].created = fb.font["head"].modified = 0  # the same bytes on every build
+    fb.save(str(path))
 
 
 @lru_cache(maxsize=1)
-def cjk_font() -> str | None:
-    """The name of an installed CJK font (preferred ones first), or None."""
-    names = {f.name for f in font_manager.fontManager.ttflist}
-    for name in CJK_PREFERENCE:
-        if name in names:
-            return name
-    return next((n for n in sorted(names) if "CJK" in n), None)
+def fallback_font() -> tuple[Path, ...]:
+    """Build the fallback font once (regular and bold, in matplotlib's cache folder) and register it."""
+    paths = []
+    for weight in (400, 700):  # bold for titles: matplotlib warns when a weight is missing
+        path = Path(matplotlib.get_cachedir()) / f"seedfunnel-wide-fallback-{weight}-v{FALLBACK_VERSION}.ttf"
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            _write_fallback_font(tmp, weight)
+            os.replace(tmp, path)  # atomic: parallel processes may build it at the same time
+        font_manager.fontManager.addfont(str(path))
+        paths.append(path)
+    return tuple(paths)
 
 
 def font_family() -> list[str]:
-    cjk = cjk_font()
-    return [cjk, FALLBACK] if cjk else [FALLBACK]
+    """The families matplotlib measures text with, in fallback order."""
+    fallback_font()
+    return [LATIN, FALLBACK]
 
 
 @contextmanager
 def _style():
     rc = {
         "font.family": font_family(),
-        "svg.fonttype": "path",
+        "svg.fonttype": "none",
         "svg.hashsalt": "seedfunnel",  # stable ids: the same data renders the same bytes
         "axes.spines.top": False,
         "axes.spines.right": False,
@@ -75,18 +134,28 @@ def _style():
 
 
 def label(text: object, limit: int = 28) -> str:
-    """Data text made safe for a matplotlib label: no mathtext, bounded length, one line."""
-    s = " ".join(str(text).split())
+    """Data text made safe for a matplotlib label: no mathtext, bounded length, one line, and only
+    characters XML allows (the label becomes text of the SVG)."""
+    s = " ".join(_NOT_XML.sub("", str(text)).split())
     if len(s) > limit:
         s = s[: limit - 1] + "…"
     return s.replace("$", r"\$")
 
 
-def _data_uri(fig) -> str:
+def svg(fig) -> bytes:
+    """The figure as SVG, its text as ``<text>`` in ``BROWSER_FONTS``; closes the figure."""
     buf = io.BytesIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
-    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    # matplotlib names the fonts it measured with in each element's style; one rule in the SVG's
+    # own style sheet (the first <style>, before any text) gives the browser the fonts to draw with.
+    opening = b'<style type="text/css">'
+    rule = b"text{font-family:" + BROWSER_FONTS.encode("ascii") + b" !important}"
+    return buf.getvalue().replace(opening, opening + rule, 1)
+
+
+def _data_uri(fig) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg(fig)).decode("ascii")
 
 
 def _empty(ax, message: str = "no data in the window") -> None:
@@ -161,7 +230,10 @@ def search_back_rate(rate: pd.DataFrame) -> str:
                                     ha="center", fontsize=8, color=INK)
         ax.set_ylabel("search-back rate (%)")
         ax.set_ylim(bottom=0, top=max(float(np.nanmax(rate["search_back_rate"].to_numpy(dtype="float64"), initial=0)) * 118, 1))
-        ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, rate["dt"].nunique() // 15)))
+        days = pd.to_datetime(pd.Series(rate["dt"].unique()).astype(str))
+        if len(days) == 1:  # matplotlib would widen a one-day axis to years of daily ticks
+            ax.set_xlim(days.iloc[0] - pd.Timedelta(days=1), days.iloc[0] + pd.Timedelta(days=1))
+        ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, len(days) // 15)))
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
         ax.set_xlabel("exposure day")
         ax.legend(ncols=6, fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))

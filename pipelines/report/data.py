@@ -385,7 +385,9 @@ def top_queries(engine: sa.Engine, settings: Settings, start: date, end: date) -
         return pd.DataFrame({"query": pd.Series(dtype=object), "searches": pd.Series(dtype="int64")})
     # A search is delivered on its day or later; read the window's deliveries plus a few days.
     days = [d for d in lake.partitions(settings.lake, "searches") if start <= d <= end + timedelta(days=3)]
-    searches = lake.read_table(settings.lake, "searches", days)[["search_id", "query"]].drop_duplicates("search_id")
+    searches = lake.read_table(settings.lake, "searches", days).sort_values("dt", kind="stable")
+    # The query of each search's latest delivery (a later delivery is a new version, SPEC 3).
+    searches = searches.drop_duplicates("search_id", keep="last")[["search_id", "query"]]
     hits = searches.merge(ids, on="search_id")
     counts = hits.groupby("query").size().rename("searches").reset_index()
     return counts.sort_values(["searches", "query"], ascending=[False, True], ignore_index=True).head(TOP_QUERIES)

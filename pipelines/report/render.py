@@ -108,17 +108,56 @@ def _creator_label(row) -> str:
 
 
 def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
-    names = data.brand_names
-    models = list(schemas.ATTRIBUTION_MODELS)
-    sections = []
+    """Everything the template shows: the headline figures and one entry per report section."""
+    return {
+        "day": data.day.isoformat(),
+        "start": data.start.isoformat(),
+        "window_days": (data.day - data.start).days + 1,
+        "warehouse_url": data.warehouse_url,
+        "kpis": kpis(data),
+        "sections": [
+            funnel_section(data),
+            search_back_rate_section(data),
+            uplift_section(data),
+            attribution_section(data),
+            content_section(data),
+            boost_section(data),
+            data_quality_section(data, report_path, reports_root),
+        ],
+        "index_href": _href(reports_root / "index.html", report_path),
+    }
 
-    # funnel per brand
+
+def _href(target: Path, report_path: Path) -> str:
+    return os.path.relpath(target, report_path.parent).replace(os.sep, "/")
+
+
+def _funnel(data: ReportData) -> pd.DataFrame:
+    """Per brand over the window, with the brand's name and GMV in yuan for the chart."""
     funnel = data.funnel.copy()
-    funnel["brand_name"] = funnel["brand_id"].map(lambda b: _brand(names, b))
+    funnel["brand_name"] = funnel["brand_id"].map(lambda b: _brand(data.brand_names, b))
     funnel["seeded_gmv_yuan"] = funnel["seeded_gmv_fen"] / 100
     funnel["search_back_share"] = funnel["search_back_users"] / funnel["exposed_users"].where(funnel["exposed_users"] > 0)
+    return funnel
+
+
+def _rate_all_platforms(data: ReportData) -> pd.DataFrame:
+    """The search-back rate rows over all platforms, indexed by exposure day."""
+    return data.rate[data.rate["platform"].eq(schemas.ALL)].set_index("dt")
+
+
+def _dq(data: ReportData) -> pd.DataFrame:
+    """The day's dq_results with a status (pass, FAIL = critical failure, warn) and a row key."""
+    dq = data.dq.copy()
+    dq["status"] = [("pass" if s else ("FAIL" if sev == "critical" else "warn")) for s, sev in zip(dq["success"], dq["severity"], strict=True)]
+    dq["key"] = dq["table_name"].astype(str) + ":" + dq["expectation"].astype(str) + ":" + dq["run_id"].astype(str)
+    return dq
+
+
+def funnel_section(data: ReportData) -> dict:
+    funnel = _funnel(data)
     top = funnel.head(TOP_BRANDS)
-    sections.append({
+    return {
         "id": "funnel",
         "title": "Funnel per brand",
         "lede": (
@@ -138,12 +177,13 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
                 Col("seeded_orders", "seeded orders"), Col("seeded_gmv_fen", "seeded GMV", "yuan"),
             ], "brand_id"),
         }],
-    })
+    }
 
-    # search-back rate over time
+
+def search_back_rate_section(data: ReportData) -> dict:
     rate = data.rate
     wide = rate.pivot_table(index="dt", columns="platform", values="search_back_rate", aggfunc="first")
-    all_rows = rate[rate["platform"].eq(schemas.ALL)].set_index("dt")
+    all_rows = _rate_all_platforms(data)
     table = pd.DataFrame({"dt": sorted(rate["dt"].unique())})
     if len(table):
         table["exposed_users"] = table["dt"].map(all_rows["exposed_users"])
@@ -152,7 +192,7 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
         table["is_final"] = table["dt"].map(all_rows["is_final"])
         for p in schemas.PLATFORMS:
             table[f"rate_{p}"] = table["dt"].map(wide[p]) if p in wide else float("nan")
-    sections.append({
+    return {
         "id": "search-back-rate",
         "title": "Search-back rate (回搜率) over time",
         "lede": (
@@ -170,11 +210,12 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
                 *(Col(f"rate_{p}", p, "pct") for p in schemas.PLATFORMS), Col("is_final", "final", "bool"),
             ], "dt"),
         }],
-    })
+    }
 
-    # uplift forest
+
+def uplift_section(data: ReportData) -> dict:
     up = data.uplift.copy()
-    up["label"] = [_uplift_label(r, names) for r in up.to_dict("records")]
+    up["label"] = [_uplift_label(r, data.brand_names) for r in up.to_dict("records")]
     ref = data.reference
     ref_note = (
         f"Reference line: {ref.label}"
@@ -182,7 +223,7 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
         + (f"; the simulated world's realised overall uplift is {ref.realised:.2f}x" if ref.realised is not None else "")
         + "."
     )
-    sections.append({
+    return {
         "id": "uplift",
         "title": "Conversion uplift, seeded vs baseline search pairs",
         "lede": (
@@ -210,15 +251,16 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
                   Col("mismatch", "planted mismatch", "float"), Col("realised", "realised overall (simulated)", "float")],
                 "source"),
         }],
-    })
+    }
 
-    # attribution
+
+def attribution_section(data: ReportData) -> dict:
     cp = data.credit_platform.copy()
     cc = data.credit_creator.copy()
     cc["creator"] = [_creator_label(r) for r in cc.to_dict("records")] if len(cc) else []
     cc["key"] = cc["platform"].astype(str) + ":" + cc["author_id"].astype(str) if len(cc) else []
-    model_cols = [Col(m, m, "yuan") for m in models]
-    sections.append({
+    model_cols = [Col(m, m, "yuan") for m in schemas.ATTRIBUTION_MODELS]
+    return {
         "id": "attribution",
         "title": "Attribution by platform and by creator, every model side by side",
         "lede": (
@@ -242,12 +284,14 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
                 Col("vertical", "vertical", "text"), *model_cols,
             ], "key") if len(cc) else number_table("attribution_creator", cc, [Col("platform", "platform", "text")], "platform"),
         }],
-    })
+    }
 
-    # content: notes and queries (text from the lake)
+
+def content_section(data: ReportData) -> dict:
+    """Top notes and search-back queries: text from the lake, shown as written."""
     notes = data.top_notes.copy()
     notes["key"] = notes["platform"].astype(str) + ":" + notes["note_id"].astype(str) if len(notes) else []
-    sections.append({
+    return {
         "id": "content",
         "title": "What seeded: top notes and search-back queries",
         "lede": "Notes with the most last-touch credit in the window (titles from the lake's notes), and the most "
@@ -265,13 +309,14 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
                 Col("query", "query", "text"), Col("searches", "seeded searches"),
             ], "query"),
         }],
-    })
+    }
 
-    # boost
+
+def boost_section(data: ReportData) -> dict:
     boost = data.boost.copy()
     boost["bin"] = [f"[{lo:.1f}, {hi:.1f}{']' if i == len(boost) - 1 else ')'}" for i, (lo, hi) in enumerate(zip(boost["bin_low"], boost["bin_high"], strict=True))]
     st = data.boost_stats
-    sections.append({
+    return {
         "id": "boost",
         "title": "Brand boost scores",
         "lede": (
@@ -288,13 +333,13 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
                 Col("signals", "signals"),
             ], "bin"),
         }],
-    })
+    }
 
-    # data quality
+
+def data_quality_section(data: ReportData, report_path: Path, reports_root: Path) -> dict:
+    """The day's validation by table and its failures, a link to Data Docs, ingestion and quarantine."""
     docs_index = reports_root / "data_docs" / "index.html"
-    dq = data.dq.copy()
-    dq["status"] = [("pass" if s else ("FAIL" if sev == "critical" else "warn")) for s, sev in zip(dq["success"], dq["severity"], strict=True)]
-    dq["key"] = dq["table_name"].astype(str) + ":" + dq["expectation"].astype(str) + ":" + dq["run_id"].astype(str)
+    dq = _dq(data)
     if len(dq):
         summary = dq.groupby("table_name").agg(
             checks=("success", "size"), passed=("success", "sum"),
@@ -304,10 +349,9 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
     else:
         summary = pd.DataFrame(columns=["table_name", "checks", "passed", "failed_critical", "failed_warning"])
     failed = dq[~dq["success"].astype(bool)]
-    ing = data.ingest
     q = data.quarantine.copy()
     q["key"] = q["source"].astype(str) + ":" + q["reason"].astype(str) if len(q) else []
-    sections.append({
+    return {
         "id": "data-quality",
         "title": "Data quality",
         "lede": (
@@ -323,7 +367,7 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
                 Col("failed_critical", "failed (critical)"), Col("failed_warning", "failed (warning)"),
             ], "table_name"),
             "link": {
-                "href": os.path.relpath(docs_index, report_path.parent).replace(os.sep, "/"),
+                "href": _href(docs_index, report_path),
                 "kind": "data_docs",
                 "text": "Open the Data Docs (every expectation, with its observed values)",
                 "note": "" if docs_index.exists() else "(not built yet for this home)",
@@ -336,7 +380,7 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
             ], "key"),
         }, {
             "subtitle": "Ingestion",
-            "table": number_table("ingest", ing, [
+            "table": number_table("ingest", data.ingest, [
                 Col("source", "source", "text"), Col("files", "files"), Col("input_rows", "rows in"),
                 Col("accepted_rows", "accepted"), Col("quarantined_rows", "quarantined"),
             ], "source"),
@@ -347,11 +391,17 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
                 Col("example", "example message", "text"),
             ], "key") if len(q) else number_table("quarantine", q, [Col("reason", "reason", "text")], "reason"),
         }],
-    })
+    }
 
-    overall = up[up["group"].eq("overall")]
+
+def kpis(data: ReportData) -> list[dict]:
+    """The headline figures above the sections."""
+    funnel = data.funnel
+    overall = data.uplift[data.uplift["group"].eq("overall")]
+    all_rows = _rate_all_platforms(data)
     day_rate = all_rows["search_back_rate"].get(data.day) if len(all_rows) else None
-    kpis = [
+    dq = _dq(data)
+    return [
         {"key": "seeded_orders", "label": "seeded orders in the window", "text": f"{int(funnel['seeded_orders'].sum()):,}"},
         {"key": "seeded_gmv", "label": "seeded GMV in the window", "text": _text(float(funnel["seeded_gmv_fen"].sum()), "yuan")},
         {"key": "uplift", "label": "overall conversion uplift [95%]", "text": (
@@ -360,15 +410,6 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
         {"key": "search_back_rate", "label": f"search-back rate of {data.day} (open)", "text": _text(day_rate, "pct")},
         {"key": "dq", "label": "data-quality failures (critical)", "text": str(int((dq["status"] == "FAIL").sum())) if len(dq) else "not validated"},
     ]
-    return {
-        "day": data.day.isoformat(),
-        "start": data.start.isoformat(),
-        "window_days": (data.day - data.start).days + 1,
-        "warehouse_url": data.warehouse_url,
-        "kpis": kpis,
-        "sections": sections,
-        "index_href": os.path.relpath(reports_root / "index.html", report_path.parent).replace(os.sep, "/"),
-    }
 
 
 def environment() -> Environment:

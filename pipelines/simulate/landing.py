@@ -9,10 +9,13 @@ Layout under ``out/``::
     orders/dt=YYYY-MM-DD/orders_<day>.<ext>
     items/items.csv
     ground_truth.json
+    arrivals.json                      when each file arrived (see arrival.py)
+    .versions/<arrival day>/<path>     earlier versions of re-sent files
 
 Event files use the canonical column names of ``schemas`` (without ``dt``). Every random choice
 comes from one ``SeedSequence(seed)`` split into per-stage and per-day children, and no file holds
 wall-clock time or unordered dict output, so the same arguments give byte-identical files.
+The files are written in their final versions; ``arrivals.json`` says when each version arrived.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import io
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -35,6 +38,20 @@ import pyarrow.parquet as pq
 from .. import schemas
 from ..reference import load_reference
 from . import exporters
+from .arrival import (
+    MANIFEST,
+    VERSIONS,
+    ArrivalParams,
+    OrderVersions,
+    child_rng,
+    late_days,
+    plan_links,
+    plan_missed_runs,
+    plan_notes,
+    plan_orders,
+    plan_resends,
+    subset_mask,
+)
 from .vocab import Vocabulary, build_vocabulary
 from .world import World, WorldParams, behave, build_world, exposures_for_day, touches_of
 
@@ -63,6 +80,9 @@ class SimulationSummary:
     orders: int
     files: int
     bytes: int
+    arrival: str = "realistic"  # or "in_order"
+    late_rows: int = 0
+    resent_files: int = 0
 
 
 # ---------------------------------------------------------------- encoders
@@ -201,19 +221,49 @@ def _with_defects(
 
 
 class _Writer:
-    """Writes files under the landing root and keeps the file manifest."""
+    """Writes files under the landing root and keeps the file manifest and the arrival schedule.
 
-    def __init__(self, root: Path):
+    A file arrives on its dt day (items: the first day). A delivery planned as a re-send
+    (``resends``: (source, platform, dt day) -> day) first arrives without some rows (stored
+    under ``.versions/<dt>/<path>``) and its complete file arrives on the re-send day.
+    """
+
+    def __init__(self, root: Path, start: date, resends: dict | None = None,
+                 rng: np.random.Generator | None = None, keep: float = 1.0):
         self.root = root
+        self.start = start
+        self.resends = resends or {}
+        self.rng = rng
+        self.keep = keep
         self.manifest: list[dict] = []
+        self.arrivals: list[dict] = []
+        self.resent: list[dict] = []
         self.bytes = 0
 
-    def write(self, rel: str, content: bytes, **meta) -> None:
+    def _put(self, rel: str, content: bytes) -> None:
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
         self.bytes += len(content)
+
+    def write(self, rel: str, content: bytes, *, table: pa.Table | None = None, **meta) -> None:
+        self._put(rel, content)
         self.manifest.append({"path": rel, **meta})
+        dt = meta.get("dt")
+        arrival = dt or self.start.isoformat()
+        versions = []
+        key = (meta["source"], meta.get("platform"), (date.fromisoformat(dt) - self.start).days if dt else -1)
+        if key in self.resends and table is not None and table.num_rows >= 2:
+            mask = subset_mask(self.rng, table.num_rows, self.keep)
+            stored = f"{VERSIONS}/{dt}/{rel}"
+            self._put(stored, encode(table.filter(pa.array(mask)), meta["format"]))
+            versions.append({"file": stored, "arrival": dt, "rows": int(mask.sum())})
+            arrival = (self.start + timedelta(days=self.resends[key])).isoformat()
+            self.resent.append({"path": rel, "dt": dt, "first_arrival": dt, "resent": arrival,
+                                "rows_first": int(mask.sum()), "rows_final": int(meta.get("rows", 0))})
+        versions.append({"file": rel, "arrival": arrival, "rows": meta.get("rows")})
+        self.arrivals.append({"path": rel, "source": meta["source"], "platform": meta.get("platform"),
+                              "dt": dt, "arrival": versions[0]["arrival"], "versions": versions})
 
 
 def _day_folder(source: str, day: date, platform: str | None = None) -> str:
@@ -226,10 +276,18 @@ def _choose(rng: np.random.Generator, options: tuple[str, ...], forced: int | No
 
 
 def plan_world(
-    *, users: int, days: int, start: date, seed: int, seeds_dir: Path, params: WorldParams | None = None
+    *, users: int, days: int, start: date, seed: int, seeds_dir: Path, params: WorldParams | None = None,
+    arrival: ArrivalParams | None = None,
 ) -> tuple[World, Vocabulary, list[np.random.SeedSequence]]:
-    """The static world of these arguments (what simulate_world writes), its vocabulary and streams."""
+    """The static world of these arguments (what simulate_world writes), its vocabulary and streams.
+
+    The world is the final one: note delivery days, id_links batches (``world.link_deliveries``)
+    and the links as resolved after every batch (revoked links do not resolve) follow
+    ``params.arrival``. Streams: world, behaviour, notes, file choices, days, arrival.
+    """
     params = params or WorldParams()
+    if arrival is not None:
+        params = replace(params, arrival=arrival)
     seeds_dir = Path(seeds_dir)
     reference = load_reference(seeds_dir)
     creators_csv = seeds_dir / "creators.csv"
@@ -239,9 +297,12 @@ def plan_world(
         else pd.DataFrame({"platform": pd.Series(dtype=str), "author_id": pd.Series(dtype=str)})
     )
     vocab = build_vocabulary(reference.brands, reference.categories)
-    streams = np.random.SeedSequence(seed).spawn(5)
+    # the first five children are those of an in-order world; the sixth plans arrival
+    streams = np.random.SeedSequence(seed).spawn(6)
     world = build_world(np.random.default_rng(streams[0]), users=users, days=days, start=start,
                         reference=reference, raw_creators=raw_creators, vocab=vocab, params=params)
+    plan_notes(child_rng(streams[5], 0), world)
+    world.link_deliveries = plan_links(child_rng(streams[5], 1), world)
     return world, vocab, streams
 
 
@@ -255,72 +316,139 @@ def simulate_world(
     seeds_dir: Path,
     progress: Progress | None = None,
     params: WorldParams | None = None,
+    arrival: ArrivalParams | None = None,
 ) -> SimulationSummary:
-    """Simulate a world and write it under ``out`` as a landing zone plus ground_truth.json."""
+    """Simulate a world and write it under ``out`` as a landing zone plus ground_truth.json.
+
+    Files arrive as ``arrival`` (default ``params.arrival``: realistic) says; the landing zone is
+    written in its final state and ``arrivals.json`` holds the schedule (see ``materialize``).
+    ``arrival=ArrivalParams.in_order()`` writes a world where everything arrives in order.
+    """
     report = progress or (lambda message, fraction: None)
     out = Path(out)
     report("world", 0.0)
-    world, vocab, streams = plan_world(users=users, days=days, start=start, seed=seed, seeds_dir=seeds_dir, params=params)
+    world, vocab, streams = plan_world(users=users, days=days, start=start, seed=seed, seeds_dir=seeds_dir,
+                                       params=params, arrival=arrival)
+    a = world.params.arrival
     rng_behave, rng_notes, rng_files = (np.random.default_rng(s) for s in streams[1:4])
     day_streams = streams[4].spawn(days)
+    arrival_seq = streams[5]
 
     _clear(out)
-    w = _Writer(out)
+    resends = plan_resends(child_rng(arrival_seq, 2), days, a)
+    w = _Writer(out, start, resends=resends, rng=child_rng(arrival_seq, 3), keep=a.resend_keep_share)
     defects = Defects.empty()
     dates = [start + timedelta(days=i) for i in range(days)]
 
-    _write_links(world, dates[0], w)
+    _write_links(world, dates, w)
     _write_items(world, w)
 
     touches, n_exposures = [], 0
+    late = {"exposures": 0, "searches": 0, "orders": 0}
+    pending: dict[int, list[pd.DataFrame]] = {}
+    delivered_day = world.notes["delivered_day"].to_numpy()
+    before_note = {"exposures": 0, "touches": 0}
     for d in range(days):
         report(f"exposures {dates[d]}", 0.05 + 0.6 * d / days)
         rng_day = np.random.default_rng(day_streams[d])
         ex = exposures_for_day(rng_day, world, d)
         n_exposures += len(ex)
-        touches.append(touches_of(world, ex))
+        t = touches_of(world, ex)
+        touches.append(t)
+        before_note["exposures"] += int((delivered_day[ex["note"].to_numpy()] > d).sum())
+        before_note["touches"] += int((delivered_day[t["note"].to_numpy()] > d).sum())
+        # a share of the day's rows arrive in a later day's file
+        arr = late_days(child_rng(arrival_seq, 100 + d), np.full(len(ex), d), days, a.late_share, a.late_max_days)
+        is_late = arr > d
+        late["exposures"] += int(is_late.sum())
+        for later in np.unique(arr[is_late]):
+            pending.setdefault(int(later), []).append(ex[arr == later])
+        if is_late.any() or d in pending:
+            ex = pd.concat([ex[~is_late], *pending.pop(d, [])], ignore_index=True)
         _write_exposures(rng_day, world, ex, d, dates[d], w, defects)
     touches_all = pd.concat(touches, ignore_index=True)
 
     report("searches and orders", 0.7)
     beh = behave(rng_behave, world, touches_all, vocab)
-    _write_searches(rng_files, world, beh, dates, w, defects)
-    _write_orders(rng_files, world, beh, dates, w, defects)
+    s_day = _business_day_index(world, beh.searches["t"].to_numpy())
+    s_arrival = late_days(child_rng(arrival_seq, 4), s_day, days, a.late_share, a.late_max_days)
+    late["searches"] = int((s_arrival > s_day).sum())
+    o_day = _business_day_index(world, beh.orders["t"].to_numpy())
+    versions = plan_orders(child_rng(arrival_seq, 5), world, beh, o_day)
+    late["orders"] = int((versions.arrival > o_day).sum())
+    _write_searches(rng_files, world, beh, dates, w, defects, s_day, s_arrival)
+    _write_orders(rng_files, world, beh, dates, w, defects, o_day, versions)
 
     report("notes", 0.85)
     note_files = _write_notes(rng_notes, world, dates, w, defects)
 
     report("ground truth", 0.97)
-    truth = ground_truth(world, beh, touches_all, vocab, defects, w, seed=seed, users=users, n_exposures=n_exposures)
+    missed = plan_missed_runs(child_rng(arrival_seq, 6), days, a)
+    schedule = _schedule(w, dates, missed)
+    (out / MANIFEST).write_text(json.dumps(schedule, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    arrival_truth = _arrival_truth(world, beh, versions, w, late=late, before_note=before_note, missed=missed, dates=dates)
+    truth = ground_truth(world, beh, touches_all, vocab, defects, w, seed=seed, users=users, n_exposures=n_exposures,
+                         arrival=arrival_truth)
     (out / "ground_truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     report("done", 1.0)
     return SimulationSummary(
         out=str(out), seed=seed, users=users, days=days, start=start.isoformat(),
         notes=len(world.notes), note_files=note_files, exposures=n_exposures,
-        touches=len(touches_all), id_links=len(world.links), searches=len(beh.searches),
+        touches=len(touches_all), id_links=len(world.link_deliveries), searches=len(beh.searches),
         orders=len(beh.orders), files=len(w.manifest), bytes=w.bytes,
+        arrival="in_order" if a.is_in_order else "realistic", late_rows=sum(late.values()), resent_files=len(w.resent),
     )
 
 
 def _clear(out: Path) -> None:
-    """Remove a previous simulation's folders (only the landing folders and ground_truth.json)."""
+    """Remove a previous simulation's files (the landing folders, ``.versions``, ground_truth.json
+    and arrivals.json; nothing else)."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in LANDING_FOLDERS:
+    for name in (*LANDING_FOLDERS, VERSIONS):
         if (out / name).exists():
             shutil.rmtree(out / name)
     (out / "ground_truth.json").unlink(missing_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
 
 
-def _write_links(world: World, day: date, w: _Writer) -> None:
-    """id_links, all delivered on the first day (a later claim could re-decide closed days)."""
-    links = world.links
-    for i, platform in enumerate(schemas.PLATFORMS):
-        part = links[links["platform"] == platform]
-        fmt = EVENT_FORMATS[(i + 1) % len(EVENT_FORMATS)]
-        table = pa.table({c: pa.array(part[c].to_numpy(), schemas.arrow_type(schemas.ID_LINKS.column(c).type))
-                          for c in schemas.ID_LINKS.names if c != "dt"})
-        rel = f"{_day_folder('id_links', day, platform)}/id_links_{platform}_{day.isoformat()}.{extension(fmt)}"
-        w.write(rel, encode(table, fmt), source="id_links", platform=platform, dt=day.isoformat(), format=fmt, rows=len(part))
+def _schedule(w: _Writer, dates: list[date], missed: list[int]) -> dict:
+    """arrivals.json: every file's versions and arrival days, and the daily runs that happen."""
+    missed_days = {dates[d].isoformat() for d in missed}
+    return {
+        "description": (
+            "Every landing file (path relative to this folder) with its dt folder and arrival day: the "
+            "first day it is present. versions lists its contents over time in arrival order, each "
+            "with the stored file holding those bytes and the day it arrived; the last version is the "
+            "file at path. A re-sent delivery has more than one version (earlier ones stored under "
+            ".versions/). runs are the days a daily run happens, missed_runs the scheduled days it "
+            "does not (nothing in the data changes: the next run ingests every delivery not yet "
+            "ingested). pipelines.simulate.materialize(this folder, day, landing) rebuilds the "
+            "landing zone as it stood on a day."
+        ),
+        "start": dates[0].isoformat(),
+        "end": dates[-1].isoformat(),
+        "runs": [d.isoformat() for d in dates if d.isoformat() not in missed_days],
+        "missed_runs": sorted(missed_days),
+        "files": sorted(w.arrivals, key=lambda f: f["path"]),
+    }
+
+
+def _write_links(world: World, dates: list[date], w: _Writer) -> None:
+    """id_links batches: one file per platform and batch day (the first batch: every platform)."""
+    links = world.link_deliveries
+    batch_days = world.link_batches["days"]
+    for j, d in enumerate(batch_days):
+        day = dates[d]
+        batch = links[links["day"].to_numpy() == d]
+        for i, platform in enumerate(schemas.PLATFORMS):
+            part = batch[batch["platform"] == platform]
+            if j > 0 and len(part) == 0:
+                continue
+            fmt = EVENT_FORMATS[(i + 1 + j) % len(EVENT_FORMATS)]
+            table = pa.table({c: pa.array(part[c].to_numpy(), schemas.arrow_type(schemas.ID_LINKS.column(c).type))
+                              for c in schemas.ID_LINKS.names if c != "dt"})
+            rel = f"{_day_folder('id_links', day, platform)}/id_links_{platform}_{day.isoformat()}.{extension(fmt)}"
+            w.write(rel, encode(table, fmt), source="id_links", platform=platform, dt=day.isoformat(), format=fmt, rows=len(part))
 
 
 def _write_items(world: World, w: _Writer) -> None:
@@ -356,7 +484,8 @@ def _write_exposures(rng: np.random.Generator, world: World, ex: pd.DataFrame, d
         bad = (d == 0) or bool(rng.random() < 0.3)
         content, rows = _with_defects(rng, table, fmt, "event_time", dup_share=0.002, bad_row=bad,
                                       source="exposures", rel=rel, defects=defects)
-        w.write(rel, content, source="exposures", platform=platform, dt=day.isoformat(), format=fmt, time_style=style, rows=rows)
+        w.write(rel, content, table=table, source="exposures", platform=platform, dt=day.isoformat(), format=fmt,
+                time_style=style, rows=rows)
         defects.count(f"exposures_format_{fmt}")
         defects.count(f"exposures_time_{style}")
 
@@ -365,11 +494,18 @@ def _business_day_index(world: World, t: np.ndarray) -> np.ndarray:
     return np.searchsorted(world.day_starts, t, side="right") - 1
 
 
-def _write_searches(rng: np.random.Generator, world: World, beh, dates: list[date], w: _Writer, defects: Defects) -> None:
+def _arriving(day_of: np.ndarray, arrival: np.ndarray, d: int) -> np.ndarray:
+    """Rows of the file of delivery day d: that day's on-time rows, then late rows of earlier days."""
+    here = arrival == d
+    return np.concatenate([np.flatnonzero(here & (day_of == d)), np.flatnonzero(here & (day_of < d))])
+
+
+def _write_searches(rng: np.random.Generator, world: World, beh, dates: list[date], w: _Writer, defects: Defects,
+                    day_of: np.ndarray, arrival: np.ndarray) -> None:
+    """One file per delivery day: the day's searches and the late ones arriving with it."""
     s = beh.searches
-    day_of = _business_day_index(world, s["t"].to_numpy())
     for d, day in enumerate(dates):
-        part = s[day_of == d]
+        part = s.iloc[_arriving(day_of, arrival, d)]
         fmt = _choose(rng, ("csv_gb18030", "jsonl", "parquet", "csv_bom", "csv"), d if d < 5 else None)
         style = _choose(rng, TIME_STYLES, d if d < 4 else None)
         table = pa.table(
@@ -383,39 +519,47 @@ def _write_searches(rng: np.random.Generator, world: World, beh, dates: list[dat
         rel = f"{_day_folder('searches', day)}/searches_{day.isoformat()}.{extension(fmt)}"
         content, rows = _with_defects(rng, table, fmt, "event_time", dup_share=0.003, bad_row=d < 5 or bool(rng.random() < 0.2),
                                       source="searches", rel=rel, defects=defects, fresh_id=("search_id", f"s_bad_{day:%Y%m%d}"))
-        w.write(rel, content, source="searches", platform=None, dt=day.isoformat(), format=fmt, time_style=style, rows=rows)
+        w.write(rel, content, table=table, source="searches", platform=None, dt=day.isoformat(), format=fmt,
+                time_style=style, rows=rows)
         defects.count(f"searches_format_{fmt}")
 
 
-def _write_orders(rng: np.random.Generator, world: World, beh, dates: list[date], w: _Writer, defects: Defects) -> None:
+def _write_orders(rng: np.random.Generator, world: World, beh, dates: list[date], w: _Writer, defects: Defects,
+                  day_of: np.ndarray, plan: OrderVersions) -> None:
+    """One file per delivery day: first versions (on time, then late) and later versions (refunds,
+    corrected amounts) of orders whose earlier version arrived on an earlier day."""
     o = beh.orders
     items, brands = world.items, world.brands
-    day_of = _business_day_index(world, o["t"].to_numpy())
     missing = (o["status"].to_numpy() == "paid") & (rng.random(len(o)) < world.params.missing_brand_orders_share)
     defects.count("orders_missing_brand_filled_from_items", int(missing.sum()))
     brand_id = np.where(missing, None, brands["brand_id"].to_numpy()[o["brand"].to_numpy()])
     category_id = np.where(missing, None, brands["category_id"].to_numpy()[o["brand"].to_numpy()])
+    v = plan.versions
+    v_day, v_order = v["day"].to_numpy(), v["order"].to_numpy()
     for d, day in enumerate(dates):
-        m = day_of == d
-        part = o[m]
+        later = v_day == d
+        rows = np.concatenate([_arriving(day_of, plan.arrival, d), v_order[later]])
+        amount = np.concatenate([o["amount_fen"].to_numpy()[rows[: len(rows) - int(later.sum())]], v["amount_fen"].to_numpy()[later]])
+        status = np.concatenate([o["status"].to_numpy()[rows[: len(rows) - int(later.sum())]], v["status"].to_numpy()[later]])
         fmt = _choose(rng, ("csv", "jsonl", "parquet", "csv_bom"), d if d < 4 else None)
         style = _choose(rng, TIME_STYLES, (d + 2) if d < 4 else None)
         table = pa.table(
             {
-                "order_id": pa.array(part["order_id"].to_numpy()),
-                "user_id": pa.array(world.user_ids[part["user"].to_numpy()]),
-                "item_id": pa.array(items["item_id"].to_numpy()[part["item"].to_numpy()]),
-                "brand_id": pa.array(brand_id[m], pa.string()),
-                "category_id": pa.array(category_id[m], pa.string()),
-                "amount_fen": pa.array(part["amount_fen"].to_numpy(), pa.int64()),
-                "paid_at": time_array(part["t"].to_numpy(), style),
-                "status": pa.array(part["status"].to_numpy().astype(str)),
+                "order_id": pa.array(o["order_id"].to_numpy()[rows]),
+                "user_id": pa.array(world.user_ids[o["user"].to_numpy()[rows]]),
+                "item_id": pa.array(items["item_id"].to_numpy()[o["item"].to_numpy()[rows]]),
+                "brand_id": pa.array(brand_id[rows], pa.string()),
+                "category_id": pa.array(category_id[rows], pa.string()),
+                "amount_fen": pa.array(amount.astype(np.int64), pa.int64()),
+                "paid_at": time_array(o["t"].to_numpy()[rows], style),
+                "status": pa.array(status.astype(str)),
             }
         )
         rel = f"{_day_folder('orders', day)}/orders_{day.isoformat()}.{extension(fmt)}"
-        content, rows = _with_defects(rng, table, fmt, "paid_at", dup_share=0.003, bad_row=False,
-                                      source="orders", rel=rel, defects=defects)
-        w.write(rel, content, source="orders", platform=None, dt=day.isoformat(), format=fmt, time_style=style, rows=rows)
+        content, n_rows = _with_defects(rng, table, fmt, "paid_at", dup_share=0.003, bad_row=False,
+                                        source="orders", rel=rel, defects=defects)
+        w.write(rel, content, table=table, source="orders", platform=None, dt=day.isoformat(), format=fmt,
+                time_style=style, rows=n_rows)
         defects.count(f"orders_format_{fmt}")
 
 
@@ -519,8 +663,46 @@ def _ratio(x1: int, n1: int, x2: int, n2: int) -> float | None:
     return round((x1 / n1) / (x2 / n2), 6)
 
 
-def ground_truth(world: World, beh, touches: pd.DataFrame, vocab, defects: Defects, w: _Writer, *, seed: int, users: int, n_exposures: int) -> dict:
-    """Everything a test or a reader needs to know about the world: parameters, estimand, defects."""
+def _arrival_truth(world: World, beh, plan: OrderVersions, w: _Writer, *, late: dict, before_note: dict,
+                   missed: list[int], dates: list[date]) -> dict:
+    """What arrived late, in batches, in later versions or re-sent (counts; arrivals.json has the files)."""
+    a = world.params.arrival
+    notes = world.notes
+    lag = notes["delivery_lag_days"].to_numpy()
+    kinds = plan.versions["kind"].to_numpy()
+    return {
+        "mode": "in_order" if a.is_in_order else "realistic",
+        "notes": {
+            "delivered_after_publication_day": int((lag > 0).sum()),
+            "delivery_lag_days": {str(k): int(v) for k, v in zip(*np.unique(lag, return_counts=True), strict=True)},
+            "exposures_before_note_delivery": before_note["exposures"],
+            "touches_before_note_delivery": before_note["touches"],
+        },
+        "id_links": {
+            "batch_days": [dates[d].isoformat() for d in world.link_batches["days"]],
+            "accounts_first_named_per_batch": world.link_batches["accounts_first_named"],
+            "rows_per_batch": world.link_batches["rows"],
+            "accounts_corrected": world.link_stats["accounts_corrected"],
+            "accounts_revoked": world.link_stats["accounts_revoked"],
+        },
+        "late_rows": dict(late),
+        "order_versions": {
+            "refunded_later": int((kinds == "refund").sum()),
+            "amount_corrected": int((kinds == "amount").sum()),
+            "pairs_unconverted_by_refunds": int(beh.pairs["refunded"].sum()),
+        },
+        "resent_files": sorted(w.resent, key=lambda r: r["path"]),
+        "missed_runs": [dates[d].isoformat() for d in missed],
+    }
+
+
+def ground_truth(world: World, beh, touches: pd.DataFrame, vocab, defects: Defects, w: _Writer, *, seed: int, users: int,
+                 n_exposures: int, arrival: dict) -> dict:
+    """Everything a test or a reader needs to know about the world: parameters, estimand, defects.
+
+    Every figure is of the final state (after every delivery arrived): final links, the latest
+    version of every order (an order refunded later does not convert its pair).
+    """
     p = world.params
     pairs = beh.pairs[beh.pairs["final"]]
     seeded, match = pairs["seeded"].to_numpy(), pairs["match"].to_numpy()
@@ -563,7 +745,8 @@ def ground_truth(world: World, beh, touches: pd.DataFrame, vocab, defects: Defec
             "factor_vertical_match": p.factor_vertical_match,
             "factor_mismatch": p.factor_mismatch,
             "observable_touch": "kind in touch_kinds, account's winning link >= min_link_confidence, note mentions the brand",
-            "final_pairs_only": "pairs whose conversion window ends before the world does (t_s + conversion_window < end)",
+            "final_pairs_only": "pairs final as SPEC 5 has it: search day + ceil(conversion_window) < the last day",
+            "final_state": "links and orders as they stand after every delivery arrived: the latest delivery naming an account decides its link (revoked links do not resolve); an order counts only when its latest version is paid",
             "realised_pair_counts": cells,
             "realised_uplift": realised,
         },
@@ -582,13 +765,14 @@ def ground_truth(world: World, beh, touches: pd.DataFrame, vocab, defects: Defec
             "exposures_generated": int(n_exposures),
             "touches": int(len(touches)),
             "searches": int(len(beh.searches)),
-            "orders_paid": int((beh.orders["status"] == "paid").sum()),
-            "orders_refunded": int((beh.orders["status"] == "refunded").sum()),
+            "orders_paid": int((beh.orders["final_status"] == "paid").sum()),
+            "orders_refunded": int((beh.orders["final_status"] == "refunded").sum()),
             "items": int(len(world.items)),
             "files": len(w.manifest) + 1,
             "bytes": int(w.bytes),
         },
         "links": world.link_stats,
+        "arrival": arrival,
         "defects": {
             "exact_duplicate_rows": dict(sorted(defects.duplicate_rows.items())),
             "malformed_rows": malformed_counts,

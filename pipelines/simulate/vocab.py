@@ -100,7 +100,8 @@ def build_dictionary(brands: pd.DataFrame, categories: pd.DataFrame) -> Dictiona
 class Vocabulary:
     """Checked fragments, as frames with integer codes the world generator indexes into."""
 
-    #: brand_id, category_id, text, script (simplified/latin/traditional/fullwidth), tag_ok
+    #: brand_id, category_id, text, script (simplified/latin/traditional/fullwidth), tag_ok,
+    #: context (a context alias of SPEC 4: counts in a note only beside a keyword of its category)
     note_aliases: pd.DataFrame
     #: category_id, text, kind (keyword/alias), brand_id (for alias queries), script
     query_terms: pd.DataFrame
@@ -134,9 +135,12 @@ def build_vocabulary(brands: pd.DataFrame, categories: pd.DataFrame) -> Vocabula
     brand_category = dict(zip(brands["brand_id"], brands["category_id"], strict=True))
     dropped: dict[str, list[str]] = {"aliases": [], "keywords": [], "fillers": []}
 
+    # context aliases (SPEC 4) count in a note only with context: note_aliases marks them
+    context_of = brands["context_aliases"] if "context_aliases" in brands else pd.Series("", index=brands.index)
     alias_rows, query_rows = [], []
-    for brand_id, aliases in zip(brands["brand_id"], brands["aliases"], strict=True):
+    for brand_id, aliases, context in zip(brands["brand_id"], brands["aliases"], context_of.fillna(""), strict=True):
         cat = brand_category[brand_id]
+        context_norm = {normalise(c) for c in _split(context)}
         variants: dict[str, str] = {}
         for a in _split(aliases):
             variants.setdefault(a, _style(a))
@@ -152,7 +156,7 @@ def build_vocabulary(brands: pd.DataFrame, categories: pd.DataFrame) -> Vocabula
                 dropped["aliases"].append(text)
                 continue
             tag_ok = "," not in text and " " not in text and "\u3000" not in text and "#" not in text
-            alias_rows.append((brand_id, cat, text, style, tag_ok))
+            alias_rows.append((brand_id, cat, text, style, tag_ok, n in context_norm))
             query_rows.append((cat, text, "alias", brand_id, style))
     keyword_rows = []
     for category_id, keywords in zip(categories["category_id"], categories["keywords"], strict=True):
@@ -178,7 +182,7 @@ def build_vocabulary(brands: pd.DataFrame, categories: pd.DataFrame) -> Vocabula
     if not filler_rows or not tag_rows:
         raise ValueError("every filler word contains a dictionary term; the simulator cannot write clean text")
     return Vocabulary(
-        note_aliases=pd.DataFrame(alias_rows, columns=["brand_id", "category_id", "text", "script", "tag_ok"]),
+        note_aliases=pd.DataFrame(alias_rows, columns=["brand_id", "category_id", "text", "script", "tag_ok", "context"]),
         query_terms=pd.DataFrame(query_rows, columns=["category_id", "text", "kind", "brand_id", "script"]),
         note_keywords=pd.DataFrame(keyword_rows, columns=["category_id", "text", "traditional"]),
         fillers=pd.DataFrame(filler_rows, columns=["text", "traditional"]),

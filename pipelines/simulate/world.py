@@ -24,6 +24,7 @@ from .. import schemas
 from ..reference import Reference, canonical_author_id
 from ..settings import FunnelParams
 from ..timeutil import day_start_utc
+from .arrival import ArrivalParams
 from .vocab import SEPARATORS, Vocabulary
 
 DAY = 86_400
@@ -91,6 +92,9 @@ class WorldParams:
     missing_brand_orders_share: float = 0.01  # paid orders written without brand_id / category_id
     # funnel parameters the estimand is defined with (SPEC 5 defaults)
     funnel: FunnelParams = field(default_factory=FunnelParams)
+    # when files arrive (late notes, link batches, late rows, order versions, re-sends):
+    # realistic by default, ArrivalParams.in_order() for an in-order landing zone
+    arrival: ArrivalParams = field(default_factory=ArrivalParams)
 
     def as_dict(self) -> dict:
         """Parameters as plain JSON-able values."""
@@ -111,17 +115,19 @@ class World:
     start: date
     days: int
     day_starts: np.ndarray  # epoch seconds of 00:00 Asia/Shanghai of each day, and one past the end
-    brands: pd.DataFrame  # brand_id, category_id, cat (code), has_alias
+    brands: pd.DataFrame  # brand_id, category_id, cat (code), has_alias, has_plain_alias
     categories: pd.DataFrame
     user_ids: np.ndarray  # str, index = user code
     user_weight: np.ndarray
     accounts: pd.DataFrame  # platform (code), user (code), ext_user_id, link_user (code or -1)
-    links: pd.DataFrame  # id_links rows as delivered: platform, ext_user_id, user_id, confidence
+    links: pd.DataFrame  # final id_links claims (latest delivery per account): platform, ext_user_id, user_id, confidence
     link_stats: dict
     creators: pd.DataFrame  # platform, raw_id, author_id, vertical ('' unknown), in_seeds
     notes: pd.DataFrame  # one row per note, see make_notes
     note_brands: pd.DataFrame  # note (code), brand (code)
     items: pd.DataFrame  # schemas.ITEMS columns plus brand (code), price_fen
+    link_deliveries: pd.DataFrame | None = None  # every id_links row delivered, with its batch day
+    link_batches: dict = field(default_factory=dict)
 
     @property
     def end(self) -> int:
@@ -380,6 +386,10 @@ def make_notes(
     vertical_code = np.array([cat_of_id.get(v, -1) for v in vertical])
     usable = brands["has_alias"].to_numpy()
     b_order, b_start, b_count = _codes_with_offsets(np.where(usable, cat_codes, n_cats), n_cats + 1)
+    # a second brand may be of another category, whose keyword the note need not hold: it is
+    # written with a plain (non-context) alias, so only brands that have one qualify
+    plain = brands["has_plain_alias"].to_numpy()
+    p_order, p_start, p_count = _codes_with_offsets(np.where(plain, cat_codes, n_cats), n_cats + 1)
 
     r = rng.random(n)
     n_mentions = np.where(r < params.brandless_share, 0, np.where(r < params.brandless_share + params.two_brand_share, 2, 1))
@@ -387,7 +397,7 @@ def make_notes(
     cat1 = np.where(on_vertical, vertical_code, rng.integers(0, n_cats, n))
     cat1 = np.where(b_count[cat1] > 0, cat1, rng.choice(np.flatnonzero(b_count[:n_cats] > 0), n))
     brand1 = _pick_in_group(rng, b_order, b_start, b_count, cat1)
-    brand2 = _pick_in_group(rng, b_order, b_start, b_count, rng.choice(np.flatnonzero(b_count[:n_cats] > 0), n))
+    brand2 = _pick_in_group(rng, p_order, p_start, p_count, rng.choice(np.flatnonzero(b_count[:n_cats] > 0), n))
     brand1 = np.where(n_mentions >= 1, brand1, -1)
     brand2 = np.where((n_mentions == 2) & (brand2 != brand1), brand2, -1)
     note_cat = np.where(brand1 >= 0, cat_codes[np.maximum(brand1, 0)], np.where(vertical_code >= 0, vertical_code, cat1))
@@ -422,6 +432,7 @@ def make_notes(
     redeliver = rng.random(len(notes)) < params.redelivered_note_share
     lag = rng.integers(1, 6, len(notes))
     notes["redelivered_day"] = np.where(redeliver & (notes["delivered_day"] + lag < world_days), notes["delivered_day"] + lag, -1)
+    notes["redeliver_lag"] = np.where(redeliver, lag, 0)  # the arrival plan moves delivered_day
     mentions = pd.DataFrame(
         {
             "note": np.concatenate([np.arange(len(notes)), np.arange(len(notes))]),
@@ -466,14 +477,17 @@ def _compose_texts(
     al = vocab.note_aliases
     al_brand = al["brand_id"].map(brand_index).to_numpy()
     a_order, a_start, a_count = _codes_with_offsets(al_brand, len(brands))
+    plain = ~al["context"].to_numpy(dtype=bool)
+    p_order, p_start, p_count = _codes_with_offsets(np.where(plain, al_brand, len(brands)), len(brands) + 1)
     tag_ok = al["tag_ok"].to_numpy()
     t_order, t_start, t_count = _codes_with_offsets(np.where(tag_ok, al_brand, len(brands)), len(brands) + 1)
     al_text = al["text"].to_numpy(dtype=object)
     al_script = al["script"].to_numpy(dtype=object)
 
-    def alias(brand):
+    def alias(brand, plain_only=False):
         has = brand >= 0
-        idx = _pick_in_group(rng, a_order, a_start, a_count, np.where(has, brand, 0))
+        groups = (p_order, p_start, p_count) if plain_only else (a_order, a_start, a_count)
+        idx = _pick_in_group(rng, *groups, np.where(has, brand, 0))
         return np.where(has, al_text[idx], ""), np.where(has, al_script[idx], ""), idx
 
     kw = vocab.note_keywords
@@ -487,7 +501,7 @@ def _compose_texts(
 
     a1, s1, _ = alias(brand1)
     a1_title, _, _ = alias(brand1)
-    a2, s2, _ = alias(brand2)
+    a2, s2, _ = alias(brand2, plain_only=True)  # brand1's category keyword is always in the note
     has_tag_alias = (brand1 >= 0) & (t_count[np.maximum(brand1, 0)] > 0)
     tag_idx = _pick_in_group(rng, t_order, t_start, t_count, np.maximum(brand1, 0))
     tag_alias = np.where(has_tag_alias, al_text[tag_idx], "")
@@ -556,6 +570,8 @@ def build_world(
     brands = reference.brands[["brand_id", "category_id"]].copy()
     brands["cat"] = brands["category_id"].map({c: i for i, c in enumerate(category_ids)}).to_numpy()
     brands["has_alias"] = brands["brand_id"].isin(vocab.note_aliases["brand_id"]).to_numpy()
+    plain_aliases = vocab.note_aliases[~vocab.note_aliases["context"].astype(bool)]
+    brands["has_plain_alias"] = brands["brand_id"].isin(plain_aliases["brand_id"]).to_numpy()
     brands.attrs["category_ids"] = category_ids
     user_ids, weight = make_users(rng, users, params.user_activity_sigma)
     accounts = make_accounts(rng, users, params)
@@ -775,7 +791,10 @@ def behave(rng: np.random.Generator, world: World, touches: pd.DataFrame, vocab:
         raise ValueError("p0 * factor exceeds 1; lower p0")
     buy = rng.random(len(pairs)) < p.p0 * factor
     paid = pairs["t"].to_numpy() + rng.integers(0, conv + 1, len(pairs))
-    pairs["final"] = pairs["t"].to_numpy() + conv < world.end
+    # Final as SPEC 5 "Arrival" has it: search day d + ceil(conversion_window) < W, the last day.
+    search_day = np.searchsorted(world.day_starts, pairs["t"].to_numpy(), side="right") - 1
+    last_day = len(world.day_starts) - 2
+    pairs["final"] = search_day + -(-conv // DAY) < last_day
     pairs["converted"] = buy & (paid < world.end)
 
     o = pairs[pairs["converted"]]

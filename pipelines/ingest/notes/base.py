@@ -27,6 +27,11 @@ TOPIC_MARKUP = re.compile(r"#([^#\[\]\r\n]{1,100})\[话题\]#")
 HASH16 = r"[0-9a-f]{16}"
 COUNT_COLUMNS = ("likes", "collects", "comments", "shares")
 
+#: Columns that hold the raw platform user id under another name in derived exports.
+AUTHOR_RENAMED: tuple[str, ...] = ("author_id",)
+#: The note type of a type code no exporter table lists yet (the note is kept, SPEC 3).
+UNKNOWN_TYPE = "unknown"
+
 #: Type values shared by exporters; a format adds its own codes in ``type_map``.
 COMMON_TYPES: dict[str, str] = {
     "normal": "image",
@@ -36,6 +41,7 @@ COMMON_TYPES: dict[str, str] = {
     "图集": "image",
     "video": "video",
     "视频": "video",
+    "未知": UNKNOWN_TYPE,
 }
 
 
@@ -60,12 +66,17 @@ class NoteFormat:
     type_default: str | None = None
     untitled: tuple[str, ...] = ()
     sqlite_tables: tuple[str, ...] = ()
+    #: The note's URL, whose last path segment (less ``url_id_prefix``) is its id: early exports
+    #: have no id column, only the URL.
+    url: str | None = None
+    url_id_prefix: str = ""
 
     def detects(self, columns: Iterable[str]) -> bool:
-        """Whether records with these columns are this format."""
+        """Whether records with these columns are this format (extra columns are fine)."""
         cols = set(columns)
-        authored = (self.author_raw in cols) or (self.author_hash in cols)
-        return self.signature <= cols and authored
+        authored = bool({self.author_raw, self.author_hash, *AUTHOR_RENAMED} & cols)
+        identified = self.note_id in cols or (self.url is not None and self.url in cols)
+        return self.signature - {self.note_id} <= cols and identified and authored
 
     def label(self, columns: Iterable[str], container: str) -> str:
         """The ingest_files ``format`` value, e.g. ``mediacrawler_xhs_v2026_jsonl_utf8``."""
@@ -125,11 +136,21 @@ def to_notes(records: RawRecords, fmt: NoteFormat, ctx: FileContext) -> tuple[pd
             raw[name] if name and name in cols else pd.Series(None, index=raw.index, dtype=object)
         )
 
-    note_id = column(raw[fmt.note_id], t.column("note_id"), checks)
+    ids = raw[fmt.note_id] if fmt.note_id in cols else id_from_url(raw[fmt.url], fmt.url_id_prefix)
+    note_id = column(ids, t.column("note_id"), checks)
 
     hashed = as_text(field_or_empty(fmt.author_hash)).str.lower()
+    renamed = next((c for c in AUTHOR_RENAMED if c in cols), None)
+    if renamed and fmt.author_raw not in cols:
+        # A derived export's author_id: a 16-hex value is already a creator_hash, else a raw id.
+        value = as_text(raw[renamed])
+        is_hash = value.str.fullmatch(HASH16).fillna(False).astype(bool)
+        hashed = hashed.where(hashed.notna() & hashed.ne(""), value.where(is_hash))
+        raw_ids = value.where(~is_hash)
+    else:
+        raw_ids = field_or_empty(fmt.author_raw)
     has_hash = hashed.notna() & hashed.ne("")
-    author = hashed.where(has_hash, creator_hash(field_or_empty(fmt.author_raw)))
+    author = hashed.where(has_hash, creator_hash(raw_ids))
     author = author.where(author.ne(""), None)
     checks.flag(
         author.isna(),
@@ -204,6 +225,15 @@ def to_notes(records: RawRecords, fmt: NoteFormat, ctx: FileContext) -> tuple[pd
     return out, checks
 
 
+def id_from_url(urls: pd.Series, prefix: str = "") -> pd.Series:
+    """The last path segment of each URL (query and fragment dropped), less ``prefix``."""
+    path = as_text(urls).str.replace(r"[?#].*$", "", regex=True).str.rstrip("/")
+    last = path.str.rsplit("/", n=1).str[-1]
+    if prefix:
+        last = last.str.removeprefix(prefix)
+    return last.where(last.ne(""))
+
+
 def _strip_markup(text: pd.Series) -> pd.Series:
     """Remove topic markup; the spaces that only separated topics go with it."""
     spaced = r"[ \t\u3000]*" + TOPIC_MARKUP.pattern
@@ -211,18 +241,19 @@ def _strip_markup(text: pd.Series) -> pd.Series:
 
 
 def _note_type(values: pd.Series, fmt: NoteFormat, checks: Checks) -> pd.Series:
+    """image / video from the exporter's type field; a code no table lists yet is ``unknown``
+    (platforms add codes: the note is still worth keeping). A missing type is quarantined
+    unless the format has a default."""
     text = as_text(values).str.lower()
     mapping = {**COMMON_TYPES, **{k.lower(): v for k, v in fmt.type_map.items()}}
     mapped = text.map(mapping)
     empty = text.isna() | text.eq("")
     if fmt.type_default is not None:
         mapped = mapped.where(~empty, fmt.type_default)
-    known = (
-        " is not a known note type (image: "
-        + ", ".join(sorted(k for k, v in mapping.items() if v == "image"))
-        + "; video: "
-        + ", ".join(sorted(k for k, v in mapping.items() if v == "video"))
-        + ")"
+    mapped = mapped.where(mapped.notna() | empty, UNKNOWN_TYPE)
+    checks.flag(
+        mapped.isna(),
+        "missing_required",
+        f"required field {fmt.note_type or 'note type'!r} is empty",
     )
-    checks.flag(mapped.isna(), "bad_enum", fmt.note_type or "note type", shown=text, suffix=known)
     return mapped

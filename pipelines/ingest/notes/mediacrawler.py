@@ -15,6 +15,7 @@ XHS = NoteFormat(
     name="mediacrawler_xhs",
     platform="xiaohongshu",
     note_id="note_id",
+    url="note_url",
     published="time",  # epoch ms
     signature=frozenset({"note_id", "type", "time", "liked_count", "collected_count"}),
     title="title",
@@ -35,6 +36,7 @@ DOUYIN = NoteFormat(
     name="mediacrawler_douyin",
     platform="douyin",
     note_id="aweme_id",
+    url="aweme_url",
     published="create_time",  # epoch s
     signature=frozenset({"aweme_id", "create_time", "liked_count"}),
     title="title",
@@ -47,7 +49,7 @@ DOUYIN = NoteFormat(
     },
     note_type="aweme_type",
     # Douyin's aweme_type codes: 2 (image), 68 (图文 note) and 150 (image slideshow) are images;
-    # 0 and the other numeric codes are video formats.
+    # 0 and the other listed codes are video formats; a code not listed is stored as unknown.
     type_map={
         "2": "image",
         "68": "image",
@@ -62,6 +64,7 @@ BILIBILI = NoteFormat(
     name="mediacrawler_bili",
     platform="bilibili",
     note_id="video_id",
+    url="video_url", url_id_prefix="av",
     published="create_time",  # epoch s
     signature=frozenset({"video_id", "create_time", "video_play_count"}),
     title="title",
@@ -84,6 +87,7 @@ KUAISHOU = NoteFormat(
     name="mediacrawler_kuaishou",
     platform="kuaishou",
     note_id="video_id",
+    url="video_url",
     published="create_time",  # epoch ms
     signature=frozenset({"video_id", "create_time", "viewd_count"}),
     title="title",
@@ -107,6 +111,7 @@ WEIBO = NoteFormat(
     name="mediacrawler_weibo",
     platform="weibo",
     note_id="note_id",
+    url="note_url",
     # create_time is 8 h off in the exporter; create_date_time carries its offset.
     published="create_date_time",
     signature=frozenset({"note_id", "content", "create_date_time"}),

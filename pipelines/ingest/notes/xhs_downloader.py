@@ -21,7 +21,7 @@ XHS_DOWNLOADER = NoteFormat(
         "comments": "评论数量",
         "shares": "分享数量",
     },
-    note_type="作品类型",  # 图文 / 视频 / 图集 / 未知 (未知 is quarantined: no type to store)
+    note_type="作品类型",  # 图文 / 视频 / 图集 / 未知 (stored as unknown)
     sqlite_tables=("explore_data",),
 )
 
