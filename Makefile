@@ -6,6 +6,7 @@ VENV   := .venv
 STAMP  := $(VENV)/.synced
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+ARRIVAL_ARGS ?=
 
 .PHONY: setup demo cluster-demo test lint bench clean help
 
@@ -15,7 +16,8 @@ help:
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff"
 	@echo "make bench  benchmarks: worlds of 10k/100k/1M users (BENCH_ARGS='--sizes 10k,100k' for fewer),"
-	@echo "            written to bench/out/results.json and docs/benchmarks.md"
+	@echo "            written to bench/out/results.json and docs/benchmarks.md; then a late-delivered"
+	@echo "            100k-user world run day by day (bench/arrival.py, ARRIVAL_ARGS='--users 10000' for less)"
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }
@@ -42,6 +44,7 @@ lint: setup
 
 bench: setup
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+	$(VENV)/bin/python bench/arrival.py $(ARRIVAL_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .seedfunnel .pytest_cache

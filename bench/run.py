@@ -39,6 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pipelines.redact import redact_url  # noqa: E402
+
 START = date(2026, 1, 1)
 ENGINES = ("pandas", "duckdb")
 BACKENDS = ("sqlite", "postgresql")
@@ -240,7 +242,12 @@ class _Frames(Mapping):
             return lake.read_table(_settings(self.task).lake, name)
         files, bucketed = self._funnel_files(name)
         frames = [pq.read_table(f).to_pandas() for f in files]
-        return merge_table(t, frames) if bucketed else frames[0]
+        if not bucketed:
+            return frames[0]
+        strata = None
+        if t is schemas.AGG_CONVERSION_UPLIFT:  # its adjusted figures come from the merged strata
+            strata = self[schemas.AGG_UPLIFT_STRATA.name]
+        return merge_table(t, frames, strata)
 
     def _funnel_files(self, name: str) -> tuple[list[Path], bool]:
         """The saved funnel output files of a table, in bucket order, and whether they are buckets."""
@@ -425,15 +432,12 @@ def measure(task: dict, log: Callable[[str], None] | None = None) -> dict:
     """Run ``task`` in a fresh Python process; its figures plus ``peak_rss_mb`` of that process."""
     with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as fh:
         result_path = Path(fh.name)
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "_child",
-        json.dumps(task),
-        str(result_path),
-    ]
+    # The task goes through a pipe, not the command line: it may hold a server URL and password.
+    cmd = [sys.executable, str(Path(__file__).resolve()), "_child", "-", str(result_path)]
     wall0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE)
+    proc.stdin.write(json.dumps(task).encode())
+    proc.stdin.close()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - wall0
@@ -610,7 +614,7 @@ def run(opts: Options, progress: Progress | None = None) -> dict:
     }
     if pg_version is None:
         results["notes"] = [
-            f"PostgreSQL at {pg_url} not reachable: PostgreSQL publish not measured"
+            f"PostgreSQL at {redact_url(pg_url)} not reachable: PostgreSQL publish not measured"
         ]
     previous = opts.out / "results.json"
     if opts.merge and previous.exists():  # keep the worlds this run does not measure again
@@ -991,7 +995,7 @@ def options_from_args(argv: list[str] | None = None) -> Options:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_child"]:
-        out = _child_main(json.loads(argv[1]))
+        out = _child_main(json.loads(sys.stdin.read() if argv[1] == "-" else argv[1]))
         Path(argv[2]).write_text(json.dumps(out, default=str))
         return
     results = run(options_from_args(argv))

@@ -46,6 +46,7 @@ WAREHOUSE_ASSETS = {
         "fct_attribution_credits",
         "agg_brand_funnel_daily",
         "agg_conversion_uplift",
+        "agg_uplift_strata",
         "brand_boost_signals",
         "quarantine",
         "ingest_files",

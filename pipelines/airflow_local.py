@@ -7,7 +7,9 @@ Airflow reads its configuration once per process, so the DAGs run in a fresh int
   (``dags/`` of this repository), ``load_examples = False``, and the metadata database
   (SQLite ``<AIRFLOW_HOME>/airflow.db`` unless given);
 - the seedfunnel settings of the caller (``SEEDFUNNEL_HOME``, ``..._LANDING``, ``..._SEEDS``,
-  ``..._BUCKETS``, ``..._WAREHOUSE_URL``), so the tasks see the same ``Settings`` as the caller.
+  ``..._BUCKETS``, ``..._WAREHOUSE_URL``, and ``SEEDFUNNEL_CONFIG`` naming a ``seedfunnel.toml``
+  in the Airflow home with every resolved value), so the tasks see the same ``Settings`` as the
+  caller, funnel parameters and quality thresholds included.
 
 The driver runs each requested DAG run with ``dag.test()`` (tasks in-process, in dependency order,
 mapped tasks included) and reports every run on a pipe of its own as one JSON line, so the caller
@@ -29,8 +31,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+from .redact import redact_url
 from .settings import (
+    CONFIG_FILE,
     ENV_BUCKETS,
+    ENV_CONFIG,
     ENV_HOME,
     ENV_LANDING,
     ENV_RETRY_DELAY,
@@ -72,15 +77,31 @@ def require_airflow() -> None:
         )
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment under which ``Settings()`` in a task equals ``settings`` (absolute paths)."""
-    return {
+def settings_env(settings: Settings, config: Path | None = None) -> dict[str, str]:
+    """The environment under which ``Settings()`` in a task equals ``settings`` (absolute paths).
+
+    ``config``: a settings file holding the caller's resolved values (``write_settings_file``),
+    named by SEEDFUNNEL_CONFIG, so the tasks also get its funnel parameters and quality thresholds.
+    """
+    env = {
         ENV_HOME: str(Path(settings.home).resolve()),
         ENV_LANDING: str(Path(settings.landing).resolve()),
         ENV_SEEDS: str(Path(settings.seeds).resolve()),
         ENV_BUCKETS: str(settings.buckets),
         ENV_WAREHOUSE_URL: settings.resolved_warehouse_url(),
     }
+    if config is not None:
+        env[ENV_CONFIG] = str(Path(config).resolve())
+    return env
+
+
+def write_settings_file(settings: Settings, folder: Path) -> Path:
+    """``folder/seedfunnel.toml`` with every resolved value of ``settings`` (no warehouse URL: it
+    may hold a password and travels as SEEDFUNNEL_WAREHOUSE_URL)."""
+    path = Path(folder) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(settings.to_toml(), encoding="utf-8")
+    return path
 
 
 def airflow_env(
@@ -257,7 +278,7 @@ class AirflowRunSummary:
         reports = Path(self.settings.reports).resolve()
         return [
             ("lake (Parquet)", str(Path(self.settings.lake).resolve())),
-            ("warehouse", self.settings.resolved_warehouse_url()),
+            ("warehouse", redact_url(self.settings.resolved_warehouse_url())),
             ("rejected rows", "warehouse table `quarantine` (reason, file, row, raw content)"),
             ("reports", str(reports) if reports.is_dir() else f"{reports} (none written)"),
             ("Airflow home", f"{self.airflow_home} (SQLite metadata DB airflow.db: runs, task states, XComs)"),
@@ -285,9 +306,10 @@ def run_days(
     log = home / "logs" / "seedfunnel-local.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("", encoding="utf-8")
+    config = write_settings_file(settings, home)
     env = airflow_env(
         home,
-        extra={**settings_env(settings), ENV_RETRY_DELAY: str(LOCAL_RETRY_DELAY_SECONDS)},
+        extra={**settings_env(settings, config), ENV_RETRY_DELAY: str(LOCAL_RETRY_DELAY_SECONDS)},
     )
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     runs = day_runs(days)

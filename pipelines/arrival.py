@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +48,14 @@ STATE_FILE = "_state.json"
 LOCK_FILE = "_lock"
 #: Input tables whose rows feed the funnel, in the order ingestion writes them.
 SOURCES = ("notes", "exposures", "id_links", "searches", "orders")
+#: Event tables: a delivery's rows are compared with that delivery's previous version.
+EVENTS = ("exposures", "searches", "orders")
+#: Dimensions: compared as resolved (SPEC 3), on what the funnel reads of them, so a re-delivered
+#: note with fresher like counts, or a weekly batch naming the same links again, changes nothing.
+DIMENSIONS: dict[str, tuple[list[str], list[str]]] = {
+    "notes": (["platform", "note_id"], ["author_id", "title", "text", "tags"]),
+    "id_links": (["platform", "ext_user_id"], ["user_id", "confidence"]),
+}
 #: Folders of text-matching code: a change of matching rules restates like a change of seeds.
 MATCHING_CODE = ("pipelines/text",)
 
@@ -143,9 +152,12 @@ class State:
         path = settings.lake / STATE_FILE
         if not path.exists():
             return cls()
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        raw["pending"] = Pending(**raw.get("pending", {}))
-        return cls(**raw)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw["pending"] = Pending(**raw.get("pending", {}))
+            return cls(**raw)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise lake.damaged(path, e, settings.lake) from e
 
     def save(self, settings: Settings) -> None:
         path = settings.lake / STATE_FILE
@@ -171,22 +183,39 @@ class State:
 # ---------------------------------------------------------------- fingerprints
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path, follow_links: bool = True) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    if not follow_links:
+        flags |= os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as fh:
+        if not follow_links and not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "refused:not_a_file"
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def files_fingerprint(files: list[Path], root: Path, cache: dict[str, list] | None = None) -> str:
-    """A hash of the files' names and contents (contents re-hashed only when size or mtime moved)."""
+def files_fingerprint(
+    files: list[Path], root: Path, cache: dict[str, list] | None = None, *, follow_links: bool = True
+) -> str:
+    """A hash of the files' names and contents (contents re-hashed only when size or mtime moved).
+
+    ``follow_links=False`` (landing files, ``ingest.landing``): a link or anything but a regular
+    file counts by its name and kind only; what it points to is never opened.
+    """
     h = hashlib.sha256()
     for p in sorted(files):
         rel = str(p.relative_to(root))
-        st = p.stat()
+        st = p.stat() if follow_links else os.lstat(p)
+        if not stat.S_ISREG(st.st_mode) and not follow_links:
+            kind = "symlink" if stat.S_ISLNK(st.st_mode) else "not_a_file"
+            h.update(f"{rel}\0refused:{kind}\n".encode())
+            continue
         hit = (cache or {}).get(rel)
-        digest = hit[2] if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns else _sha256(p)
+        fresh = hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns
+        digest = hit[2] if fresh else _sha256(p, follow_links)
         if cache is not None:
             cache[rel] = [st.st_size, st.st_mtime_ns, digest]
         h.update(f"{rel}\0{digest}\n".encode())
@@ -209,10 +238,15 @@ def reference_fingerprint(settings: Settings) -> str:
 
 
 def _content_hashes(frame: pd.DataFrame, table: schemas.Table) -> np.ndarray:
+    """One hash per row over every column but dt (list columns hashed as their text)."""
     cols = [c for c in table.names if c != "dt"]
     if frame.empty:
         return np.zeros(0, dtype="uint64")
-    return pd.util.hash_pandas_object(frame[cols].astype(str), index=False).to_numpy()
+    view = frame[cols]
+    lists = [c for c in cols if table.column(c).type == "list<str>"]
+    if lists:
+        view = view.assign(**{c: view[c].astype(str) for c in lists})
+    return pd.util.hash_pandas_object(view, index=False).to_numpy()
 
 
 def changed_rows(before: pd.DataFrame, after: pd.DataFrame, table: schemas.Table) -> pd.DataFrame:
@@ -221,6 +255,30 @@ def changed_rows(before: pd.DataFrame, after: pd.DataFrame, table: schemas.Table
     gone = before.loc[~np.isin(hb, ha)]
     new = after.loc[~np.isin(ha, hb)]
     return pd.concat([gone, new], ignore_index=True) if len(gone) or len(new) else after.iloc[:0]
+
+
+def resolved_dimensions(lake_root: Path) -> dict[str, pd.DataFrame]:
+    """Notes and id links as the funnel sees them (the winning version / claim), key + funnel columns."""
+    from .funnel.prepare import link_winners
+
+    notes = lake.resolve_notes(lake.read_table(lake_root, "notes"))
+    links = link_winners(lake.read_table(lake_root, "id_links"))
+    out = {}
+    for name, frame in (("notes", notes), ("id_links", links)):
+        key, content = DIMENSIONS[name]
+        view = frame[key + content].copy()
+        if "tags" in view.columns:
+            view["tags"] = view["tags"].astype(str)
+        out[name] = view.reset_index(drop=True)
+    return out
+
+
+def changed_keys(before: pd.DataFrame, after: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Keys whose row differs between two resolved versions of a dimension (new, gone or changed)."""
+    hb = pd.util.hash_pandas_object(before, index=False).to_numpy() if len(before) else np.zeros(0, "uint64")
+    ha = pd.util.hash_pandas_object(after, index=False).to_numpy() if len(after) else np.zeros(0, "uint64")
+    moved = pd.concat([before.loc[~np.isin(hb, ha), key], after.loc[~np.isin(ha, hb), key]], ignore_index=True)
+    return moved.drop_duplicates(ignore_index=True)
 
 
 def _first_day(ts: pd.Series) -> date | None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
+import traceback
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -12,12 +15,70 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
+from typer.core import TyperGroup
 
-from .settings import ENV_HOME, ENV_LANDING, ENV_SEEDS, ENV_WAREHOUSE_URL, Settings
+from .redact import redact_text, redact_url
+from .settings import (
+    AIRFLOW_CONN_ID,
+    CONFIG_FILE,
+    ENV_CONFIG,
+    ENV_HOME,
+    ENV_LANDING,
+    ENV_SEEDS,
+    ENV_WAREHOUSE_URL,
+    Settings,
+    SettingsError,
+)
+
+VERBOSE_FLAGS = ("-v", "--verbose")
+#: Environment variables that may hold a URL with a password: scrubbed from any error shown.
+SECRET_ENV = (ENV_WAREHOUSE_URL, "SEEDFUNNEL_BENCH_PG_URL", f"AIRFLOW_CONN_{AIRFLOW_CONN_ID.upper()}")
+
+
+class GuardedGroup(TyperGroup):
+    """Every command's failure is one clear message and a non-zero exit, never a traceback;
+    ``-v`` / ``--verbose`` anywhere on the command line shows the traceback too. Passwords of
+    URLs given on the command line or in the environment are masked in both."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        cut = args.index("--") if "--" in args else len(args)
+        ctx.meta["seedfunnel.verbose"] = any(a in VERBOSE_FLAGS for a in args[:cut])
+        ctx.meta["seedfunnel.urls"] = [a.split("=", 1)[-1] for a in args if "://" in a]
+        return super().parse_args(ctx, [a for a in args[:cut] if a not in VERBOSE_FLAGS] + args[cut:])
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except (typer.TyperException, typer.Exit, typer.Abort):  # usage errors, exits: typer's own
+            raise
+        except Exception as e:  # the one place an unexpected error becomes a message
+            urls = ctx.meta.get("seedfunnel.urls", []) + [os.environ.get(k) for k in SECRET_ENV]
+            if ctx.meta.get("seedfunnel.verbose"):
+                trace = "".join(traceback.format_exception(e))
+                console.print(escape(redact_text(trace, *urls)), highlight=False, soft_wrap=True)
+            hint = "" if ctx.meta.get("seedfunnel.verbose") else " (run with -v for the traceback)"
+            console.print(
+                f"[bold red]error:[/] {escape(redact_text(explain(e), *urls))}{hint}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(1) from None
+
+
+def explain(e: BaseException) -> str:
+    """One line a person can act on, for an error no command turned into a message itself."""
+    if isinstance(e, PermissionError):
+        return f"permission denied: {e.filename or e}. Pass a folder you can write to (--home, SEEDFUNNEL_HOME)."
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.strerror or e.__class__.__name__}: {e.filename}"
+    text = str(e) or e.__class__.__name__
+    known = ("SeedError", "LakeError", "QualityGateError", "ConnectionLookupError", "StaleRunError")
+    return text if e.__class__.__name__ in known or isinstance(e, RuntimeError) else f"{e.__class__.__name__}: {text}"
+
 
 app = typer.Typer(
+    cls=GuardedGroup,
     name="seedfunnel",
     help=(
         "Measure cross-platform seeding (种草): note exposure -> search-back -> purchase.\n\n"
@@ -29,6 +90,29 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 console = Console(stderr=True)
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="On an error, show the traceback too (anywhere on the line)")
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help=f"Settings file (before the command: `seedfunnel --config FILE run ...`) [env {ENV_CONFIG}; "
+            f"default ./{CONFIG_FILE} when there is one]",
+        ),
+    ] = None,
+) -> None:
+    """Measure cross-platform seeding (种草): note exposure -> search-back -> purchase."""
+    global _CONFIG
+    _CONFIG = config
+
+
+#: The settings file named by --config for this invocation (None: SEEDFUNNEL_CONFIG or ./seedfunnel.toml).
+_CONFIG: Path | None = None
 
 HomeOpt = Annotated[
     Path | None,
@@ -78,7 +162,12 @@ def _settings(home=None, seeds=None, landing=None, warehouse_url=None, buckets=N
         kw["warehouse_url"] = warehouse_url
     if buckets is not None:
         kw["buckets"] = buckets
-    return Settings(**kw)
+    if _CONFIG is not None:
+        kw["config"] = _CONFIG
+    try:
+        return Settings(**kw)
+    except SettingsError as e:
+        _fail(str(e))
 
 
 @contextmanager
@@ -106,8 +195,48 @@ def progress_bar(description: str):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------- what a command needs, checked first
+
+
+def _require_writable(folder: Path, what: str, how: str) -> None:
+    """Create ``folder`` if needed and prove a file can be written in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".seedfunnel-write-check-"):
+            pass
+    except OSError as e:
+        _fail(f"cannot write to {what} {folder} ({e.strerror or e}). {how}")
+
+
+def _require_home(settings: Settings) -> None:
+    _require_writable(
+        settings.home,
+        "the home folder",
+        f"It holds the lake, the reports and the default SQLite warehouse: pass --home DIR or set "
+        f"{ENV_HOME} to a folder you can write to.",
+    )
+
+
+def _require_seeds(settings: Settings) -> None:
+    from .reference import SeedError, load_reference
+
+    try:
+        load_reference(settings.seeds)
+    except SeedError as e:
+        _fail(f"{e} (pass --seeds DIR or set {ENV_SEEDS})")
+
+
+def _require_warehouse(settings: Settings) -> None:
+    from . import warehouse
+
+    try:
+        warehouse.check_connection(settings.resolved_warehouse_url())
+    except RuntimeError as e:
+        _fail(str(e))
 
 
 @app.command()
@@ -126,6 +255,14 @@ def simulate(
             "no order versions, re-sends or missed runs)",
         ),
     ] = False,
+    confounding: Annotated[
+        float,
+        typer.Option(
+            help="Confounding by engagement: active users are seeded more and buy more at baseline "
+            "(p0 x (1 + this x activity band)); 0 plants none (docs/simulator.md)",
+            min=0.0,
+        ),
+    ] = 0.0,
 ) -> None:
     """Write a simulated landing zone with planted, known effects (see docs/simulator.md).
 
@@ -134,14 +271,17 @@ def simulate(
     do: the folder holds the final landing zone, `arrivals.json` when each file arrived, and
     `pipelines.simulate.materialize` rebuilds the landing zone as it stood on any day.
     """
-    from .simulate import ArrivalParams, simulate_world
+    from .simulate import ArrivalParams, WorldParams, simulate_world
 
     settings = _settings(seeds=seeds)
+    _require_seeds(settings)
+    _require_writable(out, "the output folder", "Pass --out DIR with a folder you can write to.")
     t0 = time.perf_counter()
     with progress_bar("simulate") as update:
         summary = simulate_world(
             out, users=users, days=days, start=_day(start), seed=seed, seeds_dir=settings.seeds,
             progress=update, arrival=ArrivalParams.in_order() if in_order else None,
+            params=WorldParams(confounding=confounding) if confounding else None,
         )
     elapsed = time.perf_counter() - t0
     console.print(f"wrote {out} in {elapsed:.1f}s")
@@ -162,8 +302,9 @@ def ingest(
     from .runner import stage_ingest
 
     settings = _settings(home=home, landing=landing)
-    _require_landing(settings)
     d = _day(end)
+    _require_landing(settings)
+    _require_home(settings)
     with progress_bar("ingest") as update:
         result = stage_ingest(settings, d, say=lambda msg: update(msg, 0.5))
     delivered = result["deliveries"]
@@ -218,7 +359,6 @@ def backfill(
 
 def _run_days(settings: Settings, d1: date, d2: date, engine: str, each_day: bool = False) -> None:
     """Check what a user can get wrong before any work, then run the days with progress and a summary."""
-    from . import warehouse
     from .runner import ENGINES, run_days
 
     if d2 < d1:
@@ -227,11 +367,9 @@ def _run_days(settings: Settings, d1: date, d2: date, engine: str, each_day: boo
         _fail(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
     _require_landing(settings)
     _require_landing_days(settings.landing, d1, d2)
-    settings.home.mkdir(parents=True, exist_ok=True)  # the default SQLite warehouse lives there
-    try:
-        warehouse.check_connection(settings.resolved_warehouse_url())
-    except RuntimeError as e:
-        _fail(str(e))
+    _require_home(settings)  # the lake, and the default SQLite warehouse, live there
+    _require_seeds(settings)
+    _require_warehouse(settings)
     from .quality.validate import QualityGateError
 
     try:
@@ -256,16 +394,13 @@ def report(
     Writes HOME/reports/attribution/YYYY-MM-DD.html (self-contained: open it offline) and
     HOME/reports/index.html (every report, newest first). Prints the report's path.
     """
-    from . import warehouse
     from .report import WINDOW_DAYS, NoDataError, build_report
 
     settings = _settings(home=home, seeds=seeds, landing=landing, warehouse_url=warehouse_url)
     day = _day(date_)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    try:
-        warehouse.check_connection(settings.resolved_warehouse_url())
-    except RuntimeError as e:
-        _fail(str(e))
+    _require_home(settings)
+    _require_seeds(settings)
+    _require_warehouse(settings)
     try:
         path = build_report(settings, day, days=days or WINDOW_DAYS)
     except NoDataError as e:
@@ -288,19 +423,22 @@ def validate(
     code 1 when a critical expectation fails (docs/quality.md).
     """
     from . import lake
-    from .quality.validate import validate_day
+    from .quality.validate import governed, validate_day
 
     settings = _settings(home=home, seeds=seeds)
     day = _day(date_)
+    _require_home(settings)
+    _require_seeds(settings)
     if day not in lake.partitions(settings.lake, "ingest_files"):
         _fail(f"{day} was never ingested into {settings.lake}; run `seedfunnel run --start {day}` first.")
     outcome = validate_day(settings, day)
     rows = outcome.results if all_ else outcome.failed
     t = RichTable(title=f"data quality {day}: {outcome.counts()['expectations']} expectations")
-    for col in ("table", "expectation", "severity", "result", "observed"):
+    for col in ("table", "expectation", "severity", "result", "observed", "setting"):
         t.add_column(col)
     for r in rows.itertuples(index=False):
-        t.add_row(r.table_name, r.expectation, r.severity, "pass" if r.success else "[red]FAIL[/]", r.observed)
+        setting = escape(governed(r.details).removeprefix("; setting "))
+        t.add_row(r.table_name, r.expectation, r.severity, "pass" if r.success else "[red]FAIL[/]", r.observed, setting)
     console.print(t)
     counts = outcome.counts()
     console.print(
@@ -333,6 +471,8 @@ def demo(
     from .timeutil import parse_day
 
     settings = _settings(home=home, landing=landing, buckets=buckets)
+    _require_home(settings)
+    _require_seeds(settings)
     try:
         airflow_local.require_airflow()
     except airflow_local.AirflowError as e:
@@ -387,6 +527,8 @@ def bench(
         sizes=parsed, days=days, repeats=repeats, repeats_large=repeats_large,
         work=work or _settings(home=home).home / "bench", pg_url=pg_url,
     )
+    _require_writable(opts.work, "the benchmark folder", f"Pass --work DIR, --home DIR or set {ENV_HOME}.")
+    _require_writable(opts.out, "the results folder", "Run from a checkout you can write to.")
     with progress_bar("bench") as update:
         results = module.run(opts, progress=update)
     console.print(f"wrote {opts.out / 'results.json'} and {opts.docs}")
@@ -420,7 +562,10 @@ def cluster_demo(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
-    target = folder or _settings(home=home).home / "cluster"
+    settings = _settings(home=home)
+    target = folder or settings.home / "cluster"
+    _require_writable(target.parent, "the cluster folder's parent", "Pass --folder DIR or --home DIR.")
+    _require_seeds(settings)
     try:
         out = cluster.demo(
             target, users=users, days=days, buckets=buckets, pg_url=pg_url or cluster.DEFAULT_PG_URL,
@@ -436,7 +581,7 @@ def cluster_demo(
         earlier = ", ".join(f"#{t['try_number']} {t['hostname']} {t['state']}" for t in b.get("tries", [])[:-1])
         table.add_row(str(b["bucket"]), b["hostname"], str(b["try_number"]), f"{b['seconds']:.1f}", earlier)
     console.print(table)
-    console.print(f"warehouse: {out['warehouse_url']}", highlight=False, soft_wrap=True)
+    console.print(f"warehouse: {redact_url(out['warehouse_url'])}", highlight=False, soft_wrap=True)
     rows = RichTable(title="warehouse rows")
     rows.add_column("table")
     rows.add_column("rows", justify="right")
@@ -510,13 +655,37 @@ def seeds_lint(
 
 
 @app.command("settings")
-def show_settings(home: HomeOpt = None, seeds: SeedsOpt = None, landing: LandingOpt = None) -> None:
-    """Print the resolved settings: folders, warehouse URL and funnel parameters."""
-    s = _settings(home=home, seeds=seeds, landing=landing)
-    out = s.describe()
-    out["funnel"] = _jsonable(s.funnel)
-    out["quality"] = _jsonable(s.quality)
-    sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False, default=str) + "\n")
+def show_settings(
+    home: HomeOpt = None,
+    seeds: SeedsOpt = None,
+    landing: LandingOpt = None,
+    warehouse_url: WarehouseOpt = None,
+    as_toml: Annotated[
+        bool, typer.Option("--toml", help=f"Print the resolved values as a {CONFIG_FILE} to start from")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print setting -> {value, source} as JSON")] = False,
+) -> None:
+    """Print every resolved setting with where it came from: argument, env VAR, file PATH or default.
+
+    Folders, warehouse URL (password masked), buckets, funnel parameters (SPEC 5) and quality
+    thresholds. Each resolves as: command-line flag > environment variable > settings file
+    (`--config`, `SEEDFUNNEL_CONFIG`, or ./seedfunnel.toml) > default (docs/settings.md).
+    """
+    s = _settings(home=home, seeds=seeds, landing=landing, warehouse_url=warehouse_url)
+    if as_toml:
+        sys.stdout.write(s.to_toml())
+        return
+    rows = s.listing()
+    if as_json:
+        out = {key: {"value": value, "source": source} for key, value, source in rows}
+        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+        return
+    t = RichTable(title="seedfunnel settings", title_justify="left")
+    for col in ("setting", "value", "source"):
+        t.add_column(col, overflow="fold")
+    for key, value, source in rows:
+        t.add_row(escape(key), escape(value), escape(source))
+    Console(width=max(Console().width, 140)).print(t)
 
 
 def _require_landing(settings: Settings) -> None:

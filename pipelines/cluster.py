@@ -42,6 +42,7 @@ from pathlib import Path
 
 from .airflow_local import AirflowError, migrate
 from .airflow_local import tail_log as _tail
+from .redact import redact_text, redact_url
 from .settings import (
     AIRFLOW_CONN_ID,
     ENV_BUCKETS,
@@ -147,13 +148,15 @@ def services_problem(pg_url: str, redis_url: str) -> str | None:
             conn.exec_driver_sql("SELECT 1")
         engine.dispose()
     except Exception as e:
-        return (
-            f"PostgreSQL at {pg_url} unreachable ({e.__class__.__name__}: {str(e).splitlines()[0]})"
-        )
+        first = redact_text(str(e).splitlines()[0] if str(e) else "", pg_url)
+        return f"PostgreSQL at {redact_url(pg_url)} unreachable ({e.__class__.__name__}: {first})"
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
     except Exception as e:
-        return f"Redis at {redis_url} unreachable ({e.__class__.__name__}: {e})"
+        return (
+            f"Redis at {redact_url(redis_url)} unreachable "
+            f"({e.__class__.__name__}: {redact_text(str(e), redis_url)})"
+        )
     return None
 
 

@@ -26,6 +26,7 @@ from alembic.util import CommandError
 
 from . import schemas, warehouse
 from .migrations import views
+from .redact import redact_text, redact_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _LOCK_ID = zlib.crc32(b"seedfunnel:migrations") & 0x7FFFFFFF
@@ -96,13 +97,6 @@ def revisions() -> list[str]:
     return [r.revision for r in reversed(list(_script().walk_revisions()))]
 
 
-def _redact(url: str) -> str:
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable url>"
-
-
 def _missing_sqlite_file(url: str) -> bool:
     u = sa.make_url(url)
     return (
@@ -137,7 +131,7 @@ def _migrate(url: str, revision: str, fn) -> str | None:
                 fn(_config(connection=conn), revision)
             except CommandError as e:
                 raise RuntimeError(
-                    f"cannot migrate the warehouse {_redact(url)} to {revision!r}: {e}. "
+                    f"cannot migrate the warehouse {redact_url(url)} to {revision!r}: {redact_text(str(e), url)}. "
                     f"Known revisions: {', '.join(revisions())}."
                 ) from e
             return MigrationContext.configure(conn).get_current_revision()
@@ -169,7 +163,7 @@ def db_upgrade_command(url: str) -> str:
     """``seedfunnel db upgrade``: upgrade to head and return the line the CLI prints."""
     before = current(url)
     after = upgrade(url)
-    where = _redact(url)
+    where = redact_url(url)
     if before == after:
         return f"warehouse {where} already at revision {after} (head); nothing to do"
     return f"warehouse {where} upgraded from {before or 'an empty warehouse'} to revision {after} (head)"

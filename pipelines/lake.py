@@ -33,6 +33,20 @@ PART = "part-0.parquet"
 SNAPSHOT = "snapshot"
 
 
+class LakeError(RuntimeError):
+    """A lake file that cannot be read: the message names it and what to do."""
+
+
+def damaged(path: Path, error: Exception, lake: Path | None = None) -> LakeError:
+    """The error for a damaged lake file (every lake file is derived: the landing zone rebuilds it)."""
+    where = f" {lake}" if lake is not None else ""
+    return LakeError(
+        f"the lake file {path} cannot be read ({error.__class__.__name__}: {error}); it is damaged. "
+        f"The lake is derived from the landing zone: move the lake folder{where} aside and run "
+        "again to rebuild it (or restore the file from a backup)."
+    )
+
+
 def partition_name(day: date | None, column: str | None = "dt") -> str:
     """``dt=YYYY-MM-DD`` (the table's partition column) for a day, ``snapshot`` for unpartitioned tables."""
     return SNAPSHOT if day is None or column is None else f"{column}={day.isoformat()}"
@@ -102,7 +116,10 @@ def partitions(lake: Path, name: str) -> list[date]:
     days = []
     for p in root.iterdir():
         if p.is_dir() and p.name.startswith(prefix) and (p / PART).exists():
-            days.append(date.fromisoformat(p.name[len(prefix) :]))
+            try:
+                days.append(date.fromisoformat(p.name[len(prefix) :]))
+            except ValueError:
+                continue  # not a partition this code wrote
     return sorted(days)
 
 
@@ -135,7 +152,10 @@ def read_arrow(
         schema = pa.schema([schema.field(c) for c in columns])
     parts = []
     for f in _files(lake, name, days):
-        part = pq.read_table(f, columns=columns, filters=filters, schema=schema)
+        try:
+            part = pq.read_table(f, columns=columns, filters=filters, schema=schema)
+        except (pa.ArrowException, OSError) as e:
+            raise damaged(f, e, Path(lake)) from e
         parts.append(part.filter(pa.array(keep(part))) if keep is not None else part)
     return pa.concat_tables(parts) if parts else schema.empty_table()
 

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from . import arrival, lake, schemas, windows
 from .funnel.inputs import FunnelInputs
+from .redact import redact_url
 from .settings import Settings
 from .timeutil import day_start_utc
 from .timeutil import days as day_range
@@ -123,10 +124,10 @@ def ingest_pending(
     for d in delivery_days(landing):
         if d > day:
             break
-        fp = arrival.files_fingerprint(delivery_files(landing, d), landing, state.files)
+        fp = arrival.files_fingerprint(delivery_files(landing, d), landing, state.files, follow_links=False)
         if state.deliveries.get(d.isoformat()) != fp:
             todo.append((d, fp))
-    items_fp = arrival.files_fingerprint(item_files(landing, day), landing, state.files)
+    items_fp = arrival.files_fingerprint(item_files(landing, day), landing, state.files, follow_links=False)
     items_changed = items_fp != state.items
     earlier = [k for k in state.deliveries if k <= day.isoformat()]
     if items_changed and not todo and earlier:
@@ -138,11 +139,16 @@ def ingest_pending(
     done: list[date] = []
     for d, fp in todo:
         say(f"ingesting delivery {d}")
-        before = {s: lake.read_table(settings.lake, s, [d]) for s in arrival.SOURCES}
+        before = {s: lake.read_table(settings.lake, s, [d]) for s in arrival.EVENTS}
+        dims_before = arrival.resolved_dimensions(settings.lake)
         result = ingest_day(settings, d, run_id=run_id)
-        for source in arrival.SOURCES:
+        for source in arrival.EVENTS:
             after = lake.read_table(settings.lake, source, [d])
             changed = arrival.changed_rows(before[source], after, schemas.table(source))
+            state.pending.add(arrival.affected_from(settings.lake, source, changed, params), f"{source}/dt={d}")
+        dims_after = arrival.resolved_dimensions(settings.lake)
+        for source, (key, _) in arrival.DIMENSIONS.items():
+            changed = arrival.changed_keys(dims_before[source], dims_after[source], key)
             state.pending.add(arrival.affected_from(settings.lake, source, changed, params), f"{source}/dt={d}")
         state.deliveries[d.isoformat()] = fp
         state.mark_unpublished(schemas.QUARANTINE.name, [d])
@@ -228,12 +234,24 @@ def stage_plan(settings: Settings, day: date, run_id: str | None = None, say: Sa
             ingested=[d.isoformat() for d in done],
             ingest=ingest,
         )
+        if plan.computes:
+            _write_evidence(settings)
         state.save(settings)
     if plan.computes:
         say(f"recomputing {plan.start} .. {plan.latest} (caused by: {', '.join(causes) or 'nothing'})")
     else:
         say("nothing changed since the last computation")
     return plan.as_dict()
+
+
+def _write_evidence(settings: Settings) -> None:
+    """The lake's note_brand_evidence: why each note mentions each brand (SPEC 4), for every note."""
+    from .reference import load_reference
+    from .text.matcher import Matcher
+
+    notes = lake.resolve_notes(lake.read_table(settings.lake, "notes"))
+    evidence = Matcher.from_reference(load_reference(settings.seeds)).note_brand_evidence(notes)
+    lake.write_partition(settings.lake, schemas.NOTE_BRAND_EVIDENCE.name, None, evidence)
 
 
 # ---------------------------------------------------------------- stage 2: inputs
@@ -627,7 +645,7 @@ class RunSummary:
         """Where the outputs are."""
         return [
             ("lake (Parquet)", str(self.settings.lake.resolve())),
-            ("warehouse", self.settings.resolved_warehouse_url()),
+            ("warehouse", redact_url(self.settings.resolved_warehouse_url())),
             ("rejected rows", "warehouse table `quarantine` (reason, file, row, raw content)"),
             ("what each run rewrote", "warehouse table `restatements`"),
             *(("report", str(Path(d.report).resolve())) for d in self.days[-1:] if d.report),

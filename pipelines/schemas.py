@@ -100,7 +100,14 @@ AUTHOR_ID = C(
 )
 RUN_ID = C("run_id", "str", "Run that wrote the row")
 SOURCE_FILE = C("source_file", "str", "Landing-zone file the row came from, relative to the landing root")
-COUNT = dict(type="int64", min=0)
+#: Bounds on numbers (issue 17, SPEC 3): an amount is 0 < fen <= 10^12; a count is 0..10^12 - 1.
+#: Ingestion quarantines a value outside them (``out_of_range``); the suites check them too.
+MAX_AMOUNT_FEN = 10**12
+MAX_COUNT = 10**12 - 1
+#: A nullable integer is float64 in memory (pyarrow's ``to_pandas``): exact up to 2^53.
+MAX_NULLABLE_INT = 2**53
+COUNT = dict(type="int64", min=0, max=MAX_COUNT)
+AMOUNT = dict(type="int64", min=0, min_exclusive=True, max=MAX_AMOUNT_FEN)
 
 
 def _count(name: str, doc: str) -> Column:
@@ -147,7 +154,7 @@ EXPOSURES = Table(
         EXT_USER_ID,
         C("event_time", "ts", "When the exposure happened"),
         C("kind", "str", "Exposure kind", enum=EXPOSURE_KINDS),
-        C("dwell_ms", "int64", "Dwell time in milliseconds", nullable=True, min=0),
+        C("dwell_ms", "int64", "Dwell time in milliseconds", nullable=True, min=0, max=MAX_COUNT),
         DT_DELIVERY,
     ),
 )
@@ -200,7 +207,7 @@ ORDERS = Table(
         C("item_id", "str", "Item id"),
         BRAND_ID,
         CATEGORY_ID,
-        C("amount_fen", "int64", "Paid amount in fen (1/100 yuan)", min=0, min_exclusive=True),
+        C("amount_fen", doc="Paid amount in fen (1/100 yuan), 0 < amount <= 10^12", **AMOUNT),
         C("paid_at", "ts", "When the order was paid"),
         C("status", "str", "paid or refunded", enum=ORDER_STATUSES),
         DT_DELIVERY,
@@ -348,16 +355,47 @@ INGEST_FILES = Table(
     grain="one landing file ingested by one run",
     key=("run_id", "source_file"),
     layer="warehouse",
-    doc="Row accounting: input_rows = accepted_rows + quarantined_rows for every file.",
+    doc="Row accounting: input_rows = accepted_rows + quarantined_rows for every file, each "
+    "counted on its own; the day's lake partition holds accepted_rows - collapsed_rows rows of "
+    "the source, and its quarantine quarantined_rows - refused_rows records plus one per refused "
+    "file.",
     columns=(
         C("dt", "date", "Delivery day"),
         C("source", "str", "Input table"),
         C("platform", "str", "Platform folder", nullable=True),
         SOURCE_FILE,
-        C("format", "str", "Detected format (e.g. mediacrawler_json_v2026, csv_gb18030)"),
-        _count("input_rows", "Rows read"),
-        _count("accepted_rows", "Rows accepted into the lake"),
-        _count("quarantined_rows", "Rows sent to quarantine"),
+        C("format", "str", "Detected format (e.g. mediacrawler_json_v2026, csv_gb18030; symlink, not_a_file for refused entries)"),
+        _count("input_rows", "Rows read: records for a file read record by record, refused_rows for a refused file"),
+        _count("accepted_rows", "Rows that reached the lake partition (exact duplicates included)"),
+        _count("quarantined_rows", "Rows sent to quarantine (a refused file's rows included)"),
+        C(
+            "file_bytes",
+            "int64",
+            "Size of the file in bytes; null when it was not opened (a link or a special file) "
+            "or logged before 0.4.0",
+            nullable=True,
+            min=0,
+            max=MAX_NULLABLE_INT,
+        ),
+        C(
+            "refused_rows",
+            "int64",
+            "Rows of a file refused as a whole (one quarantine record, row 0, stands for them): "
+            "the records read before it was refused, else the non-blank lines it holds (Parquet: "
+            "its row count), at least 1; 0 for a file read record by record; null before 0.4.0",
+            nullable=True,
+            min=0,
+            max=MAX_COUNT,
+        ),
+        C(
+            "collapsed_rows",
+            "int64",
+            "Accepted rows equal in every column to an earlier accepted row of the delivery: "
+            "stored once; null before 0.4.0",
+            nullable=True,
+            min=0,
+            max=MAX_COUNT,
+        ),
         RUN_ID,
     ),
 )
@@ -419,7 +457,7 @@ FCT_SEEDED_ORDERS = Table(
         USER_ID,
         BRAND_ID,
         CATEGORY_ID,
-        C("amount_fen", "int64", "Paid amount in fen", min=0, min_exclusive=True),
+        C("amount_fen", doc="Paid amount in fen", **AMOUNT),
         C("paid_at", "ts", "Payment time"),
         C("anchor_search_id", "str", "Latest seeded search of the brand's category in the conversion window"),
         C("anchor_searched_at", "ts", "Anchor search time"),
@@ -488,18 +526,87 @@ AGG_BRAND_FUNNEL_DAILY = Table(
     ),
 )
 
+_UPLIFT_SUBJECT = (
+    C("dt", "date", "Search day"),
+    C("level", "str", "brand, category or all", enum=("brand", "category", "all")),
+    C("subject_id", "str", "brand_id, category_id or 'all'"),
+    C("slice", "str", "all, platform or vertical_match", enum=("all", "platform", "vertical_match")),
+    C("slice_value", "str", "'all'; a platform; 'match' or 'mismatch'"),
+)
+
 AGG_CONVERSION_UPLIFT = Table(
     "agg_conversion_uplift",
     grain="one (search day, level, subject, slice, slice value); windows are sums of daily counts",
     key=("dt", "level", "subject_id", "slice", "slice_value"),
     layer="warehouse",
+    doc="SPEC 5.7's naive uplift and SPEC 5.10's engagement-adjusted uplift side by side. Levels: "
+    "brand, units (s, c(b)) of one brand b; all, those units of every brand pooled (how much more "
+    "likely a seeded user is to buy the brand they were seeded with: the headline); category, "
+    "pairs (s, c) seeded for any brand of c and converting at category level (another estimand). "
+    "Over a window, sum the counts (naive) or the strata counts of agg_uplift_strata (adjusted) "
+    "over its days and recompute.",
     columns=(
-        C("dt", "date", "Search day"),
-        C("level", "str", "brand, category or all", enum=("brand", "category", "all")),
-        C("subject_id", "str", "brand_id, category_id or 'all'"),
-        C("slice", "str", "all, platform or vertical_match", enum=("all", "platform", "vertical_match")),
-        C("slice_value", "str", "'all'; a platform; 'match' or 'mismatch'"),
+        *_UPLIFT_SUBJECT,
         *_UPLIFT_COLUMNS,
+        C(
+            "adjusted_uplift",
+            "float64",
+            "Engagement-adjusted uplift: Mantel-Haenszel risk ratio over the strata of "
+            "agg_uplift_strata; null when either of its sums is 0",
+            nullable=True,
+            min=0,
+        ),
+        C(
+            "adjusted_uplift_ci_low",
+            "float64",
+            "95% interval, Greenland-Robins variance (units of one user are not independent: "
+            "too narrow)",
+            nullable=True,
+            min=0,
+        ),
+        C("adjusted_uplift_ci_high", "float64", "95% interval, Greenland-Robins variance", nullable=True, min=0),
+        IS_FINAL,
+        RUN_ID,
+    ),
+)
+
+#: SPEC 5.10's activity bands: a user's searches in the activity window, banded. Each label starts
+#: with the band's lowest count; a band runs up to the next one's.
+ACTIVITY_BANDS: tuple[str, ...] = ("0", "1-2", "3-5", "6-10", "11+")
+
+
+def activity_band_lows() -> tuple[int, ...]:
+    """The lowest count of each band of ACTIVITY_BANDS ("3-5" -> 3, "11+" -> 11)."""
+    return tuple(int(label.split("-")[0].rstrip("+")) for label in ACTIVITY_BANDS)
+
+
+AGG_UPLIFT_STRATA = Table(
+    "agg_uplift_strata",
+    grain="one (search day, level, subject, slice, slice value, stratum) with at least one unit",
+    key=("dt", "level", "subject_id", "slice", "slice_value", "stratum_id", "activity", "has_recent_order"),
+    layer="warehouse",
+    doc="The counts behind agg_conversion_uplift's adjusted figures (SPEC 5.10), so anyone can "
+    "recompute them. A unit's stratum: its brand (its category at level category), the searching "
+    "user's activity band and whether they have a recent paid order in the category. On a slice "
+    "row the seeded counts are the slice's, the baseline counts the subject's whole baseline.",
+    columns=(
+        *_UPLIFT_SUBJECT,
+        C("stratum_id", "str", "The unit's brand_id (levels brand and all) or category_id (level category)"),
+        C(
+            "activity",
+            "str",
+            "The user's distinct searches in [t_s - activity_window, t_s) (14 days by default), banded",
+            enum=ACTIVITY_BANDS,
+        ),
+        C(
+            "has_recent_order",
+            "bool",
+            "The user has a paid order (latest version) of the pair's category in that window",
+        ),
+        _count("seeded_pairs", "Seeded units of the stratum in the slice (n1)"),
+        _count("seeded_conversions", "Of them, those that convert (a)"),
+        _count("baseline_pairs", "Baseline units of the stratum, the subject's whole baseline (n0)"),
+        _count("baseline_conversions", "Of them, those that convert (c)"),
         IS_FINAL,
         RUN_ID,
     ),
@@ -576,6 +683,7 @@ FUNNEL_TABLES = (
     FCT_ATTRIBUTION_CREDITS,
     AGG_BRAND_FUNNEL_DAILY,
     AGG_CONVERSION_UPLIFT,
+    AGG_UPLIFT_STRATA,
     BRAND_BOOST_SIGNALS,
 )
 #: Logs: they only grow. A run appends its own rows (replacing only rows of its own run_id).

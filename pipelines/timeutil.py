@@ -4,6 +4,8 @@
 - The business day ``dt`` of an event is its calendar date in Asia/Shanghai.
 - Epoch numbers above 1e11 are milliseconds, otherwise seconds.
 - Naive timestamp strings are Asia/Shanghai local time; strings with an offset keep it.
+- An input timestamp is plausible from 2000-01-01 to the end of the day after its delivery day
+  (``timestamp_bounds``); ingestion quarantines any other (issue 17).
 """
 
 from __future__ import annotations
@@ -19,6 +21,29 @@ from .settings import TIMEZONE
 TZ = ZoneInfo(TIMEZONE)
 UTC_DTYPE = "datetime64[us, UTC]"
 MS_THRESHOLD = 1e11
+#: The first day (Asia/Shanghai) an input timestamp may fall on.
+EARLIEST_DAY = date(2000, 1, 1)
+#: Epoch values beyond this many microseconds do not fit a timestamp at all (int64 range).
+_MAX_EPOCH_US = 2.0**62
+
+
+def epoch_us(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SPEC 2 epoch numbers (> 1e11: milliseconds, else seconds) as int64 microseconds, and
+    where they fit (finite and inside the int64 range; elsewhere the value is 0)."""
+    n = np.asarray(n, dtype="float64")
+    with np.errstate(over="ignore", invalid="ignore"):
+        us = np.where(n > MS_THRESHOLD, n * 1_000, n * 1_000_000)
+        ok = np.isfinite(us) & (np.abs(us) < _MAX_EPOCH_US)
+    return np.where(ok, us, 0).round().astype("int64"), ok
+
+
+def timestamp_bounds(delivery_day: date) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[low, high): 2000-01-01 00:00 Asia/Shanghai to the end of the day after the delivery day.
+
+    A delivery of day d holds events up to the end of d; one more day allows for clocks and
+    time zones gone slightly wrong. Anything outside is an impossible timestamp.
+    """
+    return day_start_utc(EARLIEST_DAY), day_start_utc(delivery_day + timedelta(days=2))
 
 
 def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -40,9 +65,9 @@ def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     num = pd.to_numeric(as_text.where(present), errors="coerce")
     is_num = num.notna()
     if is_num.any():
-        n = num[is_num].to_numpy(dtype="float64")
-        us = np.where(n > MS_THRESHOLD, n * 1_000, n * 1_000_000).round().astype("int64")
-        out[is_num] = pd.to_datetime(us, unit="us", utc=True)
+        us, fits = epoch_us(num[is_num].to_numpy(dtype="float64"))
+        parsed = pd.Series(pd.to_datetime(us, unit="us", utc=True), index=num[is_num].index)
+        out[is_num] = parsed.where(fits)  # an epoch that fits no timestamp (1e308, inf) is bad
 
     is_str = present & ~is_num
     if is_str.any():

@@ -18,6 +18,7 @@ import sqlite3
 import zlib
 from collections.abc import Iterable, Mapping
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from . import schemas
+from .redact import redact_text, redact_url
 
 _SA_TYPES = {
     "str": sa.Text,
@@ -83,16 +85,24 @@ def check_connection(url: str) -> None:
             conn.exec_driver_sql("SELECT 1")
     except Exception as e:  # the driver's message is the useful part
         raise RuntimeError(
-            f"cannot connect to the warehouse {_redact(url)}: {e.__class__.__name__}: {e}. "
-            "Check the URL (SEEDFUNNEL_WAREHOUSE_URL or --warehouse-url) and that the server is up."
-        ) from e
+            f"cannot connect to the warehouse {redact_url(url)}: {e.__class__.__name__}: "
+            f"{redact_text(str(e), url)}. {_what_to_check(url)}"
+        ) from None
 
 
-def _redact(url: str) -> str:
+def _what_to_check(url: str) -> str:
+    """What a person should look at when the warehouse cannot be reached."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
+        u = sa.make_url(url)
     except Exception:
-        return "<unparseable url>"
+        return "Check the URL (SEEDFUNNEL_WAREHOUSE_URL or --warehouse-url): it is not a SQLAlchemy URL."
+    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
+        folder = Path(u.database).parent
+        return (
+            f"The SQLite warehouse file lives in {folder}: check that the folder exists and that "
+            "you can write to it (--home, SEEDFUNNEL_HOME), or pass --warehouse-url."
+        )
+    return "Check the URL (SEEDFUNNEL_WAREHOUSE_URL or --warehouse-url) and that the server is up."
 
 
 def publish(

@@ -8,7 +8,7 @@ exactly (no floating-point sums).
 A row is final when every window it depends on closed before W, the latest delivery day
 (``end`` of an engine call):
 
-- pair metrics (fct_search_pairs, agg_conversion_uplift) of search day d: final iff
+- pair metrics (fct_search_pairs, agg_conversion_uplift, agg_uplift_strata) of search day d: final iff
   ``d + ceil(conversion_window) < W``, i.e. ``d < pairs_final_before(params, W)``;
 - agg_brand_funnel_daily of day d: final iff ``d + ceil(max(seed_window, conversion_window)) < W``,
   i.e. ``d < daily_final_before(params, W)``.
@@ -47,7 +47,8 @@ def touch_lookback_days(params: FunnelParams) -> int:
 
 
 def pairs_final_before(params: FunnelParams, end: date) -> date:
-    """Pair metrics (fct_search_pairs, agg_conversion_uplift) of day d are final iff d < this."""
+    """Pair metrics (fct_search_pairs, agg_conversion_uplift, agg_uplift_strata) of day d are final
+    iff d < this."""
     return end - timedelta(days=conversion_days(params))
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 PG_URL = os.environ.get("SEEDFUNNEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -72,11 +71,3 @@ def warehouse_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
     return request.getfixturevalue("pg_url")
-
-
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared, skipping the test with a reason when it is absent."""
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"{p} not found: the shared formats folder must sit beside the repository")
-    return p

@@ -28,19 +28,19 @@ from pipelines.settings import FunnelParams, QualityParams, Settings
 from pipelines.simulate import simulate_world
 from pipelines.simulate.arrival import materialize
 
-START, DAYS = date(2026, 3, 1), 12
-# Short windows: within a 12-day world, days close, restate across window edges and turn final.
+START, DAYS = date(2026, 3, 1), 10
+# Short windows: within a 10-day world, days close, restate across window edges and turn final.
 PARAMS = FunnelParams(seed_window_days=3, conversion_window_days=1)
 #: Id links arrive in weekly batches: early days link fewer accounts than the default gate wants.
 QUALITY = QualityParams(min_id_link_rate=0.3)
 #: Hypothesis examples per backend (CI runs a bounded count; raise it locally to search harder).
-EXAMPLES = int(os.environ.get("SEEDFUNNEL_ARRIVAL_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("SEEDFUNNEL_ARRIVAL_EXAMPLES", "2"))
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("arrival") / "sim"
-    simulate_world(out, users=250, days=DAYS, start=START, seed=5, seeds_dir=Settings().seeds)
+    simulate_world(out, users=200, days=DAYS, start=START, seed=5, seeds_dir=Settings().seeds)
     return out
 
 
@@ -113,11 +113,22 @@ def _run_schedule(
 def test_in_order_daily_runs_equal_one_computation_after_every_run(sim, tmp_path):
     settings = _run_schedule(sim, tmp_path, None, [(d, d) for d in range(DAYS)], check_every=True)
     engine = warehouse.make_engine(settings.resolved_warehouse_url())
-    restated = warehouse.read_table(engine, "restatements")
-    engine.dispose()
-    # Late deliveries restated days that had been published before (not only new days).
-    assert (restated["rows_before"] > 0).any() and (restated["rows_changed"] > 0).all()
-    assert restated["caused_by"].str.contains("notes/dt=").any()
+    try:
+        restated = warehouse.read_table(engine, "restatements")
+        # Late deliveries restated days that had been published before (not only new days), and
+        # some of those days were already final.
+        assert (restated["rows_before"] > 0).any() and (restated["rows_changed"] > 0).all()
+        assert restated["caused_by"].str.contains("notes/dt=").any() and restated["was_final"].any()
+
+        # Re-running an old day changes nothing and takes no later knowledge away.
+        before = {t.name: _norm(t, warehouse.read_table(engine, t.name)) for t in schemas.FUNNEL_TABLES}
+        summary = runner.run_day(settings, START + timedelta(days=2), report=False)
+        assert not summary.plan.computes and summary.plan.ingested == []
+        for t in schemas.FUNNEL_TABLES:
+            pd.testing.assert_frame_equal(before[t.name], _norm(t, warehouse.read_table(engine, t.name)), obj=t.name)
+        assert len(warehouse.read_table(engine, "restatements")) == len(restated)
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -141,20 +152,6 @@ def test_any_arrival_and_run_order_equals_one_computation(backend, sim, tmp_path
                 _run_schedule(sim, root, pg, order, check_every=False, validate=False)
 
     check()
-
-
-def test_rerunning_a_day_changes_nothing_and_keeps_later_knowledge(sim, tmp_path):
-    settings = _run_schedule(sim, tmp_path, None, [(d, d) for d in range(DAYS)], check_every=False, validate=False)
-    engine = warehouse.make_engine(settings.resolved_warehouse_url())
-    before = {t.name: _norm(t, warehouse.read_table(engine, t.name)) for t in schemas.FUNNEL_TABLES}
-    restated = len(warehouse.read_table(engine, "restatements"))
-    summary = runner.run_day(settings, START + timedelta(days=2), report=False)
-    assert not summary.plan.computes and summary.plan.ingested == []
-    after = {t.name: _norm(t, warehouse.read_table(engine, t.name)) for t in schemas.FUNNEL_TABLES}
-    assert len(warehouse.read_table(engine, "restatements")) == restated
-    engine.dispose()
-    for name in before:
-        pd.testing.assert_frame_equal(before[name], after[name], obj=name)
 
 
 def test_changed_seeds_restate_from_the_first_day(sim, tmp_path):
@@ -181,12 +178,12 @@ def _run_in_process(home: str, landing: str, url: str, day: str) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_runs_at_once_end_as_if_run_one_after_another(backend, sim, tmp_path, request):
-    """Four runs at once (two of the same day) on one lake and warehouse: every one exits cleanly,
+    """Three runs at once (two of the same day) on one lake and warehouse: every one exits cleanly,
     and the tables equal one computation, as after serial runs."""
     url = f"sqlite:///{tmp_path / 'w.sqlite'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     settings = _settings(tmp_path, url)
     materialize(sim, START + timedelta(days=DAYS - 1), settings.landing)
-    days = [START + timedelta(days=d) for d in (4, DAYS - 1, DAYS - 1, 8)]
+    days = [START + timedelta(days=d) for d in (4, DAYS - 1, DAYS - 1)]
     ctx = mp.get_context("spawn")
     procs = [
         ctx.Process(target=_run_in_process, args=(str(settings.home), str(settings.landing), url, d.isoformat()))
@@ -196,7 +193,7 @@ def test_runs_at_once_end_as_if_run_one_after_another(backend, sim, tmp_path, re
         p.start()
     for p in procs:
         p.join(600)
-    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert [p.exitcode for p in procs] == [0] * len(procs)
     assert_equals_one_computation(settings)
     state = arrival.State.load(settings)
     assert state.unpublished == {} and state.pending.start is None

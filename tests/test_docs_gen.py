@@ -56,7 +56,7 @@ def test_layers_come_in_order_and_tables_under_their_layer():
 
 def test_constraints_read_as_declared():
     amount = schemas.ORDERS.column("amount_fen")
-    assert docs_gen.constraints(amount) == "> 0"
+    assert docs_gen.constraints(amount) == "> 0; <= 1000000000000"  # SPEC 3: 0 < amount <= 10^12
     assert docs_gen.constraints(schemas.ID_LINKS.column("confidence")) == ">= 0; <= 1"
     note_types = ", ".join(f"`{t}`" for t in schemas.NOTE_TYPES)
     assert docs_gen.constraints(schemas.NOTES.column("note_type")) == f"one of {note_types}"

@@ -107,7 +107,14 @@ def _contents(df: pd.DataFrame, key: str) -> pd.Series:
 def test_worlds_are_not_trivial():
     """The worlds exercise every table, hit the window edges exactly and hold new versions."""
     totals = dict.fromkeys((t.name for t in schemas.FUNNEL_TABLES), 0)
-    edges = {"order at +conversion_window": 0, "touch at -seed_window": 0, "touch at search": 0}
+    edges = {
+        "order at +conversion_window": 0,
+        "touch at -seed_window": 0,
+        "touch at search": 0,
+        "search at -activity_window": 0,
+        "order at -activity_window": 0,
+    }
+    strata = {"activity bands": set(), "recent order": set(), "adjusted uplift defined": 0}
     versions = {
         "order refunded later": 0,
         "order changed otherwise": 0,
@@ -136,6 +143,18 @@ def test_worlds_are_not_trivial():
             out["fct_search_pairs"], left_on=["user_id", "touch_at"], right_on=["user_id", "searched_at"]
         )
         edges["touch at search"] += len(same)
+        # Activity edges (SPEC 5.10): another search / order of the searching user exactly
+        # activity_window before a search that makes a pair.
+        searched = inputs.searches.merge(inputs.search_categories, on="search_id")[["user_id", "event_time"]]
+        for frame, col, name in ((inputs.searches, "event_time", "search"), (inputs.orders, "paid_at", "order")):
+            near = searched.merge(frame[["user_id", col]], on="user_id", suffixes=("", "_other"))
+            other = near[col if col != "event_time" else "event_time_other"]
+            lead = near["event_time"] - other
+            edges[f"{name} at -activity_window"] += int((lead == params.activity_window).sum())
+        k = out["agg_uplift_strata"]
+        strata["activity bands"] |= set(k["activity"])
+        strata["recent order"] |= set(k["has_recent_order"])
+        strata["adjusted uplift defined"] += int(out["agg_conversion_uplift"]["adjusted_uplift"].notna().sum())
         # Versions (SPEC 3) in later deliveries.
         by_dt = inputs.orders.sort_values("dt", kind="stable")
         first = by_dt.drop_duplicates("order_id").set_index("order_id")
@@ -156,6 +175,8 @@ def test_worlds_are_not_trivial():
     assert all(n > 0 for n in totals.values()), totals
     assert all(n > 0 for n in edges.values()), edges
     assert all(n > 0 for n in versions.values()), versions
+    assert strata["activity bands"] == set(schemas.ACTIVITY_BANDS), strata
+    assert strata["recent order"] == {True, False} and strata["adjusted uplift defined"] > 0, strata
 
 
 @needs_pandas_engine

@@ -11,19 +11,23 @@ otherwise (a later delivery of an order, search or id link is a new version of i
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from pipelines import schemas, windows
+from pipelines.arrival import keys_with_versions_since
 from pipelines.funnel.engine import compute
 from pipelines.funnel.inputs import FunnelInputs
+from pipelines.funnel.strata import mantel_haenszel
 from pipelines.funnel.synthetic import synthetic_inputs
 from pipelines.funnel.uplift import with_uplift
 from pipelines.settings import FunnelParams
-from pipelines.timeutil import as_of
+from pipelines.timeutil import as_of, day_start_utc
 
 D0 = date(2026, 3, 10)
 T0 = pd.Timestamp("2026-03-10 12:00:00", tz="Asia/Shanghai").tz_convert("UTC")
@@ -82,13 +86,13 @@ def world(
     """FunnelInputs from short rows.
 
     exposures: (ext_user_id, note_id, at, kind) - the platform is the ext id's (x/d/k prefix);
-    searches: (search_id, user_id, at, "c1|c2"[, delivery day]); orders: (order_id, user_id,
+    searches: (search_id, user_id, at, "c1|c2" or "" for none[, delivery day]); orders: (order_id, user_id,
     brand_id, amount_fen, paid_at[, status[, delivery day]]); links: (platform, ext_user_id,
     user_id, confidence[, delivery day]). The delivery day (dt) defaults to D0.
     """
     note_platform = {n: p for p, n, _ in notes}
     exp = [(note_platform[n], n, e, t, k, D0) for e, n, t, k in exposures]
-    search_cats = sorted({(s[0], c) for s in searches for c in s[3].split("|")})
+    search_cats = sorted({(s[0], c) for s in searches for c in s[3].split("|") if c})
     order_rows = [(*o, "paid", D0) if len(o) == 5 else (*o, D0) if len(o) == 6 else o for o in orders]
     return FunnelInputs(
         exposures=rows(
@@ -481,14 +485,19 @@ def test_search_matching_two_categories_makes_two_pairs():
     assert c1["is_seeded"] and not c1["is_converted"]
     assert not c2["is_seeded"] and c2["is_converted"] and c2["converted_brand_ids"] == "b3"
     assert out["fct_seeded_orders"].empty  # b3 was never touched
-    # Level all: two pairs, one seeded (not converted), one baseline (converted).
+    # Level all pools (pair, brand) units: (s1 c1, b1) seeded, not converted; (s1 c1, b2) and
+    # (s1 c2, b3) baseline, the b3 one converted.
     a = uplift_row(out, "all", "all", "all", "all")
     assert (
         a["seeded_pairs"],
         a["seeded_conversions"],
         a["baseline_pairs"],
         a["baseline_conversions"],
-    ) == (1, 0, 1, 1)
+    ) == (1, 0, 2, 1)
+    # Category level: two pairs, one seeded (not converted), one baseline (converted).
+    counts = ["seeded_pairs", "seeded_conversions", "baseline_pairs", "baseline_conversions"]
+    c1_row, c2_row = (uplift_row(out, "category", c, "all", "all") for c in ("c1", "c2"))
+    assert tuple(c1_row[counts] + c2_row[counts]) == (1, 0, 1, 1)
 
 
 # ------------------------------------------------------------------ seeded orders and attribution
@@ -685,6 +694,155 @@ def test_uplift_is_dense():
     assert len(out["agg_brand_funnel_daily"]) == 1 * 3 * 6
 
 
+# ------------------------------------------------------------------ adjusted uplift (SPEC 5.10)
+
+
+def strata_rows(out: dict, **match) -> pd.DataFrame:
+    k = out["agg_uplift_strata"]
+    for col, value in match.items():
+        k = k[k[col] == value]
+    return k
+
+
+@pytest.mark.parametrize(
+    "prior, band",
+    [
+        ([], "0"),
+        ([-14 * DAY], "1-2"),  # t_s - 14 days: the lower edge is closed
+        ([-14 * DAY - SEC], "0"),  # one second earlier: outside
+        ([pd.Timedelta(0)], "0"),  # at the search's own second: not before it
+        ([-HOUR, -2 * HOUR], "1-2"),
+        ([-i * HOUR for i in range(1, 4)], "3-5"),
+        ([-i * HOUR for i in range(1, 6)], "3-5"),
+        ([-i * HOUR for i in range(1, 7)], "6-10"),
+        ([-i * HOUR for i in range(1, 11)], "6-10"),
+        ([-i * HOUR for i in range(1, 12)], "11+"),
+    ],
+)
+def test_activity_band_counts_searches_in_the_window(prior, band):
+    # u1's other searches (no category: they make no pair but count as activity).
+    searches = [("s0", "u1", T0, "c1")] + [(f"p{i}", "u1", T0 + d, "") for i, d in enumerate(prior)]
+    out = run(world(searches=searches))
+    k = strata_rows(out, level="brand", subject_id="b1", slice="all")
+    assert k[["activity", "has_recent_order", "baseline_pairs"]].values.tolist() == [[band, False, 1]]
+
+
+@pytest.mark.parametrize(
+    "paid, brand, status, has_order",
+    [
+        (-14 * DAY, "b2", "paid", True),  # any brand of the pair's category, edge closed
+        (-14 * DAY - SEC, "b1", "paid", False),  # outside the window
+        (pd.Timedelta(0), "b1", "paid", False),  # at the search's second: not before it
+        (-HOUR, "b3", "paid", False),  # another category
+        (-HOUR, "b1", "refunded", False),  # its latest version is not paid
+    ],
+)
+def test_recent_order_flag(paid, brand, status, has_order):
+    out = run(
+        world(searches=[("s0", "u1", T0, "c1")], orders=[("o1", "u1", brand, 100, T0 + paid, status)]),
+        start=D0 - timedelta(days=15),
+    )
+    k = strata_rows(out, level="category", subject_id="c1", slice="all", dt=D0)
+    assert k[["stratum_id", "activity", "has_recent_order"]].values.tolist() == [["c1", "0", has_order]]
+
+
+def test_mantel_haenszel_by_hand():
+    strata = pd.DataFrame(
+        {
+            "g": ["x", "x", "y", "z"],
+            "stratum_id": ["k1", "k2", "k1", "k1"],
+            "activity": "0",
+            "has_recent_order": False,
+            "seeded_conversions": [2, 3, 1, 0],
+            "seeded_pairs": [4, 10, 5, 5],
+            "baseline_conversions": [1, 2, 0, 3],
+            "baseline_pairs": [4, 20, 10, 10],
+        }
+    )
+    # Group x: stratum k1 (a=2, n1=4, c=1, n0=4, N=8), k2 (a=3, n1=10, c=2, n0=20, N=30).
+    # R = 2*4/8 + 3*20/30 = 3; S = 1*4/8 + 2*10/30 = 7/6; RR = 18/7.
+    # Var = [(3*4*4 - 2*1*8)/64 + (5*10*20 - 3*2*30)/900] / (R S) = (1/2 + 41/45) / (7/2) = 127/315.
+    # Groups y (S = 0) and z (R = 0): null.
+    mh = mantel_haenszel(strata, ["g"]).set_index("g")
+    half = 1.96 * math.sqrt(127 / 315)
+    assert mh.loc["x", "adjusted_uplift"] == pytest.approx(18 / 7, rel=1e-12)
+    assert mh.loc["x", "adjusted_uplift_ci_low"] == pytest.approx(18 / 7 * math.exp(-half), rel=1e-12)
+    assert mh.loc["x", "adjusted_uplift_ci_high"] == pytest.approx(18 / 7 * math.exp(half), rel=1e-12)
+    assert mh.loc["x", "adjusted_uplift_ci_low"] == pytest.approx(0.740773, rel=1e-5)
+    assert mh.loc[["y", "z"]].isna().all().all()
+    # The order of the stratum rows does not change a bit of it.
+    again = mantel_haenszel(strata.iloc[::-1], ["g"]).set_index("g")
+    assert again.loc["x"].tolist() == mh.loc["x"].tolist()
+
+
+def confounded_world() -> dict:
+    """Seeding only looks effective: the seeded users are the active ones.
+
+    Every pair searches c1 at T0. Active users (three searches in the hour before: band 3-5):
+    u1 and u2 seeded via xiaohongshu n1 (author A, vertical c1), u1 buys b1; u4 and u5 not
+    seeded, u4 buys b1. Quiet users (band 0): u3 seeded, buys nothing; u6..u9 not seeded, buy
+    nothing. No one has a recent order.
+    """
+    active = ["u1", "u2", "u4", "u5"]
+    prior = [(f"p{u}{i}", u, T0 - i * HOUR, "") for u in active for i in (1, 2, 3)]
+    pairs = [(f"s{i}", f"u{i}", T0, "c1") for i in range(1, 10)]
+    return run(
+        world(
+            exposures=[(f"x{i}", "n1", T0 - 2 * HOUR, "read") for i in (1, 2, 3)],
+            searches=prior + pairs,
+            orders=[("o1", "u1", "b1", 100, T0 + HOUR), ("o4", "u4", "b1", 100, T0 + HOUR)],
+        )
+    )
+
+
+def test_adjusted_uplift_removes_confounding_by_activity():
+    out = confounded_world()
+    counts = ["seeded_pairs", "seeded_conversions", "baseline_pairs", "baseline_conversions"]
+    # b1's strata: (b1, 3-5): n1=2, a=1, n0=2, c=1; (b1, 0): n1=1, a=0, n0=4, c=0.
+    k = strata_rows(out, level="brand", subject_id="b1", slice="all").set_index("activity")
+    assert k.loc["3-5", counts].tolist() == [2, 1, 2, 1] and k.loc["0", counts].tolist() == [1, 0, 4, 0]
+    assert set(k["stratum_id"]) == {"b1"} and not k["has_recent_order"].any()
+    # Naive: (1/3) / (1/6) = 2. Adjusted: R = 1*2/4 = 1/2, S = 1*2/4 = 1/2, RR = 1;
+    # Var = [(2*2*2 - 1*1*4)/16 + 0] / (1/4) = 1, interval exp(+-1.96).
+    b1 = uplift_row(out, "brand", "b1", "all", "all")
+    assert b1["uplift"] == pytest.approx(2.0)
+    assert b1["adjusted_uplift"] == pytest.approx(1.0, rel=1e-12)
+    assert b1["adjusted_uplift_ci_low"] == pytest.approx(math.exp(-1.96), rel=1e-12)
+    assert b1["adjusted_uplift_ci_high"] == pytest.approx(math.exp(1.96), rel=1e-12)
+    # Level all pools b1 and b2 (nobody seeded for or bought b2: its 9 units are baseline, in
+    # strata with no conversion, which add nothing to R or S). Naive (1/3) / (1/15) = 5.
+    a = uplift_row(out, "all", "all", "all", "all")
+    assert a[counts].tolist() == [3, 1, 15, 1] and a["uplift"] == pytest.approx(5.0)
+    assert a["adjusted_uplift"] == pytest.approx(1.0, rel=1e-12)
+    assert a["adjusted_uplift_ci_high"] == pytest.approx(math.exp(1.96), rel=1e-12)
+    pooled = strata_rows(out, level="all", subject_id="all", slice="all")
+    assert sorted(map(tuple, pooled[["stratum_id", "activity", *counts]].values.tolist())) == [
+        ("b1", "0", 1, 0, 4, 0),
+        ("b1", "3-5", 2, 1, 2, 1),
+        ("b2", "0", 0, 0, 5, 0),
+        ("b2", "3-5", 0, 0, 4, 0),
+    ]
+    # b2: no seeded unit, no conversion: R = S = 0, null.
+    assert pd.isna(uplift_row(out, "brand", "b2", "all", "all")["adjusted_uplift"])
+    # Category c1 sees the same pairs and conversions as b1.
+    c1 = uplift_row(out, "category", "c1", "all", "all")
+    assert c1[counts].tolist() == [3, 1, 6, 1] and c1["adjusted_uplift"] == pytest.approx(1.0)
+    # Slices: every seeded unit came via xiaohongshu and a matching vertical; douyin has no
+    # seeded unit (R = 0: null) but keeps its strata rows (the baseline), for window sums.
+    assert uplift_row(out, "brand", "b1", "platform", "xiaohongshu")["adjusted_uplift"] == pytest.approx(1.0)
+    assert uplift_row(out, "brand", "b1", "vertical_match", "match")["adjusted_uplift"] == pytest.approx(1.0)
+    assert pd.isna(uplift_row(out, "brand", "b1", "platform", "douyin")["adjusted_uplift"])
+    dy = strata_rows(out, level="brand", subject_id="b1", slice="platform", slice_value="douyin")
+    assert dy[counts].sum().tolist() == [0, 0, 6, 1]
+    # Strata rows: b1, b2 and c1 2 strata each, level all 4, c2 none; 8 slices each.
+    assert len(out["agg_uplift_strata"]) == (2 + 2 + 2 + 4) * 8
+    # The naive counts are the strata counts summed.
+    summed = out["agg_uplift_strata"].groupby(["level", "subject_id", "slice", "slice_value"])[counts].sum()
+    u = out["agg_conversion_uplift"].set_index(["level", "subject_id", "slice", "slice_value"])[counts]
+    pd.testing.assert_frame_equal(summed, u.loc[summed.index], check_dtype=False)
+    assert (u.drop(summed.index) == 0).all().all()
+
+
 # ------------------------------------------------------------------ search-back rate (SPEC 5.9)
 
 
@@ -856,6 +1014,45 @@ def test_finality_rule_of_windows(seed, conv, pairs_lag, daily_lag, lookback):
     assert {d: bool(v) for d, v in p.items()} == {d: (D0 - d).days > pairs_lag for d in p.index}
     d = out["agg_brand_funnel_daily"].groupby("dt")["is_final"].first()
     assert {k: bool(v) for k, v in d.items()} == {k: (D0 - k).days > daily_lag for k in d.index}
+
+
+def _since(inputs: FunnelInputs, day: date) -> FunnelInputs:
+    """The inputs a restatement from ``day`` reads: events of that day on, every version of a
+    searched or ordered key that has a version since then (as ``runner.load_inputs`` reads)."""
+    cutoff = pa.scalar(day_start_utc(day).to_pydatetime(), pa.timestamp("us", tz="UTC"))
+
+    def keyed(frame: pd.DataFrame, key: str, col: str) -> pd.DataFrame:
+        kept = keys_with_versions_since(pa.Table.from_pandas(frame, preserve_index=False), key, col, cutoff)
+        return kept.to_pandas()
+
+    return replace(
+        inputs,
+        exposures=inputs.exposures[inputs.exposures["event_time"] >= day_start_utc(day)],
+        searches=keyed(inputs.searches, "search_id", "event_time"),
+        orders=keyed(inputs.orders, "order_id", "paid_at"),
+    )
+
+
+def test_restatement_reads_back_far_enough_for_the_strata():
+    # A short seed window: touches need 2 days back, the strata's activity window 4 (SPEC 5,
+    # Arrival: the strata need searches and orders back to t_s - 14 days, here 4).
+    params = FunnelParams(seed_window_days=1, conversion_window_days=0.5, activity_window_days=4)
+    assert windows.touch_lookback_days(params) == 2 and windows.event_lookback_days(params) == 4
+    start, end = date(2026, 3, 1), date(2026, 3, 12)
+    inputs = synthetic_inputs(5, users=150, days=12, start=start, tick_seconds=1800)
+    whole = compute(inputs, params, start, end, "r")
+    restate = date(2026, 3, 8)
+    lookback = timedelta(days=windows.event_lookback_days(params))
+    part = compute(_since(inputs, restate - lookback), params, restate, end, "r")
+    for t in schemas.FUNNEL_TABLES:
+        day = whole[t.name][t.partition]
+        want = whole[t.name][(day >= restate).to_numpy(dtype=bool)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(part[t.name], want, check_exact=False, rtol=1e-12, obj=t.name)
+    assert len(part["agg_uplift_strata"]) > 100
+    # A day less and the activity of some searches is undercounted.
+    short = compute(_since(inputs, restate - lookback + timedelta(days=1)), params, restate, end, "r")
+    k = ["level", "subject_id", "slice", "slice_value", "stratum_id", "activity", "has_recent_order"]
+    assert not short["agg_uplift_strata"][k].equals(part["agg_uplift_strata"][k])
 
 
 def test_outputs_follow_the_schema_and_are_sorted():

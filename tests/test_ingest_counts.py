@@ -38,10 +38,19 @@ def test_unparseable_and_negative():
     ]
 
 
-@given(st.integers(min_value=0, max_value=10**12))
+@given(st.integers(min_value=0, max_value=10**12 - 1))
 def test_plain_integers_round_trip(n):
     counts, reason = parse_counts(pd.Series([str(n), n], dtype=object))
     assert counts.tolist() == [n, n] and reason.isna().all()
+
+
+def test_counts_of_10_to_the_12_or_more_are_out_of_range():
+    # Counts are non-negative and below 10^12 (issue 17); a count that big is a broken export,
+    # and before this it overflowed int64 silently.
+    values = ["1000000000000", 10**12, "9" * 30, "99999亿", "99999999999999999999万", 10**12 - 1]
+    counts, reason = parse_counts(pd.Series(values, dtype=object))
+    assert reason.iloc[:5].tolist() == ["out_of_range"] * 5 and pd.isna(reason.iloc[5])
+    assert counts.tolist() == [0] * 5 + [10**12 - 1]
 
 
 @given(

@@ -316,9 +316,12 @@ def test_lake_bookkeeping_tables_and_accounting(tmp_path):
     assert list(files.columns) == schemas.INGEST_FILES.names
     assert result.totals["searches"] == {
         "files": 1,
+        "file_bytes": 71,
         "input_rows": 2,
         "accepted_rows": 1,
         "quarantined_rows": 1,
+        "refused_rows": 0,
+        "collapsed_rows": 0,
     }
     assert isinstance(files.dt.iloc[0], date)
 

@@ -44,12 +44,18 @@ def run(home: Path, day: date = DAY) -> DayIngestResult:
 
 
 def assert_accounting(result: DayIngestResult) -> None:
-    """input = accepted + quarantined for every file, and the quarantine holds each quarantined row."""
+    """input = accepted + quarantined for every file; the quarantine holds each quarantined row
+    (one record for all the rows of a refused file); the lake holds accepted - collapsed rows."""
     files = result.ingest_files
     assert (files.input_rows == files.accepted_rows + files.quarantined_rows).all(), files
     per_file = result.quarantine.groupby("source_file").size()
     for row in files.itertuples():
-        assert per_file.get(row.source_file, 0) == row.quarantined_rows, row
+        records = row.quarantined_rows - row.refused_rows + (1 if row.refused_rows else 0)
+        assert per_file.get(row.source_file, 0) == records, row
+    stored = files.assign(rows=files.accepted_rows - files.collapsed_rows).groupby("source")["rows"].sum()
+    for source, n in result.written.items():
+        if source != "items":
+            assert stored.get(source, 0) == n, (source, n, files)
 
 
 def reasons(result: DayIngestResult, source_file_part: str = "") -> dict[int, str]:

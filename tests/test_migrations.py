@@ -182,20 +182,45 @@ def test_concurrent_upgrades_in_one_process_take_turns(sqlite_url, tmp_path):
     assert not errors and results == [db.head()] * 4
 
 
-def test_adopts_a_warehouse_made_by_create_all(sqlite_url):
-    # Today's create_all makes every declared table, restatements included: 0001 adopts the
-    # 0.1.0 tables, 0002 adopts restatements.
+def test_adopts_a_warehouse_made_by_the_0_2_0_create_all(sqlite_url):
+    # 0.2.0's create_all made the 0.1.0 tables and restatements: 0001 adopts the 0.1.0 tables,
+    # 0002 adopts restatements, 0003 rebuilds agg_conversion_uplift keeping its rows.
+    made = sa.MetaData()
+    for rev in (BASELINE, RESTATED):
+        for t in db.revision_module(rev).TABLES:
+            sa.Table(t.name, made, *(c.column() for c in t.columns), sa.Index(t.index, t.partition), comment=t.comment)
     engine = warehouse.make_engine(sqlite_url)
-    warehouse.create_all(engine)
+    made.create_all(engine)
     boost = _frame(schemas.BRAND_BOOST_SIGNALS, 2, user_id=["u1", "u2"])
     warehouse.publish(engine, {"brand_boost_signals": boost}, {"brand_boost_signals": [D1]})
     restated = _frame(schemas.RESTATEMENTS, 1, table_name="brand_boost_signals", was_final=True)
     warehouse.publish(engine, {"restatements": restated}, {})
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO agg_conversion_uplift (dt, level, subject_id, slice, slice_value, seeded_pairs, "
+            "seeded_conversions, baseline_pairs, baseline_conversions, is_final, run_id) "
+            "VALUES ('2026-03-01', 'all', 'all', 'all', 'all', 2, 1, 4, 1, 1, 'r0')"
+        )
     assert db.current(sqlite_url) is None
 
     assert db.upgrade(sqlite_url) == db.head()
     assert len(_read(engine, "SELECT * FROM v_brand_boost_latest")) == 2  # data kept, views made
     assert len(_read(engine, "SELECT * FROM v_final_restatements")) == 1
+    kept = warehouse.read_table(engine, "agg_conversion_uplift")
+    assert kept[["seeded_pairs", "baseline_pairs"]].values.tolist() == [[2, 4]]
+    assert kept["adjusted_uplift"].isna().all()  # null until the next run restates the day
+    _assert_is_the_declaration(engine)
+    engine.dispose()
+
+
+def test_refuses_a_warehouse_made_by_todays_create_all(sqlite_url):
+    # Today's create_all makes the head tables without a revision: 0001 finds agg_conversion_uplift
+    # with columns 0.1.0 never had and refuses, saying what to do (point the run at an empty
+    # warehouse, which the migrations build, or drop the table).
+    engine = warehouse.make_engine(sqlite_url)
+    warehouse.create_all(engine)
+    with pytest.raises(RuntimeError, match=r"agg_conversion_uplift.*unexpected.*adjusted_uplift.*empty warehouse"):
+        db.upgrade(sqlite_url)
     engine.dispose()
 
 

@@ -253,10 +253,13 @@ def test_uplift_and_interval():
     # baseline, and none converts for B2 (both orders are B1).
     b2 = row(up, level="brand", subject_id="B2", slice="all")
     assert (b2.seeded_pairs, b2.baseline_pairs, b2.baseline_conversions) == (0, 6, 0)
-    # Category C1 and level all see the same six pairs, converted at category level.
-    for level, subject in (("category", "C1"), ("all", "all")):
-        r = row(up, level=level, subject_id=subject, slice="all")
-        assert (r.seeded_pairs, r.seeded_conversions, r.baseline_pairs, r.baseline_conversions) == (2, 1, 4, 1)
+    # Category C1 sees the six pairs, converted at category level.
+    r = row(up, level="category", subject_id="C1", slice="all")
+    assert (r.seeded_pairs, r.seeded_conversions, r.baseline_pairs, r.baseline_conversions) == (2, 1, 4, 1)
+    # Level all pools the (pair, brand) units of B1 and B2: B1's (2, 1, 4, 1) plus B2's (0, 0, 6, 0).
+    r = row(up, level="all", subject_id="all", slice="all")
+    assert (r.seeded_pairs, r.seeded_conversions, r.baseline_pairs, r.baseline_conversions) == (2, 1, 10, 1)
+    assert (r.cvr_seeded, r.cvr_baseline, r.uplift) == (0.5, 0.1, 5.0)
     c2 = row(up, level="category", subject_id="C2", slice="all")
     assert (c2.seeded_pairs, c2.baseline_pairs) == (0, 0) and pd.isna(c2.cvr_seeded)
     assert not up.is_final.any()  # end = D: the 3-day conversion window of D is still open
@@ -440,5 +443,73 @@ def test_search_with_two_categories_makes_two_pairs():
     # o2 (B1) is seeded through the C1 pair; o1 (B3) has no seeded C2 pair.
     assert out["fct_seeded_orders"].order_id.tolist() == ["o2"]
     up = out["agg_conversion_uplift"]
+    # Level all pools (pair, brand) units: (C1 pair, B1) seeded and converted, (C1 pair, B2)
+    # seeded, not converted; (C2 pair, B3) baseline, converted.
     all_ = row(up, level="all", slice="all")
-    assert (all_.seeded_pairs, all_.seeded_conversions, all_.baseline_pairs, all_.baseline_conversions) == (1, 1, 1, 1)
+    assert (all_.seeded_pairs, all_.seeded_conversions, all_.baseline_pairs, all_.baseline_conversions) == (2, 1, 1, 1)
+    # Category level: the C1 pair seeded, converting (B1); the C2 pair baseline, converting (B3).
+    c1, c2 = row(up, level="category", subject_id="C1", slice="all"), row(up, level="category", subject_id="C2", slice="all")
+    assert (c1.seeded_pairs, c1.seeded_conversions, c2.baseline_pairs, c2.baseline_conversions) == (1, 1, 1, 1)
+
+
+def test_strata_and_adjusted_uplift():
+    """SPEC 5.10 by hand. Six users search C1 at T. u1 (seeded by a xiaohongshu touch, had a B2
+    order two days before: a recent order of C1) buys B1; u2 (seeded by a weibo touch) does not;
+    u3 (a B1 order three days before) and u4 buy B1 unseeded; u5 and u6 buy nothing. u5 also
+    searched exactly 14 days before (counts), 14 days and a second before (does not) and an hour
+    before: activity 2."""
+    links = [
+        {"platform": "xiaohongshu", "ext_user_id": "e1", "user_id": "u1", "confidence": 1.0},
+        {"platform": "weibo", "ext_user_id": "e2", "user_id": "u2", "confidence": 1.0},
+    ]
+    exposures = [exposure("xiaohongshu", "n1", "e1", T - DAY), exposure("weibo", "n3", "e2", T - DAY)]
+    searches = [{"search_id": f"s{i}", "user_id": f"u{i}", "event_time": T, "cats": ["C1"]} for i in range(1, 7)]
+    searches += [
+        {"search_id": f"p{i}", "user_id": "u5", "event_time": T - lag, "cats": []}
+        for i, lag in enumerate((14 * DAY, 14 * DAY + S, H))
+    ]
+    orders = [
+        {"order_id": "o1", "user_id": "u1", "brand_id": "B1", "amount_fen": 100, "paid_at": T + DAY},
+        {"order_id": "o3", "user_id": "u3", "brand_id": "B1", "amount_fen": 100, "paid_at": T + DAY},
+        {"order_id": "o4", "user_id": "u4", "brand_id": "B1", "amount_fen": 100, "paid_at": T + DAY},
+        {"order_id": "r1", "user_id": "u1", "brand_id": "B2", "amount_fen": 100, "paid_at": T - 2 * DAY},
+        {"order_id": "r3", "user_id": "u3", "brand_id": "B1", "amount_fen": 100, "paid_at": T - 3 * DAY},
+    ]
+    out = compute(world(exposures=exposures, links=links, searches=searches, orders=orders), FunnelParams(), D, D, "r")
+    k = out["agg_uplift_strata"]
+    b1 = k[(k.level == "brand") & (k.subject_id == "B1") & (k.slice == "all")]
+    got = sorted(
+        b1[["activity", "has_recent_order", "seeded_pairs", "seeded_conversions", "baseline_pairs", "baseline_conversions"]]
+        .itertuples(index=False, name=None)
+    )
+    # (0, recent order): u1 seeded, converts | u3 baseline, converts. (0, none): u2 seeded |
+    # u4 (converts), u6 baseline. (1-2, none): u5 baseline.
+    assert got == [("0", False, 1, 0, 2, 1), ("0", True, 1, 1, 1, 1), ("1-2", False, 0, 0, 1, 0)]
+    assert set(b1.stratum_id) == {"B1"} and not b1.is_final.any()
+    up = out["agg_conversion_uplift"]
+    r = row(up, level="brand", subject_id="B1", slice="all")
+    # Naive: (1/2) / (2/4) = 1. MH: R = 1*1/2 + 0*2/3 = 1/2, S = 1*1/2 + 1*1/3 = 5/6, RR = 3/5;
+    # Var = [(2*1*1 - 1*1*2)/4 + (1*1*2 - 0)/9] / (R S) = (2/9) / (5/12) = 8/15.
+    assert (r.seeded_pairs, r.seeded_conversions, r.baseline_pairs, r.baseline_conversions) == (2, 1, 4, 2)
+    assert r.uplift == pytest.approx(1.0)
+    assert r.adjusted_uplift == pytest.approx(3 / 5, rel=1e-12)
+    half = 1.96 * math.sqrt(8 / 15)
+    assert r.adjusted_uplift_ci_low == pytest.approx(3 / 5 * math.exp(-half), rel=1e-12)
+    assert r.adjusted_uplift_ci_high == pytest.approx(3 / 5 * math.exp(half), rel=1e-12)
+    # The weibo slice: seeded u2 only, against the whole baseline, stratum by stratum:
+    # R = 0, so null; its strata rows are still there (the baseline), for sums over a window.
+    wb = row(up, level="brand", subject_id="B1", slice="platform", slice_value="weibo")
+    assert pd.isna(wb.adjusted_uplift)
+    assert len(k[(k.subject_id == "B1") & (k.slice_value == "weibo")]) == 3
+    # The xiaohongshu slice: u1 only. R = 1*1/2 = 1/2, S = 1*1/2 + 1*0/3 = 1/2: RR = 1.
+    xhs = row(up, level="brand", subject_id="B1", slice="platform", slice_value="xiaohongshu")
+    assert xhs.adjusted_uplift == pytest.approx(1.0, rel=1e-12)
+    # Level all pools B1 and B2 units. B2 has no seeded unit and no conversion (u1's B2 order was
+    # before the search), so its strata add nothing to R or S.
+    a = row(up, level="all", subject_id="all", slice="all")
+    assert a.adjusted_uplift == pytest.approx(3 / 5, rel=1e-12)
+    pooled = k[(k.level == "all") & (k.slice == "all")]
+    assert set(pooled.stratum_id) == {"B1", "B2"} and pooled.seeded_pairs.sum() == 2
+    # Category C1: the same pairs, category-level conversions (B1 only here): the same figure.
+    c1 = row(up, level="category", subject_id="C1", slice="all")
+    assert c1.adjusted_uplift == pytest.approx(3 / 5, rel=1e-12)

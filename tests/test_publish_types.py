@@ -32,6 +32,13 @@ def _values(c: schemas.Column, rng: np.random.Generator) -> list:
             "ü" * 40,
         ]
         vals = [pool[i % len(pool)] + (str(i) if i % 3 else "") for i in range(N)]
+    elif c.type == "int64" and c.nullable:
+        # A nullable integer travels as float64 in memory (pyarrow's to_pandas): exact up to
+        # 2^53, which its declaration bounds it by.
+        lo, hi = int(c.min if c.min is not None else -(2**53)), int(c.max if c.max is not None else 2**53)
+        assert -(2**53) <= lo and hi <= 2**53, f"{c.name}: a nullable int64 must be bounded by 2^53"
+        vals = rng.integers(lo, hi, N).tolist()
+        vals[:3] = [lo, hi, lo + 1]
     elif c.type == "int64":
         vals = rng.integers(-(2**62), 2**62, N).tolist()
         vals[:3] = [0, -1, 2**63 - 1]
@@ -51,6 +58,8 @@ def _values(c: schemas.Column, rng: np.random.Generator) -> list:
     if c.nullable:
         for i in range(1, N, 5):
             vals[i] = None
+        if c.type == "int64":
+            return pd.array(vals, dtype="Int64")  # a list with None would become float64
     return vals
 
 
@@ -59,6 +68,7 @@ TABLES = [
     schemas.AGG_BRAND_FUNNEL_DAILY.name,
     schemas.FCT_TOUCHES.name,
     schemas.FCT_ATTRIBUTION_CREDITS.name,
+    schemas.INGEST_FILES.name,  # nullable int64 (file_bytes, refused_rows, collapsed_rows)
 ]
 
 

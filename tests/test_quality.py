@@ -26,7 +26,7 @@ from pipelines import lake, runner, schemas, warehouse
 from pipelines.cli import app
 from pipelines.quality import checks, data_docs, suites
 from pipelines.quality.validate import QualityGateError, data_docs_index, gate, validate_day
-from pipelines.settings import Settings
+from pipelines.settings import QualityParams, Settings
 from pipelines.simulate import simulate_world
 from pipelines.simulate.arrival import ArrivalParams
 
@@ -54,11 +54,17 @@ def world(tmp_path_factory) -> Path:
     return root
 
 
+#: A four-day world has no week of feed history: its feeds are measured on their own day (links and
+#: notes all arrive on the first day here) and a short history is not a warning. The defaults, and
+#: a realistic world with weekly link batches, are tested in tests/test_gates.py.
+SHORT_WORLD = QualityParams(link_settle_days=0, note_settle_days=0, feed_min_history_days=0)
+
+
 def _settings(root: Path, home: Path | None = None, landing: Path | None = None) -> Settings:
     home = home or root / "home"
     # The SQLite file inside home, whatever SEEDFUNNEL_WAREHOUSE_URL says: copies must not share it.
     url = f"sqlite:///{home / 'warehouse.sqlite'}"
-    return Settings(home=home, landing=landing or root / "landing", warehouse_url=url)
+    return Settings(home=home, landing=landing or root / "landing", warehouse_url=url, quality=SHORT_WORLD)
 
 
 def _copy(world: Path, tmp_path: Path) -> Settings:
@@ -121,6 +127,7 @@ def test_suites_follow_the_schema_declaration():
         "column": "amount_fen",
         "min_value": 0,
         "strict_min": True,
+        "max_value": 10**12,  # SPEC 3: 0 < amount <= 10^12 fen
     }
     for s in built.values():
         for e in s["expectations"]:
@@ -175,7 +182,7 @@ def test_a_duplicated_key_fails_uniqueness_and_the_ingestion_reconciliation(worl
         ("orders", "orders/expect_column_values_to_be_unique(order_id)"),
         (
             "ingest_files",
-            "check_ingest_reconciliation/expect_column_pair_values_a_to_be_greater_than_b(accepted_rows,lake_rows)",
+            "check_ingest_reconciliation/expect_column_pair_values_to_be_equal(lake_rows,stored_rows)",
         ),
     }
     assert outcome.blocked
@@ -184,19 +191,43 @@ def test_a_duplicated_key_fails_uniqueness_and_the_ingestion_reconciliation(worl
     assert json.loads(row["details"])["sample"][0]["order_id"] == orders["order_id"].iloc[0]
 
 
-def test_a_broken_id_link_feed_fails_the_link_rate(world, tmp_path):
+def test_a_broken_id_link_feed_fails_the_drop_check_against_its_history(world, tmp_path):
+    # The next day's delivery re-sends every link claim with its confidence in another unit (a
+    # hundredth): each still arrives and is accepted, none clears min_link_confidence any more.
     settings = _copy(world, tmp_path)
-    for d in lake.partitions(settings.lake, "id_links"):
-        links = lake.read_table(settings.lake, "id_links", [d])
-        # A feed that changed its id scheme: every row still arrives, none matches an exposure.
-        lake.write_partition(settings.lake, "id_links", d, links.assign(ext_user_id="v2:" + links["ext_user_id"]))
+    landing = tmp_path / "landing"
+    shutil.copytree(world / "landing", landing)
+    settings = settings.with_(landing=landing)
+    day = DAY + timedelta(days=1)
+    claims = lake.read_table(settings.lake, "id_links")
+    for platform, group in claims.groupby("platform"):
+        folder = landing / "id_links" / platform / f"dt={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        broken = group.assign(confidence=group["confidence"] / 100)[["platform", "ext_user_id", "user_id", "confidence"]]
+        broken.to_json(folder / "links.jsonl", orient="records", lines=True, force_ascii=False)
+    before = _warehouse(settings)
 
-    outcome = validate_day(settings, DAY, data_docs=False)
-    assert _failed(outcome) == {("id_links", "check_feed_rates/expect_column_values_to_be_between(id_link_rate)")}
-    assert outcome.blocked
-    assert outcome.results.set_index("expectation").loc[
-        "check_feed_rates/expect_column_values_to_be_between(id_link_rate)", "observed"
-    ] == "0"
+    with pytest.raises(QualityGateError) as err:
+        runner.run_day(settings, day, report=False)
+    drop = "check_feed_rates/expect_column_values_to_be_between(id_link_rate_vs_history)"
+    floor = "check_feed_rates/expect_column_values_to_be_between(id_link_rate)"
+    message = str(err.value)
+    # The message names the check, the observed value and the settings that govern it.
+    assert f"table id_links: {drop} failed; observed 0 (id_link_rate 0 against its trailing median 0." in message
+    assert "setting quality.feed_drop_ratio = 0.5, quality.feed_history_days = 7" in message
+    assert "quality.link_settle_days = 0" in message
+    after = _warehouse(settings)
+    _assert_untouched(before, after)
+    dq = after[schemas.DQ_RESULTS.name]
+    today = dq[dq["dt"].eq(day)]
+    bad = today[~today["success"]]
+    # The absolute floor only warns; the drop against the feed's own history blocks.
+    assert set(zip(bad["table_name"], bad["expectation"], bad["severity"], strict=True)) == {
+        ("id_links", drop, "critical"),
+        ("id_links", floor, "warning"),
+    }
+    settings_of_floor = json.loads(bad.set_index("expectation").loc[floor, "details"])["settings"]
+    assert settings_of_floor == {"quality.min_id_link_rate": 0.25, "quality.link_settle_days": 0}
 
 
 def test_credits_that_do_not_sum_block_publishing_and_keep_the_warehouse(world, tmp_path):
@@ -242,7 +273,7 @@ def test_a_day_of_missing_orders_stops_run_day_before_publish(world, tmp_path):
     with pytest.raises(QualityGateError) as err:
         runner.run_day(settings, day)
     failed_id = "check_freshness/expect_column_values_to_be_between(orders_delivery_age_days)"
-    assert f"table orders: {failed_id} failed; observed 1\n" in str(err.value)
+    assert f"table orders: {failed_id} failed; observed 1; setting quality.max_event_delivery_age_days = 0\n" in str(err.value)
     after = _warehouse(settings)
     _assert_untouched(before, after)
     dq = after[schemas.DQ_RESULTS.name]
@@ -265,7 +296,15 @@ def test_cli_validate_prints_the_results_and_exits_1_on_a_critical_failure(world
     settings = _copy(world, tmp_path)
     orders = lake.read_table(settings.lake, "orders", [DAY])
     lake.write_partition(settings.lake, "orders", DAY, orders.assign(amount_fen=0))
-    result = CliRunner().invoke(app, ["validate", "--date", DAY.isoformat(), "--home", str(settings.home)])
+    # The world's quality settings, as a settings file (no code).
+    config = tmp_path / "seedfunnel.toml"
+    config.write_text(
+        "[quality]\n" + "".join(f"{k} = {getattr(SHORT_WORLD, k)}\n" for k in ("link_settle_days", "note_settle_days", "feed_min_history_days")),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        app, ["--config", str(config), "validate", "--date", DAY.isoformat(), "--home", str(settings.home)]
+    )
     assert result.exit_code == 1, result.output
     assert "orders/expect_column_values_to_be_between(amount_fen)" in result.output
     assert "1 critical and 0 warning failure(s)" in result.output
@@ -352,3 +391,38 @@ def test_cli_validate_explains_itself_and_a_day_never_run(tmp_path):
     assert help_.exit_code == 0 and "Data Docs" in help_.output
     never = CliRunner().invoke(app, ["validate", "--date", "2026-01-01", "--home", str(tmp_path)])
     assert never.exit_code == 2 and "never ingested" in never.output and "seedfunnel run" in never.output
+
+
+def test_a_lake_partition_short_of_one_row_fails_the_exact_reconciliation(world, tmp_path):
+    # The lake holds exactly accepted - collapsed rows; a bound (lake <= accepted) let a partition
+    # that kept one row of a million pass.
+    settings = _copy(world, tmp_path)
+    exposures = lake.read_table(settings.lake, "exposures", [DAY])
+    assert len(exposures) > 10
+    lake.write_partition(settings.lake, "exposures", DAY, exposures.iloc[1:])
+
+    outcome = validate_day(settings, DAY, data_docs=False)
+    assert _failed(outcome) == {
+        ("ingest_files", "check_ingest_reconciliation/expect_column_pair_values_to_be_equal(lake_rows,stored_rows)")
+    }
+    assert outcome.blocked
+
+
+def test_a_row_lost_inside_ingestion_fails_input_equals_accepted_plus_quarantined(world, tmp_path, monkeypatch):
+    # accepted_rows is counted from the rows that reach the partition, so the check can fail.
+    from pipelines.ingest import day as ingest
+
+    settings = _copy(world, tmp_path)
+    original = ingest._quarantine_rows
+
+    def lossy(out, frame, checks, run_id):
+        original(out, frame, checks, run_id)
+        if out.ctx.source == "exposures" and len(out.accepted):
+            out.accepted = out.accepted.iloc[1:]
+
+    monkeypatch.setattr(ingest, "_quarantine_rows", lossy)
+    ingest.ingest_day(settings, DAY)
+    outcome = validate_day(settings, DAY, data_docs=False)
+    assert _failed(outcome) == {
+        ("ingest_files", "check_ingest_reconciliation/expect_column_values_to_be_between(unaccounted_rows)")
+    }

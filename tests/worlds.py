@@ -11,6 +11,8 @@ two categories or none, authors without a vertical, exposures of unknown notes. 
 in later deliveries (SPEC 3): orders refunded, re-paid, with corrected amounts, times, brands or
 users; searches moved in time or given to another user; some changed back a day later; id links
 re-delivered in part, corrected to another user, revoked with confidence 0, or contested anew.
+And the edges of SPEC 5.10's activity window: searches and category orders exactly
+activity_window before a search, a second either side, and orders at the search's own second.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def random_params(rng: np.random.Generator) -> FunnelParams:
         decay_half_life_days=float(rng.choice([7, 7, 1, 0.5, 30])),
         boost_half_life_days=float(rng.choice([3, 3, 1, 10])),
         boost_top_n=int(rng.choice([50, 50, 2, 1])),
+        activity_window_days=float(rng.choice([14, 14, 1, 2.5, 0.25])),
     )
 
 
@@ -325,6 +328,48 @@ def random_inputs(
         user_id=lambda d: rng.choice(user_ids, len(d))  # same confidence: a tie
     )
     id_links_df = pd.concat([id_links_df, revised, contested], ignore_index=True)
+
+    # Activity edges (SPEC 5.10), drawn last too: for some searches another search of the same
+    # user exactly activity_window before (it counts), a second earlier (it does not) or later,
+    # some with a category of their own; and paid orders of the search's category at those edges
+    # or at the search's own second (not before it: no recent order).
+    act_us = params.activity_window // timedelta(microseconds=1)
+    anchors = searches_df.drop_duplicates("search_id", keep="last").sample(frac=0.3, random_state=seed + 4)
+    before = rng.choice([act_us, act_us, act_us + US, act_us - US], len(anchors))
+    extra_t = _us(anchors["event_time"]) - before
+    extra_user = anchors["user_id"].to_numpy()
+    # A busy user: a burst of a dozen searches in the seconds before one search (band 11+).
+    busy = anchors.iloc[:1]
+    extra_t = np.concatenate([extra_t, np.repeat(_us(busy["event_time"]), 12) - np.arange(1, 13) * US])
+    extra_user = np.concatenate([extra_user, np.repeat(busy["user_id"].to_numpy(), 12)])
+    extra_ids = [f"sa{i}" for i in range(len(extra_t))]
+    extra_searches = pd.DataFrame(
+        {"search_id": extra_ids, "user_id": extra_user, "event_time": _ts(extra_t), "query": "q"}
+    )
+    extra_searches["dt"] = business_day(extra_searches["event_time"])
+    searches_df = pd.concat([searches_df, extra_searches], ignore_index=True)
+    extra_cats = pd.DataFrame(
+        {"search_id": extra_ids, "category_id": rng.choice(cat_ids, len(extra_ids))}
+    )[rng.random(len(extra_ids)) < 0.3]
+    search_categories_df = pd.concat([search_categories_df, extra_cats], ignore_index=True)
+    anchor_cats = anchors[["search_id", "user_id", "event_time"]].merge(search_categories_df, on="search_id")
+    brands_of = brands_df.groupby("category_id")["brand_id"].first()
+    anchor_cats = anchor_cats[anchor_cats["category_id"].isin(brands_of.index)]
+    edge = rng.choice([act_us, act_us + US, act_us - US, 0], len(anchor_cats))
+    edge_orders = pd.DataFrame(
+        {
+            "order_id": [f"oa{i}" for i in range(len(anchor_cats))],
+            "user_id": anchor_cats["user_id"].to_numpy(),
+            "item_id": "i_edge",
+            "brand_id": brands_of.reindex(anchor_cats["category_id"]).to_numpy(),
+            "category_id": anchor_cats["category_id"].to_numpy(),
+            "amount_fen": rng.integers(1, 50_000, len(anchor_cats)),
+            "paid_at": _ts(_us(anchor_cats["event_time"]) - edge),
+            "status": "paid",
+        }
+    )
+    edge_orders["dt"] = business_day(edge_orders["paid_at"])
+    orders_df = pd.concat([orders_df, edge_orders], ignore_index=True)
 
     inputs = FunnelInputs(
         exposures=schemas.conform("exposures", exposures_df),

@@ -18,7 +18,7 @@ from .daily import ADDITIVE as DAILY_ADDITIVE
 from .daily import finish as finish_daily
 from .inputs import FunnelInputs
 from .prepare import link_winners
-from .uplift import COUNTS, with_uplift
+from .uplift import COUNTS, with_adjusted, with_uplift
 
 HASH_KEY = "seedfunnel000000"  # 16 bytes: SipHash key, fixed so buckets never move between runs
 
@@ -142,12 +142,22 @@ def _sum_counts(
     return out
 
 
-def merge_table(table: schemas.Table, frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """One table of the one-bucket result from its per-bucket frames."""
+def merge_table(
+    table: schemas.Table, frames: list[pd.DataFrame], strata: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One table of the one-bucket result from its per-bucket frames.
+
+    agg_conversion_uplift's adjusted figures are not additive: they are recomputed from the merged
+    agg_uplift_strata, which ``strata`` must then be (``merge_table(AGG_UPLIFT_STRATA, ...)``).
+    """
     if table is schemas.AGG_BRAND_FUNNEL_DAILY:
         merged = finish_daily(_sum_counts(frames, table, DAILY_ADDITIVE))
+    elif table is schemas.AGG_UPLIFT_STRATA:
+        merged = _sum_counts(frames, table, COUNTS)
     elif table is schemas.AGG_CONVERSION_UPLIFT:
-        merged = with_uplift(_sum_counts(frames, table, COUNTS))
+        if strata is None:
+            raise ValueError("merging agg_conversion_uplift needs the merged agg_uplift_strata")
+        merged = with_adjusted(with_uplift(_sum_counts(frames, table, COUNTS)), strata)
     else:
         # Per-user tables (boost ranks are per user too): buckets hold disjoint rows.
         merged = pd.concat(frames, ignore_index=True)
@@ -159,4 +169,10 @@ def merge_outputs(parts: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFram
     """The one-bucket result from per-bucket results: facts concatenated, aggregates re-derived."""
     if not parts:
         raise ValueError("merge_outputs needs at least one bucket's output")
-    return {t.name: merge_table(t, [p[t.name] for p in parts]) for t in schemas.FUNNEL_TABLES}
+    strata = merge_table(schemas.AGG_UPLIFT_STRATA, [p[schemas.AGG_UPLIFT_STRATA.name] for p in parts])
+    return {
+        t.name: strata
+        if t is schemas.AGG_UPLIFT_STRATA
+        else merge_table(t, [p[t.name] for p in parts], strata)
+        for t in schemas.FUNNEL_TABLES
+    }

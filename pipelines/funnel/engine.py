@@ -25,8 +25,9 @@ from .prepare import (
     sorted_ids,
     unique_searches,
 )
+from .strata import pair_strata
 from .touches import linked_exposures, note_dimension, touches
-from .uplift import brand_units, conversion_uplift
+from .uplift import brand_units, category_units, conversion_uplift
 
 
 def publish(table: schemas.Table, df: pd.DataFrame, run_id: str) -> pd.DataFrame:
@@ -60,7 +61,9 @@ def compute(
     notes = note_dimension(inputs.notes, inputs.note_brands, inputs.brands, inputs.creators)
     links = linked_ids(inputs.id_links, params.min_link_confidence)
     paid = paid_orders(inputs.orders, inputs.brands)
-    pairs = search_pairs(unique_searches(inputs.searches), inputs.search_categories)
+    searches = unique_searches(inputs.searches)
+    pairs = search_pairs(searches, inputs.search_categories)
+    strata = pair_strata(pairs, searches, paid, params)
     # Users and brands as integer codes shared by touches, pairs and orders (string order).
     users = sorted_ids(links["user_id"], pairs["user_id"], paid["user_id"])
     brand_ids = sorted_ids(notes["brand_id"], paid["brand_id"])
@@ -77,14 +80,17 @@ def compute(
     orders, eligible = seeded_orders(paid, cand, seeding, params)
     credit = credits(eligible, params.decay_half_life_days)
 
-    brand_level = brand_units(cand, pairs, brands)
-    uplift = conversion_uplift(days, brands, categories, brand_level, facts)
+    brand_level = brand_units(cand, pairs, brands, strata)
+    uplift, uplift_strata = conversion_uplift(
+        days, brands, categories, brand_level, category_units(facts, strata)
+    )
     daily = brand_daily(
         days,
         brands,
         seeding,
         pairs,
-        brand_level,
+        brand_level[0],
+        uplift,
         orders,
         credit,
         (linked.users, linked.brands),
@@ -96,6 +102,9 @@ def compute(
     facts = _within(facts, start, end)
     facts = facts.assign(is_final=(facts["dt"] < pairs_final).to_numpy(dtype=bool))
     uplift = uplift.assign(is_final=(uplift["dt"] < pairs_final).to_numpy(dtype=bool))
+    uplift_strata = uplift_strata.assign(
+        is_final=(uplift_strata["dt"] < pairs_final).to_numpy(dtype=bool)
+    )
     daily_final = daily_final_before(params, end)
     daily = daily.assign(is_final=(daily["dt"] < daily_final).to_numpy(dtype=bool))
 
@@ -106,6 +115,7 @@ def compute(
         schemas.FCT_ATTRIBUTION_CREDITS.name: _within(credit, start, end),
         schemas.AGG_BRAND_FUNNEL_DAILY.name: daily,
         schemas.AGG_CONVERSION_UPLIFT.name: uplift,
+        schemas.AGG_UPLIFT_STRATA.name: uplift_strata,
         schemas.BRAND_BOOST_SIGNALS.name: boost,
     }
     return {

@@ -85,7 +85,7 @@ def link_winners(id_links: pd.DataFrame) -> pd.DataFrame:
             f"{row['ext_user_id']}) is outside [0, 1]"
         )
     ordered = links.sort_values(
-        ["platform", "ext_user_id", "dt", "confidence", "user_id"],
+        [*schemas.ID_LINKS.key, "dt", "confidence", "user_id"],
         ascending=[True, True, False, False, True],
     )
     winners = ordered.drop_duplicates(["platform", "ext_user_id"], keep="first")

@@ -2,9 +2,10 @@
 
 A unit's stratum is (its brand, or its category at category level; the user's activity band; whether
 the user has a paid order in the pair's category). Activity is the searching user's distinct
-searches in ``[t_s - activity_window, t_s)``, banded as ``ACTIVITY_BANDS``; the order flag looks at
+searches in ``[t_s - activity_window, t_s)``, banded; the order flag looks at
 orders whose latest version is paid, of a brand of the pair's category (brands.csv), paid in the same
 window. Both depend on the pair (s, c) only, so every brand of c shares its pair's stratum.
+Activity bands are declared once, as the labels of ``schemas.ACTIVITY_BANDS``.
 """
 
 from __future__ import annotations
@@ -14,20 +15,25 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .. import schemas
 from ..settings import FunnelParams
 from .prepare import as_of_positions, sorted_ids
 
+#: The normal quantile of every 95% interval of SPEC 5.7 and 5.10.
 Z = 1.96
-#: Activity bands (SPEC 5.10): (lowest count, label), ascending; each band runs to the next one's low.
-ACTIVITY_BANDS: tuple[tuple[int, str], ...] = ((0, "0"), (1, "1-2"), (3, "3-5"), (6, "6-10"), (11, "11+"))
-ACTIVITY_LABELS: tuple[str, ...] = tuple(label for _, label in ACTIVITY_BANDS)
+#: The activity bands of SPEC 5.10 ("0", "1-2", "3-5", "6-10", "11+"), declared in ``schemas``.
+ACTIVITY_LABELS: tuple[str, ...] = schemas.ACTIVITY_BANDS
+#: The lowest count of each band, read from its label: a band runs up to the next one's low.
+ACTIVITY_LOWS: tuple[int, ...] = schemas.activity_band_lows()
 #: The stratum columns of agg_uplift_strata, after the subject's keys.
 STRATUM: list[str] = ["stratum_id", "activity", "has_recent_order"]
+#: The adjusted figures agg_conversion_uplift carries beside the naive ones.
+ADJUSTED: list[str] = ["adjusted_uplift", "adjusted_uplift_ci_low", "adjusted_uplift_ci_high"]
 
 
 def activity_band(searches: np.ndarray) -> np.ndarray:
-    """The band code (index into ACTIVITY_BANDS) of each count of searches."""
-    lows = np.array([low for low, _ in ACTIVITY_BANDS], dtype="int64")
+    """The band code (index into ACTIVITY_LABELS) of each count of searches."""
+    lows = np.asarray(ACTIVITY_LOWS, dtype="int64")
     return np.searchsorted(lows, np.asarray(searches, dtype="int64"), side="right") - 1
 
 
@@ -116,7 +122,3 @@ def mantel_haenszel(strata: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
         sums["adjusted_uplift_ci_low"] = np.where(defined, np.exp(log_ratio - half), np.nan)
         sums["adjusted_uplift_ci_high"] = np.where(defined, np.exp(log_ratio + half), np.nan)
     return sums[[*keys, *ADJUSTED]]
-
-
-#: The adjusted figures agg_conversion_uplift carries beside the naive ones.
-ADJUSTED: list[str] = ["adjusted_uplift", "adjusted_uplift_ci_low", "adjusted_uplift_ci_high"]

@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from .. import schemas
-from .strata import ACTIVITY_LABELS, ADJUSTED, STRATUM, mantel_haenszel
+from .strata import ACTIVITY_LABELS, ADJUSTED, STRATUM, Z, mantel_haenszel
 
-Z = 1.96
 COUNTS: list[str] = ["seeded_pairs", "seeded_conversions", "baseline_pairs", "baseline_conversions"]
 FIGURES: list[str] = ["cvr_seeded", "cvr_baseline", "uplift", "uplift_ci_low", "uplift_ci_high"]
 #: The dense slice rows of every (day, subject) (docs/semantics.md).
@@ -61,6 +60,18 @@ def with_adjusted(rows: pd.DataFrame, strata: pd.DataFrame) -> pd.DataFrame:
     for c in ADJUSTED:
         out[c] = out[c].astype("float64")
     return out
+
+
+def adjusted_over(strata: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The adjusted figures per ``keys`` of strata rows pooled over everything else (days: a window).
+
+    Each stratum's four counts are summed first (a stratum is (stratum_id, activity,
+    has_recent_order), whatever the day), then the Mantel-Haenszel formula applies to the sums.
+    """
+    summed = strata.groupby([*keys, *STRATUM], sort=True, dropna=False)[COUNTS].sum().reset_index()
+    if summed.empty:
+        return pd.DataFrame(columns=[*keys, *ADJUSTED])
+    return mantel_haenszel(summed, keys)
 
 
 def _by_slice(units: pd.DataFrame) -> pd.DataFrame:
@@ -216,12 +227,16 @@ def conversion_uplift(
         ("category", categories["category_id"], category_level),
         ("brand", brands["brand_id"], brand_level),
     ):
+        subjects = subjects.drop_duplicates().astype("str")
         counts = stratum_counts(units, unit_totals)
-        counts = counts.loc[counts["dt"].isin(wanted).to_numpy(dtype=bool)]
+        # Only the grid's days and subjects (a search category missing from categories.csv has no
+        # uplift row, so no strata either).
+        keep = counts["dt"].isin(wanted).to_numpy(dtype=bool) & counts["subject_id"].isin(subjects).to_numpy(dtype=bool)
+        counts = counts.loc[keep]
         counts.insert(1, "level", level)
         strata.append(counts)
         grid = day_frame.merge(
-            pd.DataFrame({"subject_id": subjects.drop_duplicates().astype("str")}), how="cross"
+            pd.DataFrame({"subject_id": subjects}), how="cross"
         ).merge(pd.DataFrame(SLICES, columns=["slice", "slice_value"]), how="cross")
         summed = counts.groupby(["dt", "subject_id", "slice", "slice_value"], sort=False)[COUNTS].sum()
         dense = grid.merge(summed.reset_index(), on=["dt", "subject_id", "slice", "slice_value"], how="left")

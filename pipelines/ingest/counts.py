@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import schemas
+
 BAD_COUNT = "bad_count"
 NEGATIVE_COUNT = "negative_count"
+OUT_OF_RANGE = "out_of_range"
 
 #: Unit suffixes. "w"/"W" is the Latin shorthand for 万 that Chinese apps use ("1.5w" = 15000).
 UNITS: dict[str, int] = {
@@ -24,12 +27,13 @@ _COUNT = r"^(?P<sign>-?)(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[kK千wW万亿]?)\s*\+
 _THOUSANDS = r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?"
 
 
-def parse_counts(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+def parse_counts(values: pd.Series, limit: int = schemas.MAX_COUNT) -> tuple[pd.Series, pd.Series]:
     """Parse counts into int64; returns (counts, reason) with reason None where the value is good.
 
     Missing markers (null, "", "None", "null", "-1") are 0. "10+" is 10 (a lower bound, kept as
     is). A unit multiplies and the result is rounded to the nearest integer. A decimal without a
-    unit, or any other text, is ``bad_count``; any other negative number is ``negative_count``.
+    unit, or any other text, is ``bad_count``; any other negative number is ``negative_count``;
+    a count above ``limit`` (10^12 - 1) is ``out_of_range``.
     """
     s = pd.Series(values, copy=False)
     counts = pd.Series(0, index=s.index, dtype="int64")
@@ -54,6 +58,8 @@ def parse_counts(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     reason[~missing & ~matched] = BAD_COUNT
     reason[fractional] = BAD_COUNT
     reason[negative & ~fractional] = NEGATIVE_COUNT
+    too_big = matched & reason.isna() & _flag(value.gt(limit) | ~np.isfinite(value.fillna(0)))
+    reason[too_big] = OUT_OF_RANGE
     good = matched & reason.isna()
     counts[good] = value[good].astype("int64")
     return counts, reason

@@ -8,8 +8,12 @@ Landing layout read for day d::
     items/**                        catalog snapshot (flat files, or dt=... folders up to d)
 
 Every row of every file ends up accepted into the lake or in quarantine; per file
-``input_rows = accepted_rows + quarantined_rows`` (``schemas.INGEST_FILES``). A file that cannot be
-read at all is one quarantine row (row_number 0) and an entry in ``errors``; the day goes on.
+``input_rows = accepted_rows + quarantined_rows`` (``schemas.INGEST_FILES``), each side counted on
+its own: input by the reader, accepted from the rows that reach the day's partition (of which
+``collapsed_rows`` are exact duplicates that collapse), quarantined from the quarantine records.
+A file that cannot be read at all is one quarantine row (row_number 0) standing for every row it
+holds (``refused_rows``), and an entry in ``errors``; the day goes on. Nothing outside the landing
+zone is opened (``landing``): links and special files are refused unopened.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ import pandas as pd
 from .. import lake, schemas
 from ..settings import Settings
 from ..timeutil import days as day_range
+from . import landing as landing_zone
 from . import quarantine
 from .events import WrongShape, to_table
-from .files import SQLITE_MAGIC, RawRecords, UnreadableFile, read_records, sqlite_tables
+from .files import SQLITE_MAGIC, RawRecords, UnreadableFile, read_records, rows_held, sqlite_tables
+from .landing import Entry
 from .notes.base import to_notes
 from .notes.registry import detect, sqlite_table_formats
 from .quarantine import Checks, FileContext
@@ -56,6 +62,9 @@ class FileResult:
     input_rows: int = 0
     accepted_rows: int = 0
     quarantined_rows: int = 0
+    file_bytes: int | None = None
+    refused_rows: int = 0
+    collapsed_rows: int = 0
     error: str | None = None
 
 
@@ -83,6 +92,9 @@ class DayIngestResult:
                 "input_rows": f.input_rows,
                 "accepted_rows": f.accepted_rows,
                 "quarantined_rows": f.quarantined_rows,
+                "file_bytes": f.file_bytes,
+                "refused_rows": f.refused_rows,
+                "collapsed_rows": f.collapsed_rows,
                 "run_id": self.run_id,
             }
             for f in self.files
@@ -92,16 +104,15 @@ class DayIngestResult:
 
     @property
     def totals(self) -> dict[str, dict[str, int]]:
-        """Per input table: files, input, accepted and quarantined rows."""
+        """Per input table: files, bytes, input, accepted, quarantined, refused and collapsed rows."""
         out: dict[str, dict[str, int]] = {}
+        counted = ("input_rows", "accepted_rows", "quarantined_rows", "refused_rows", "collapsed_rows")
         for f in self.files:
-            t = out.setdefault(
-                f.source, {"files": 0, "input_rows": 0, "accepted_rows": 0, "quarantined_rows": 0}
-            )
+            t = out.setdefault(f.source, {"files": 0, "file_bytes": 0, **dict.fromkeys(counted, 0)})
             t["files"] += 1
-            t["input_rows"] += f.input_rows
-            t["accepted_rows"] += f.accepted_rows
-            t["quarantined_rows"] += f.quarantined_rows
+            t["file_bytes"] += f.file_bytes or 0
+            for k in counted:
+                t[k] += getattr(f, k)
         return out
 
 
@@ -131,14 +142,16 @@ def ingest_day(
     parsed: list[_Parsed] = []
 
     item_files = _item_files(landing, day)
-    items_parsed = [_parse_file(landing, p, "items", None, day, run_id, None) for p in item_files]
+    items_parsed = [p for e in item_files for p in _parse_path(e, "items", None, day, run_id, None)]
     parsed += items_parsed
     items = _items_snapshot(settings.lake, items_parsed)
+    for p in items_parsed:
+        p.result.accepted_rows = len(p.accepted) if p.accepted is not None else 0
 
     for source in PER_PLATFORM + PLATFORMLESS:
-        for path, platform in _day_files(landing, source, day):
-            say(f"{source}: {path.relative_to(landing)}")
-            parsed += _parse_path(landing, path, source, platform, day, run_id, items)
+        for entry, platform in _day_files(landing, source, day):
+            say(f"{source}: {entry.rel}")
+            parsed += _parse_path(entry, source, platform, day, run_id, items)
 
     written: dict[str, int] = {}
     collapsed: dict[str, int] = {}
@@ -151,8 +164,10 @@ def ingest_day(
         written["items"] = len(items)
 
     for p in parsed:
-        p.result.quarantined_rows = int(sum(len(q) for q in p.quarantined))
-        p.result.accepted_rows = p.result.input_rows - p.result.quarantined_rows
+        records = int(sum(len(q) for q in p.quarantined))
+        # A refused file's one record (row 0) stands for every row it holds.
+        refused = p.result.refused_rows
+        p.result.quarantined_rows = records + (refused - 1 if refused else 0)
     quarantined = [q for p in parsed for q in p.quarantined if len(q)]
     qframe = (
         pd.concat(quarantined, ignore_index=True)
@@ -187,41 +202,43 @@ def ingest_days(
 # ---------------------------------------------------------------- finding files
 
 
-def _visible_files(folder: Path) -> list[Path]:
-    """Files under a folder in name order, hidden and bookkeeping files (``.x``, ``_x``) skipped."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part[:1] in "._" for part in p.relative_to(folder).parts)
-    )
+def _day_files(landing: Path, source: str, day: date) -> list[tuple[Entry, str | None]]:
+    """(entry, platform folder) of one source for one delivery day, links refused, never followed.
 
-
-def _day_files(landing: Path, source: str, day: date) -> list[tuple[Path, str | None]]:
-    """(file, platform folder) of one source for one delivery day."""
+    A link where a folder was expected (the source folder, a platform folder) is refused in every
+    delivery: each would have looked inside it.
+    """
     part = lake.partition_name(day)
-    root = landing / source
     if source in PLATFORMLESS:
-        return [(p, None) for p in _visible_files(root / part)]
-    if not root.is_dir():
-        return []
-    out = []
-    for platform_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name[:1] not in "._"):
-        out += [(p, platform_dir.name) for p in _visible_files(platform_dir / part)]
+        return [(e, None) for e in landing_zone.folder_entries(landing, f"{source}/{part}")]
+    platforms, refused = landing_zone.subfolders(landing, source)
+    out = [(e, _platform_of(e)) for e in refused]
+    for platform in platforms:
+        out += [(e, platform) for e in landing_zone.folder_entries(landing, f"{source}/{platform}/{part}")]
     return out
 
 
+def _platform_of(entry: Entry) -> str | None:
+    parts = entry.parts
+    return parts[1] if len(parts) > 1 else None
+
+
 def delivery_days(landing: Path) -> list[date]:
-    """Every delivery day (``dt=`` folder of any source) in the landing zone, ascending."""
+    """Every delivery day (``dt=`` folder of any source) in the landing zone, ascending.
+
+    Folders are listed without following links: a ``dt=`` link counts as a delivery (it is
+    refused when that day is ingested), a link above the ``dt=`` level is not looked into.
+    """
     found: set[str] = set()
     for source in PER_PLATFORM + PLATFORMLESS:
-        root = landing / source
-        if not root.is_dir():
-            continue
-        folders = [root] if source in PLATFORMLESS else [p for p in root.iterdir() if p.is_dir() and p.name[:1] not in "._"]
+        if source in PLATFORMLESS:
+            folders = [source]
+        else:
+            folders = [f"{source}/{p}" for p in landing_zone.subfolders(landing, source)[0]]
         for folder in folders:
-            found |= {p.name[3:] for p in folder.glob("dt=*") if p.is_dir()}
+            names, links = landing_zone.subfolders(landing, folder)
+            found |= {n[3:] for n in names if n.startswith("dt=")}
+            found |= {e.parts[-1][3:] for e in links if e.parts[-1].startswith("dt=")}
     out = []
     for text in sorted(found):
         try:
@@ -232,30 +249,29 @@ def delivery_days(landing: Path) -> list[date]:
 
 
 def delivery_files(landing: Path, day: date) -> list[Path]:
-    """Every landing file of delivery day ``day``, all sources (what ingest_day reads, items aside)."""
-    return [p for source in PER_PLATFORM + PLATFORMLESS for p, _ in _day_files(landing, source, day)]
+    """Every landing entry of delivery day ``day``, all sources (what ingest_day reads, items
+    aside): regular files and refused links alike, so a link added or removed is a change."""
+    return [e.path for source in PER_PLATFORM + PLATFORMLESS for e, _ in _day_files(landing, source, day)]
 
 
 def item_files(landing: Path, day: date) -> list[Path]:
-    """The catalog files a delivery of ``day`` reads."""
-    return _item_files(landing, day)
+    """The catalog entries a delivery of ``day`` reads (refused links included)."""
+    return [e.path for e in _item_files(landing, day)]
 
 
-def _item_files(landing: Path, day: date) -> list[Path]:
+def _item_files(landing: Path, day: date) -> list[Entry]:
     """Catalog snapshot files: flat ones, and those of ``dt=`` folders up to ``day``."""
-    root = landing / "items"
     out = []
-    for p in _visible_files(root):
-        dts = [part[3:] for part in p.relative_to(root).parts[:-1] if part.startswith("dt=")]
+    for e in landing_zone.folder_entries(landing, "items"):
+        dts = _dts(e)
         if not dts or dts[-1] <= day.isoformat():
-            out.append(p)
+            out.append(e)
     # Snapshot order: dated folders by day after flat files; within each, by name.
-    return sorted(out, key=lambda p: (_dt_of(p, root), str(p)))
+    return sorted(out, key=lambda e: ((_dts(e) or [""])[-1], e.parts))
 
 
-def _dt_of(path: Path, root: Path) -> str:
-    dts = [part[3:] for part in path.relative_to(root).parts[:-1] if part.startswith("dt=")]
-    return dts[-1] if dts else ""
+def _dts(entry: Entry) -> list[str]:
+    return [part[3:] for part in entry.parts[1:-1] if part.startswith("dt=")]
 
 
 def _items_snapshot(lake_root: Path, items_parsed: list[_Parsed]) -> pd.DataFrame:
@@ -279,37 +295,44 @@ def _items_snapshot(lake_root: Path, items_parsed: list[_Parsed]) -> pd.DataFram
 # ---------------------------------------------------------------- one file
 
 
-def _parse_path(landing, path, source, platform, day, run_id, items) -> list[_Parsed]:
-    """Parse one landing file; a SQLite store of notes may give one result per note table."""
-    with open(path, "rb") as fh:
-        head = fh.read(len(SQLITE_MAGIC))
-    if source == "notes" and platform in schemas.PLATFORMS and head == SQLITE_MAGIC:
-        return _parse_notes_sqlite(landing, path, platform, day, run_id)
-    return [_parse_file(landing, path, source, platform, day, run_id, items)]
+def _parse_path(entry: Entry, source, platform, day, run_id, items) -> list[_Parsed]:
+    """Parse one landing entry; a SQLite store of notes may give one result per note table.
 
-
-def _context(
-    landing: Path, path: Path, source: str, platform: str | None, day: date, suffix: str = ""
-) -> FileContext:
-    return FileContext(day, source, platform, path.relative_to(landing).as_posix() + suffix)
+    The file is opened once, here (``landing.read_bytes``); a refused entry is not opened at all.
+    """
+    ctx = FileContext(day, source, platform, entry.rel)
+    out = _Parsed(FileResult(source, platform, entry.rel, entry.refused or "unknown"), ctx)
+    if entry.refused:
+        return [_fail(out, None, entry.refused, entry.detail, run_id)]
+    try:
+        data = landing_zone.read_bytes(entry)
+    except landing_zone.Refused as e:
+        out.result.format = e.reason
+        return [_fail(out, None, e.reason, str(e), run_id)]
+    except OSError as e:
+        return [_fail(out, None, "unreadable_file", f"cannot be opened ({e.strerror or e})", run_id)]
+    out.result.file_bytes = len(data)
+    if source == "notes" and platform in schemas.PLATFORMS and data.startswith(SQLITE_MAGIC):
+        return _parse_notes_sqlite(out, data, platform, run_id)
+    return [_parse_file(out, data, items, run_id)]
 
 
 def _parse_file(
-    landing, path, source, platform, day, run_id, items, sqlite_table=None, fmt=None, suffix=""
+    out: _Parsed, data: bytes, items, run_id: str, sqlite_table=None, fmt=None
 ) -> _Parsed:
-    """Read and check one file (or one table of a SQLite file) of ``source``."""
-    ctx = _context(landing, path, source, platform, day, suffix)
-    out = _Parsed(FileResult(source, platform, ctx.source_file, "unknown"), ctx)
+    """Read and check one file (or one table of a SQLite file) of ``out``'s source."""
+    ctx = out.ctx
+    source, platform = ctx.source, ctx.platform
     if platform is not None and platform not in schemas.PLATFORMS:
         return _fail(
             out,
-            path,
+            data,
             "unknown_platform",
             f"platform folder {platform!r} is not a known platform",
             run_id,
         )
     try:
-        records = read_records(path, sqlite_table=sqlite_table)
+        records = read_records(data, sqlite_table=sqlite_table)
         out.records = records
         out.result.input_rows = records.input_rows
         out.result.format = records.format
@@ -324,10 +347,10 @@ def _parse_file(
         else:
             frame, checks = to_table(records, schemas.table(source), ctx, items)
     except UnreadableFile as e:
-        return _fail(out, path, e.reason, str(e), run_id)
+        return _fail(out, data, e.reason, str(e), run_id, rows=e.rows)
     except WrongShape as e:
         out.result.format = out.records.format if out.records is not None else "unknown"
-        return _fail(out, path, "wrong_shape", str(e), run_id)
+        return _fail(out, data, "wrong_shape", str(e), run_id)
     if frame is None:
         return out  # no records to detect a note format from: nothing to accept
     _quarantine_rows(out, frame, checks, run_id)
@@ -360,26 +383,20 @@ class _PlatformMismatch(UnreadableFile):
         super().__init__("platform_mismatch", message)
 
 
-def _parse_notes_sqlite(landing, path, platform, day, run_id) -> list[_Parsed]:
-    """Every note table of a SQLite store (MediaCrawler's ``xhs_note``..., XHS-Downloader's ``explore_data``)."""
+def _parse_notes_sqlite(out: _Parsed, data: bytes, platform: str, run_id: str) -> list[_Parsed]:
+    """Every note table of a SQLite store (MediaCrawler's ``xhs_note``..., XHS-Downloader's ``explore_data``).
+
+    The database is read from the bytes in memory (``files.sqlite_tables``): its file name never
+    reaches SQLite, so no name can change which file is opened or how.
+    """
+    out.result.format = "sqlite"
     try:
-        tables = sqlite_tables(path)
+        tables = sqlite_tables(data)
     except UnreadableFile as e:
-        out = _Parsed(
-            FileResult(
-                "notes",
-                platform,
-                _context(landing, path, "notes", platform, day).source_file,
-                "sqlite",
-            ),
-            _context(landing, path, "notes", platform, day),
-        )
-        return [_fail(out, path, e.reason, str(e), run_id)]
+        return [_fail(out, data, e.reason, str(e), run_id)]
     known = sqlite_table_formats(tables)
     mine = [(t, f) for t, f in known if f.platform == platform]
     if not mine:
-        ctx = _context(landing, path, "notes", platform, day)
-        out = _Parsed(FileResult("notes", platform, ctx.source_file, "sqlite"), ctx)
         if known:
             reason, detail = (
                 "platform_mismatch",
@@ -390,33 +407,37 @@ def _parse_notes_sqlite(landing, path, platform, day, run_id) -> list[_Parsed]:
                 "wrong_shape",
                 f"SQLite tables {sorted(tables)} hold no known note table",
             )
-        return [_fail(out, path, reason, detail, run_id)]
+        return [_fail(out, data, reason, detail, run_id)]
     # One note table is the file; several are named file#table so each keeps its own row numbers.
     several = len(mine) > 1
-    return [
-        _parse_file(
-            landing,
-            path,
-            "notes",
-            platform,
-            day,
-            run_id,
-            None,
-            sqlite_table=t,
-            fmt=f,
-            suffix=f"#{t}" if several else "",
+    parsed = []
+    for t, f in mine:
+        name = out.ctx.source_file + (f"#{t}" if several else "")
+        ctx = FileContext(out.ctx.day, "notes", platform, name)
+        one = _Parsed(
+            FileResult("notes", platform, name, "sqlite", file_bytes=out.result.file_bytes), ctx
         )
-        for t, f in mine
-    ]
+        parsed.append(_parse_file(one, data, None, run_id, sqlite_table=t, fmt=f))
+    return parsed
 
 
-def _fail(out: _Parsed, path: Path, reason: str, detail: str, run_id: str) -> _Parsed:
-    """A whole file refused: one quarantine row (row 0) and an error; its rows are all quarantined."""
-    raw = quarantine.raw_preview(path.read_bytes())
+def _fail(
+    out: _Parsed, data: bytes | None, reason: str, detail: str, run_id: str, rows: int | None = None
+) -> _Parsed:
+    """A whole file refused: one quarantine row (row 0) standing for every row it holds.
+
+    Those rows are the records read before it was refused, else what ``files.rows_held`` counts
+    in its bytes (at least 1: the file); an entry never opened (a link) counts 1. Its raw content
+    is the first bytes of the file, and nothing for an entry that was not opened.
+    """
+    raw = quarantine.raw_preview(data) if data is not None else ""
     out.quarantined = [quarantine.whole_file(out.ctx, reason, detail, raw, run_id)]
     out.result.error = f"{reason}: {detail}"
-    # The whole file is one quarantine record, whatever was counted while reading it.
-    out.result.input_rows = 1
+    if rows is None and out.records is not None:
+        rows = out.records.input_rows
+    if rows is None:
+        rows = rows_held(data) if data is not None else 1
+    out.result.input_rows = out.result.refused_rows = max(1, rows)
     out.accepted = None
     return out
 
@@ -430,7 +451,7 @@ def _quarantine_rows(out: _Parsed, frame: pd.DataFrame, checks: Checks, run_id: 
             quarantine.frame(
                 out.ctx,
                 m["row_number"].to_numpy(),
-                "malformed_record",
+                m["reason"].to_numpy(),
                 "record " + m["detail"].astype(str),
                 m["raw"].tolist(),
                 run_id,
@@ -465,13 +486,17 @@ def _settle(
 
     Only this delivery's rows are looked at: a key delivered again on another day is a new
     version of it (resolved when the funnel reads the lake), so the result does not depend on the
-    order in which deliveries are ingested.
+    order in which deliveries are ingested. Sets each file's ``accepted_rows`` (its rows in the
+    returned frame, before collapsing) and ``collapsed_rows`` from the rows themselves.
     """
     table = schemas.table(source)
+    for p in parsed:
+        p.result.accepted_rows = p.result.collapsed_rows = 0
     parts = [
         (i, p.accepted) for i, p in enumerate(parsed) if p.accepted is not None and len(p.accepted)
     ]
     if not parts:
+        collapsed[source] = 0
         return schemas.empty_frame(table)
     file_idx = np.concatenate([np.full(len(a), i) for i, a in parts])
     pos = np.concatenate([a["_pos"].to_numpy() for _, a in parts])
@@ -498,11 +523,14 @@ def _settle(
                 )
             )
         frame = frame.loc[~conflict]
-    if source in COLLAPSED:
-        dup = _exact_duplicates(frame, table)
-        collapsed[source] = int(dup.sum())
-        frame = frame.loc[~dup]
-    return frame.reset_index(drop=True)
+        file_idx = file_idx[~conflict]
+    accepted = np.bincount(file_idx, minlength=len(parsed))
+    dup = _exact_duplicates(frame, table) if source in COLLAPSED else np.zeros(len(frame), dtype=bool)
+    folded = np.bincount(file_idx[dup], minlength=len(parsed))
+    for i, p in enumerate(parsed):
+        p.result.accepted_rows, p.result.collapsed_rows = int(accepted[i]), int(folded[i])
+    collapsed[source] = int(dup.sum())
+    return frame.loc[~dup].reset_index(drop=True)
 
 
 def _exact_duplicates(frame: pd.DataFrame, table: schemas.Table) -> np.ndarray:

@@ -76,7 +76,7 @@ def to_table(
                 platform_agrees(raw["platform"], ctx.platform, checks)
             out["platform"] = ctx.platform
         elif col.name in raw.columns:
-            out[col.name] = column(raw[col.name], col, checks)
+            out[col.name] = column(raw[col.name], col, checks, day=ctx.day)
         elif col.nullable:
             out[col.name] = None
         else:

@@ -17,6 +17,9 @@ from .. import schemas
 #: The closed set of reason codes, each with what the sender should do about it.
 REASONS: dict[str, str] = {
     "unreadable_file": "the file cannot be read at all (binary, damaged, or not CSV/JSON/JSONL/Parquet/SQLite); re-export it",
+    "symlink": "the path is a symbolic link: links are never followed, so nothing outside the landing zone is read; copy the file itself into the landing zone",
+    "not_a_file": "the path is not a regular file (a FIFO, socket or device) and was not opened; deliver a regular file",
+    "ambiguous_encoding": "the file is not UTF-8, so it was read as GB18030, but this record is also valid UTF-8 text: its encoding is ambiguous (a file of mixed encodings) and it is kept unread with its raw bytes; re-export the whole file in one encoding, UTF-8",
     "wrong_shape": "the file's columns are not those of this input (another table's file, or an unknown exporter); move it to the right folder or export it in a supported format",
     "unknown_platform": "the platform folder is not one of "
     + ", ".join(schemas.PLATFORMS)
@@ -29,7 +32,7 @@ REASONS: dict[str, str] = {
     "bad_count": "a count cannot be parsed; use digits, optionally with 万/千/w/k or a trailing +",
     "negative_count": "a count is negative; counts must be >= 0 (-1 alone means missing)",
     "bad_enum": "a value is outside the allowed set; use one of the listed values",
-    "out_of_range": "a number is outside its allowed range; fix the value",
+    "out_of_range": "a value is outside its allowed range (amounts 0 < fen <= 10^12, counts 0 .. 10^12 - 1, timestamps from 2000-01-01 to the end of the day after the delivery day); fix the value",
     "conflicting_version": "one delivery holds different versions of the same search_id / order_id, so none of them is taken; fix the files of that delivery and deliver it again, or send the one correct version in a later delivery (the latest delivery of a key wins)",
 }
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schemas
-from ..timeutil import MS_THRESHOLD, UTC_DTYPE, parse_timestamps
+from ..timeutil import TZ, UTC_DTYPE, epoch_us, parse_timestamps, timestamp_bounds
 from .quarantine import Checks
 
 #: Spellings of platforms seen in exporter content (MediaCrawler's short names among them).
@@ -64,21 +64,28 @@ def to_utc(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         # Fast path for typed epoch columns (Parquet): the same rule as parse_timestamps.
         n = s.astype("float64").to_numpy()
-        ok = np.isfinite(n)
-        us = np.where(n > MS_THRESHOLD, n * 1_000, n * 1_000_000)
-        out = pd.Series(
-            pd.to_datetime(np.where(ok, us, 0).round().astype("int64"), unit="us", utc=True),
-            index=s.index,
-        )
-        out = out.where(ok).astype(UTC_DTYPE)
-        return out, pd.Series(False, index=s.index)
+        us, fits = epoch_us(n)
+        out = pd.Series(pd.to_datetime(us, unit="us", utc=True), index=s.index)
+        out = out.where(fits).astype(UTC_DTYPE)
+        return out, pd.Series(np.isfinite(n) & ~fits, index=s.index)
     return parse_timestamps(s)
 
 
 def column(
-    values: pd.Series, col: schemas.Column, checks: Checks, *, empty_ok: bool = False
+    values: pd.Series,
+    col: schemas.Column,
+    checks: Checks,
+    *,
+    empty_ok: bool = False,
+    day: object | None = None,
 ) -> pd.Series:
-    """Type one raw column by its declaration, flagging failures in ``checks``; returns the typed values."""
+    """Type one raw column by its declaration, flagging failures in ``checks``; returns the typed values.
+
+    ``day``, the delivery day, bounds timestamps (``timeutil.timestamp_bounds``): one outside
+    them is ``out_of_range``. Numbers outside the declared min / max are ``out_of_range`` too, and
+    an integer column never takes a value its declaration does not bound (nor one past 2^53,
+    where a float no longer holds every integer).
+    """
     s = pd.Series(values, copy=False)
     name = col.name
     is_nested = _flag(nested(s))
@@ -112,6 +119,23 @@ def column(
     if col.type == "ts":
         ts, bad = to_utc(s.where(~missing) if missing.any() else s)
         checks.flag(bad, "bad_timestamp", name, shown=s, suffix=" is not a timestamp")
+        if day is not None:
+            low, high = timestamp_bounds(day)
+            outside = _flag(ts.notna() & (ts.lt(low) | ts.ge(high)))
+            if outside.any():
+                local = ts.dt.tz_convert(TZ).dt.strftime("%Y-%m-%d %H:%M:%S")
+                checks.flag(
+                    outside,
+                    "out_of_range",
+                    name,
+                    shown=local,
+                    suffix=(
+                        f" (Asia/Shanghai) is outside {low.tz_convert(TZ):%Y-%m-%d} .. the end of "
+                        f"{(high.tz_convert(TZ) - pd.Timedelta(days=1)):%Y-%m-%d}, the day after "
+                        "the delivery day"
+                    ),
+                )
+            ts = ts.where(~outside)
         return ts
 
     if col.type in ("int64", "float64"):
@@ -131,37 +155,46 @@ def column(
         kind = "an integer" if col.type == "int64" else "a number"
         checks.flag(wrong, "bad_type", name, shown=s, suffix=f" is not {kind}")
         good = ~missing & ~wrong
-        _range(num, good, col, checks)
+        good &= ~_range(num, good, col, checks)
         if col.type == "int64":
-            if pd.api.types.is_integer_dtype(s.dtype) and not s.isna().any():
-                return s.astype("int64")
+            # Past 2^53 a float no longer holds every integer: such a value is never stored.
+            huge = good & _flag(num.abs().gt(_EXACT_INT))
+            checks.flag(huge, "out_of_range", name, shown=s, suffix=f" must be <= {_EXACT_INT:,}")
+            good &= ~huge
+            exact = pd.api.types.is_integer_dtype(s.dtype)
+            if exact and bool(good.all()):
+                return s.astype("int64")  # typed Parquet column, every value good: no copy by row
             out = pd.Series(pd.array([None] * len(s), dtype="Int64"), index=s.index)
-            out[good] = num[good].astype("int64")
+            if good.any():
+                out[good] = (s[good] if exact else num[good]).astype("int64")
             return out
         return num.where(good)
 
     raise NotImplementedError(f"ingestion does not read columns of type {col.type} ({name})")
 
 
-def _range(num: pd.Series, good: pd.Series, col: schemas.Column, checks: Checks) -> None:
+#: The largest integer every float64 holds exactly.
+_EXACT_INT = 2**53
+
+
+def bound_text(value: float) -> str:
+    """A bound as a person writes it: 1000000000000 -> 1,000,000,000,000; 0.5 -> 0.5."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _range(num: pd.Series, good: pd.Series, col: schemas.Column, checks: Checks) -> pd.Series:
+    """Flag values outside the declared bounds; returns where they are."""
+    outside = pd.Series(False, index=num.index)
     if col.min is not None:
-        low = num.le(col.min) if col.min_exclusive else num.lt(col.min)
+        low = good & _flag(num.le(col.min) if col.min_exclusive else num.lt(col.min))
         sign = ">" if col.min_exclusive else ">="
-        checks.flag(
-            good & _flag(low),
-            "out_of_range",
-            col.name,
-            shown=num,
-            suffix=f" must be {sign} {col.min:g}",
-        )
+        checks.flag(low, "out_of_range", col.name, shown=num, suffix=f" must be {sign} {bound_text(col.min)}")
+        outside |= low
     if col.max is not None:
-        checks.flag(
-            good & _flag(num.gt(col.max)),
-            "out_of_range",
-            col.name,
-            shown=num,
-            suffix=f" must be <= {col.max:g}",
-        )
+        high = good & _flag(num.gt(col.max))
+        checks.flag(high, "out_of_range", col.name, shown=num, suffix=f" must be <= {bound_text(col.max)}")
+        outside |= high
+    return outside
 
 
 def platform_agrees(values: pd.Series, folder: str, checks: Checks) -> None:

@@ -111,6 +111,25 @@ def drop_tables(tables: tuple[Table, ...]) -> None:
         op.drop_table(t.name)
 
 
+def recreate_table(old: Table, new: Table) -> None:
+    """Replace ``old`` by ``new`` (same name), copying the rows of their common columns.
+
+    Columns added in the middle of a table keep the declared order on both backends this way
+    (``ALTER TABLE ADD COLUMN`` would append them); new columns of copied rows are null. The day
+    index is recreated; views on the table must be dropped before and recreated after.
+    """
+    if old.name != new.name:
+        raise ValueError(f"recreate_table keeps the name: {old.name} != {new.name}")
+    staged = f"{new.name}__new"
+    op.create_table(staged, *(c.column() for c in new.columns), comment=new.comment)
+    common = ", ".join(q(n) for n in new.names if n in old.names)
+    op.execute(f"INSERT INTO {q(staged)} ({common}) SELECT {common} FROM {q(old.name)}")
+    op.drop_table(old.name)
+    op.rename_table(staged, new.name)
+    if new.index:
+        op.create_index(new.index, new.name, [new.partition], unique=False)
+
+
 def create_views(views: tuple[View, ...]) -> None:
     for v in views:
         op.execute(v.create_sql())

@@ -19,6 +19,8 @@ Row sets (what is emitted for a call with days ``start .. end``):
   (level 'all' / subject 'all'; level 'category' x every category of categories;
   level 'brand' x every brand of brands) x 8 slices
   ('all'/'all', 'platform' x the five platforms, 'vertical_match' x 'match'/'mismatch').
+- agg_uplift_strata: those subjects and slices x the strata with at least one unit
+  (seeded in the slice or in the subject's baseline), days start..end.
 - brand_boost_signals: one snapshot per as_of_dt in start..end, each from the exposures in
   [as_of - seed_window, as_of).
 
@@ -32,9 +34,9 @@ Readings of docs/semantics.md where it leaves room (reported to the lead):
    brands.csv; the category is the brand's category there. Orders whose brand is not in brands.csv
    are ignored by the funnel.
 4. Brand-level pairs for b are (s, c(b)); the brand's "last touch" for a pair is the latest eligible
-   touch for b in touch order; its vertical decides match (null vertical is a mismatch).
-   Category and 'all' level use the pair's last touch over all its seeded brands, vertical against
-   the pair's category.
+   touch for b in touch order; its vertical decides match (null vertical is a mismatch). Level
+   'all' slices each unit (s, c(b), b) the same way. Category level uses the pair's last touch
+   over all its seeded brands, vertical against the pair's category.
 5. searched_back_users: a user touched for b on day d (on platform p for a platform row; t_first
    the first such touch) who has a pair (s, c(b)) seeded for b with t_first < t_s <= t_first +
    seed_window; the search may fall on any day, inside or after start..end.
@@ -50,6 +52,12 @@ Readings of docs/semantics.md where it leaves room (reported to the lead):
 10. Versions (SPEC 3): per search_id / order_id the version of the latest delivery (largest dt)
     wins, rows equal but for dt collapse; an order counts only when that version is paid. Per
     (platform, ext_user_id) only the claims of its latest delivery compete.
+11. Level 'all' pools the brand-level units (s, c(b), b) over every brand (SPEC 5.7); level
+    'category' counts pairs (s, c), seeded for any brand of c, converting at category level.
+12. Strata (SPEC 5.10): a unit's stratum is (its brand, or its category at category level; the
+    user's distinct searches of the log, latest versions, in [t_s - activity_window, t_s),
+    banded; whether the user has a paid order of the pair's category paid in that window).
+    The adjusted figure is SPEC's Mantel-Haenszel formula as written, null when R or S is 0.
 """
 
 from __future__ import annotations
@@ -90,6 +98,18 @@ _KEYED_INPUTS = ("notes", "searches", "orders", "brands", "categories", "creator
 _VERSIONED_INPUTS = ("id_links", "searches", "orders")
 # Of a note the funnel reads only its key and author; text and counts are the matcher's business.
 _NOTE_COLUMNS = (*schemas.NOTES.key, "author_id")
+
+
+
+def _activity_band(count: str) -> str:
+    """SQL CASE banding a count of searches by the labels of ``schemas.ACTIVITY_BANDS``."""
+    lows = schemas.activity_band_lows()
+    bands = sorted(zip(lows, schemas.ACTIVITY_BANDS, strict=True), reverse=True)
+    whens = " ".join(f"WHEN {count} >= {low} THEN '{label}'" for low, label in bands)
+    return f"CASE {whens} END"
+
+
+_ACTIVITY_BAND = _activity_band("a.n")
 
 STEPS: tuple[tuple[str, str], ...] = (
     ("brands", "SELECT DISTINCT brand_id, category_id FROM in_brands"),
@@ -320,20 +340,53 @@ STEPS: tuple[tuple[str, str], ...] = (
         """,
     ),
     (
+        "pair_strata",
+        # SPEC 5.10: the user's distinct searches in [t_s - activity_window, t_s), banded, and
+        # whether they have a paid order of the pair's category paid in that window.
+        f"""
+        WITH activity AS (
+            SELECT pr.search_id, pr.category_id, count(DISTINCT s.search_id) AS n
+            FROM pairs pr CROSS JOIN p
+            LEFT JOIN searches_u s
+              ON s.user_id = pr.user_id AND s.t >= pr.ts - p.act_us AND s.t < pr.ts
+            GROUP BY ALL
+        ),
+        ordered AS (
+            SELECT DISTINCT pr.search_id, pr.category_id
+            FROM pairs pr CROSS JOIN p
+            JOIN paid o
+              ON o.user_id = pr.user_id AND o.category_id = pr.category_id
+             AND o.t >= pr.ts - p.act_us AND o.t < pr.ts
+        )
+        SELECT a.search_id, a.category_id, {_ACTIVITY_BAND} AS activity,
+               o.search_id IS NOT NULL AS has_recent_order
+        FROM activity a LEFT JOIN ordered o USING (search_id, category_id)
+        """,
+    ),
+    (
         "uplift_pairs",
-        # Every pair at the three levels with its seeded flag, conversion and last-touch slices.
+        # Every unit at the three levels with its stratum, seeded flag, conversion and slices.
+        # Brand and all: units (s, c(b), b), stratum (b, activity, order); all pools the brands.
+        # Category: units (s, c), stratum (c, activity, order).
         """
-        SELECT business_day(ts) AS dt, 'brand' AS level, brand_id AS subject_id, user_id, is_seeded,
+        WITH brand_units AS (
+            SELECT business_day(bp.ts) AS dt, bp.brand_id, bp.user_id, bp.is_seeded,
+                   bp.is_converted, bp.last_platform, bp.is_vertical_match, ps.activity,
+                   ps.has_recent_order
+            FROM brand_pairs bp JOIN pair_strata ps USING (search_id, category_id)
+        )
+        SELECT dt, 'brand' AS level, brand_id AS subject_id, brand_id AS stratum_id, activity,
+               has_recent_order, user_id, is_seeded, is_converted, last_platform, is_vertical_match
+        FROM brand_units
+        UNION ALL
+        SELECT dt, 'all', 'all', brand_id, activity, has_recent_order, user_id, is_seeded,
                is_converted, last_platform, is_vertical_match
-        FROM brand_pairs
+        FROM brand_units
         UNION ALL
-        SELECT business_day(ts), 'category', category_id, user_id, is_seeded, is_converted,
-               last_touch_platform, is_vertical_match
-        FROM pair_facts
-        UNION ALL
-        SELECT business_day(ts), 'all', 'all', user_id, is_seeded, is_converted,
-               last_touch_platform, is_vertical_match
-        FROM pair_facts
+        SELECT business_day(pf.ts), 'category', pf.category_id, pf.category_id, ps.activity,
+               ps.has_recent_order, pf.user_id, pf.is_seeded, pf.is_converted,
+               pf.last_touch_platform, pf.is_vertical_match
+        FROM pair_facts pf JOIN pair_strata ps USING (search_id, category_id)
         """,
     ),
     (
@@ -383,6 +436,62 @@ STEPS: tuple[tuple[str, str], ...] = (
         """,
     ),
     (
+        "strata_counts",
+        # SPEC 5.10: per stratum the slice's seeded counts and the subject's whole baseline;
+        # strata with no unit (N_k = 0) are left out, and so are subjects the dense uplift rows
+        # do not have (a search category missing from categories.csv).
+        """
+        WITH units AS (
+            SELECT dt, level, subject_id, stratum_id, activity, has_recent_order,
+                   count(*) FILTER (WHERE NOT is_seeded) AS baseline_pairs,
+                   count(*) FILTER (WHERE NOT is_seeded AND is_converted) AS baseline_conversions
+            FROM uplift_pairs GROUP BY ALL
+        ),
+        seeded AS (
+            SELECT dt, level, subject_id, slice, slice_value, stratum_id, activity,
+                   has_recent_order, count(*) AS seeded_pairs,
+                   count(*) FILTER (WHERE is_converted) AS seeded_conversions
+            FROM (
+                SELECT *, 'all' AS slice, 'all' AS slice_value FROM uplift_pairs WHERE is_seeded
+                UNION ALL
+                SELECT *, 'platform', last_platform FROM uplift_pairs WHERE is_seeded
+                UNION ALL
+                SELECT *, 'vertical_match',
+                       CASE WHEN is_vertical_match THEN 'match' ELSE 'mismatch' END
+                FROM uplift_pairs WHERE is_seeded
+            ) s GROUP BY ALL
+        )
+        SELECT u.dt, u.level, u.subject_id, sl.slice, sl.slice_value, u.stratum_id, u.activity,
+               u.has_recent_order,
+               coalesce(s.seeded_pairs, 0) AS seeded_pairs,
+               coalesce(s.seeded_conversions, 0) AS seeded_conversions,
+               u.baseline_pairs, u.baseline_conversions
+        FROM units u CROSS JOIN uplift_slices sl
+        SEMI JOIN (SELECT DISTINCT level, subject_id FROM uplift_grid) g USING (level, subject_id)
+        LEFT JOIN seeded s
+          USING (dt, level, subject_id, slice, slice_value, stratum_id, activity, has_recent_order)
+        WHERE coalesce(s.seeded_pairs, 0) + u.baseline_pairs > 0
+        """,
+    ),
+    (
+        "mantel_haenszel",
+        # SPEC 5.10 as written: R = sum a n0 / N, S = sum c n1 / N,
+        # Var(ln RR) = sum (m1 n1 n0 - a c N) / N^2 / (R S).
+        """
+        WITH k AS (
+            SELECT dt, level, subject_id, slice, slice_value,
+                   seeded_conversions::DOUBLE AS a, baseline_conversions::DOUBLE AS c,
+                   seeded_pairs::DOUBLE AS n1, baseline_pairs::DOUBLE AS n0,
+                   (seeded_pairs + baseline_pairs)::DOUBLE AS big_n
+            FROM strata_counts
+        )
+        SELECT dt, level, subject_id, slice, slice_value,
+               sum(a * n0 / big_n) AS r, sum(c * n1 / big_n) AS s,
+               sum(((a + c) * n1 * n0 - a * c * big_n) / (big_n * big_n)) AS v
+        FROM k GROUP BY ALL
+        """,
+    ),
+    (
         "uplift",
         # SPEC 5.7: the log method for a ratio of two proportions; null when any count is zero.
         f"""
@@ -403,12 +512,21 @@ STEPS: tuple[tuple[str, str], ...] = (
                        + 1.0 / baseline_conversions - 1.0 / baseline_pairs) END AS half_width
             FROM r
         )
-        SELECT dt, level, subject_id, slice, slice_value, seeded_pairs, seeded_conversions,
-               baseline_pairs, baseline_conversions, cvr_seeded, cvr_baseline, uplift,
+        SELECT u.dt, u.level, u.subject_id, u.slice, u.slice_value, seeded_pairs,
+               seeded_conversions, baseline_pairs, baseline_conversions, cvr_seeded, cvr_baseline,
+               uplift,
                exp(ln(uplift) - half_width) AS uplift_ci_low,
                exp(ln(uplift) + half_width) AS uplift_ci_high,
-               dt < p.pair_final_before AS is_final
+               CASE WHEN mh.r > 0 AND mh.s > 0 THEN mh.r / mh.s END AS adjusted_uplift,
+               CASE WHEN mh.r > 0 AND mh.s > 0
+                    THEN exp(ln(mh.r / mh.s) - {Z} * sqrt(mh.v / (mh.r * mh.s))) END
+                   AS adjusted_uplift_ci_low,
+               CASE WHEN mh.r > 0 AND mh.s > 0
+                    THEN exp(ln(mh.r / mh.s) + {Z} * sqrt(mh.v / (mh.r * mh.s))) END
+                   AS adjusted_uplift_ci_high,
+               u.dt < p.pair_final_before AS is_final
         FROM u CROSS JOIN p
+        LEFT JOIN mantel_haenszel mh USING (dt, level, subject_id, slice, slice_value)
         """,
     ),
     (
@@ -577,6 +695,10 @@ OUTPUTS: dict[str, str] = {
     "agg_conversion_uplift": """
         SELECT u.* FROM uplift u WHERE u.dt IN (SELECT dt FROM days)
     """,
+    "agg_uplift_strata": """
+        SELECT k.*, k.dt < p.pair_final_before AS is_final
+        FROM strata_counts k CROSS JOIN p WHERE k.dt IN (SELECT dt FROM days)
+    """,
     "brand_boost_signals": "SELECT * FROM boost",
 }
 
@@ -622,6 +744,7 @@ def _parameter_tables(params: FunnelParams, run_days: list[date], end: date) -> 
     p = {
         "seed_us": params.seed_window // micro,
         "conv_us": params.conversion_window // micro,
+        "act_us": params.activity_window // micro,
         "min_link_confidence": float(params.min_link_confidence),
         "decay_half_life_days": float(params.decay_half_life_days),
         "boost_half_life_days": float(params.boost_half_life_days),

@@ -6,6 +6,8 @@
   ingestion reconciliation, freshness, feed rates) computed in pandas.
 - ``validate``: runs the suites through GX Core, writes ``dq_results`` and Data Docs, and gates
   publishing on critical failures.
+- ``data_docs``: makes the Data Docs site open offline (its CDN assets, vendored in
+  ``data_docs_vendor/``, served from the site itself).
 
 See ``docs/quality.md``.
 """

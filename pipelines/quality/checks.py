@@ -8,7 +8,8 @@ frames turn rules that span tables into rows plain GX expectations can judge:
 - ``check_ingest_reconciliation``: one row per input source: ingest_files accounting vs lake rows.
 - ``check_freshness``: one row: per source, days since its latest delivered file and the hours from
   its latest event to the end of the day.
-- ``check_feed_rates``: one row: id-link rate, orphan exposure rate, unknown brand rate, quarantine rate.
+- ``check_feed_rates``: one row: id-link rate, orphan exposure rate, unknown brand rate, quarantine
+  rate, each with its days of trailing history and its working share against that history.
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ FRESHNESS = "check_freshness"
 FEED_RATES = "check_feed_rates"
 CHECKS = (CREDIT_SUMS, RECONCILIATION, FRESHNESS, FEED_RATES)
 
+#: Tables validated with a table suite: the canonical inputs and everything stage_publish writes.
+VALIDATED_TABLES: tuple[schemas.Table, ...] = schemas.INPUT_TABLES + schemas.FUNNEL_TABLES + (
+    schemas.QUARANTINE,
+    schemas.INGEST_FILES,
+)
+
+#: Columns unique within what the lake stores, where that differs from the declared key: notes
+#: keep every delivered version (resolved on read, SPEC 3), so a (file, record) pair is the row;
+#: id_links keep competing claims for one external id (the highest confidence wins on read).
+STORED_KEY: dict[str, tuple[str, ...] | None] = {
+    "notes": ("source_file", "source_row"),
+    "id_links": None,
+}
+
 #: Every landing source (a canonical input table).
 SOURCES: tuple[str, ...] = tuple(t.name for t in schemas.INPUT_TABLES)
 #: The event-time column of each event source.
@@ -42,15 +57,11 @@ def lag_column(source: str) -> str:
 
 
 def stored_key(t: schemas.Table) -> list[str]:
-    from .suites import STORED_KEY
-
     return list(STORED_KEY.get(t.name, t.key) or t.key)
 
 
 def table_frames(settings: Settings, day: date) -> dict[str, pd.DataFrame]:
     """The frames of every validated table for ``day``, sorted by their key (stable samples)."""
-    from .suites import VALIDATED_TABLES
-
     state = arrival.State.load(settings)
     out: dict[str, pd.DataFrame] = {}
     for t in VALIDATED_TABLES:
@@ -90,21 +101,29 @@ def credit_sums(seeded: pd.DataFrame, credits: pd.DataFrame) -> pd.DataFrame:
 
 
 def reconciliation(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per source of the day: ingest_files accounting and the rows the lake and quarantine hold."""
-    from ..ingest.day import COLLAPSED
+    """Per source of the day: ingest_files accounting and the rows the lake and quarantine hold.
 
+    Exact, in both directions: the partition holds accepted_rows - collapsed_rows rows (only
+    exact duplicates collapse), the quarantine quarantined_rows - refused_rows records plus one
+    per refused file (its one record stands for all its rows). Rows logged before 0.4.0 have no
+    refused or collapsed count: they count as 0.
+    """
     files = tables[schemas.INGEST_FILES.name]
-    acc = files.groupby("source")[["input_rows", "accepted_rows", "quarantined_rows"]].sum()
+    counted = ["input_rows", "accepted_rows", "quarantined_rows", "refused_rows", "collapsed_rows"]
+    files = files.assign(
+        refused_rows=files["refused_rows"].fillna(0),
+        collapsed_rows=files["collapsed_rows"].fillna(0),
+        refused_files=files["refused_rows"].fillna(0).gt(0).astype("int64"),
+    )
+    acc = files.groupby("source")[[*counted, "refused_files"]].sum()
     out = acc.reindex(sorted(set(SOURCES) | set(acc.index)), fill_value=0).astype("int64")
     out["unaccounted_rows"] = out["input_rows"] - out["accepted_rows"] - out["quarantined_rows"]
+    out["stored_rows"] = out["accepted_rows"] - out["collapsed_rows"]
     # The items snapshot merges every delivery so far: it has no per-day row count to reconcile.
     lake_rows = {s: len(tables[s]) for s in SOURCES if schemas.table(s).partition is not None}
     out["lake_rows"] = pd.Series(lake_rows, dtype="float64").reindex(out.index)
-    collapses = out.index.isin(COLLAPSED)
-    out["min_lake_rows"] = np.where(
-        collapses, np.minimum(out["accepted_rows"], 1), out["accepted_rows"]
-    ).astype("float64")
-    out.loc[out["lake_rows"].isna(), "min_lake_rows"] = np.nan
+    out.loc[out["lake_rows"].isna(), "stored_rows"] = np.nan
+    out["quarantine_records"] = out["quarantined_rows"] - out["refused_rows"] + out["refused_files"]
     quarantine = tables[schemas.QUARANTINE.name]
     out["quarantine_lake_rows"] = quarantine.groupby("source").size().reindex(out.index, fill_value=0).astype("int64")
     return out.rename_axis("source").reset_index()
@@ -129,45 +148,108 @@ def freshness(settings: Settings, day: date, tables: dict[str, pd.DataFrame]) ->
     return pd.DataFrame([row])
 
 
-def feed_rates(settings: Settings, day: date, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row: the day's id-link, orphan exposure, unknown brand and quarantine rates (NaN: no rows)."""
+#: The feed rates of check_feed_rates: (rate, the table it speaks for, whether a higher rate is
+#: healthier). A rate's "working share" is the rate itself when higher is healthier, else 1 - rate:
+#: linked external ids, exposures of known notes, orders of known brands, accepted rows.
+FEEDS: tuple[tuple[str, str, bool], ...] = (
+    ("id_link_rate", schemas.ID_LINKS.name, True),
+    ("orphan_exposure_rate", schemas.EXPOSURES.name, False),
+    ("unknown_brand_rate", schemas.ORDERS.name, False),
+    ("quarantine_rate", schemas.QUARANTINE.name, False),
+)
+
+
+def history_days_column(rate: str) -> str:
+    return f"{rate}_history_days"
+
+
+def vs_history_column(rate: str) -> str:
+    return f"{rate}_vs_history"
+
+
+def history_median_column(rate: str) -> str:
+    return f"{rate}_history_median"
+
+
+def daily_feed_rates(settings: Settings, days: list[date]) -> pd.DataFrame:
+    """The feed rates of each of ``days`` as that day measures them (index: day; NaN: nothing to count).
+
+    Each day d sees only deliveries up to d. Feeds that arrive in batches are measured where they
+    had time to arrive: the id-link rate of d is the share of the external ids exposing in the
+    delivery of d - link_settle_days that a link delivered up to d links (the funnel's rule: the
+    winning claim of the latest delivery naming the id, at min_link_confidence); the orphan exposure
+    rate of d the share of the exposures delivered on d - note_settle_days whose note no delivery up
+    to d holds. The unknown brand rate is of d's orders (brands.csv), the quarantine rate of d's
+    input rows (ingest_files).
+    """
     from ..funnel.prepare import linked_ids
     from ..reference import load_reference
 
-    exposures = tables[schemas.EXPOSURES.name]
-    link_days = [d for d in lake.partitions(settings.lake, schemas.ID_LINKS.name) if d <= day]
-    links = lake.read_table(settings.lake, schemas.ID_LINKS.name, link_days)
-    # The funnel's own rule (SPEC 3): the winning claim of the latest delivery naming the ext id.
-    good = linked_ids(links, settings.funnel.min_link_confidence)[["platform", "ext_user_id"]]
-    ext = exposures[["platform", "ext_user_id"]].drop_duplicates()
-    linked = ext.merge(good, how="left", indicator=True)["_merge"].eq("both")
+    q = settings.quality
+    last = max(days)
 
-    note_days = [d for d in lake.partitions(settings.lake, schemas.NOTES.name) if d <= day]
-    notes = lake.read_arrow(settings.lake, schemas.NOTES.name, note_days, columns=["platform", "note_id"]).to_pandas()
-    seen = pd.MultiIndex.from_frame(notes.drop_duplicates())
-    orphan = ~pd.MultiIndex.from_frame(exposures[["platform", "note_id"]]).isin(seen)
+    def read(name: str, columns: list[str], upto: date = last, only: list[date] | None = None) -> pd.DataFrame:
+        have = [d for d in lake.partitions(settings.lake, name) if d <= upto and (only is None or d in only)]
+        return lake.read_arrow(settings.lake, name, have, columns=columns).to_pandas()
 
-    orders = tables[schemas.ORDERS.name]
+    links = read(schemas.ID_LINKS.name, schemas.ID_LINKS.names)
+    notes = read(schemas.NOTES.name, ["platform", "note_id", "dt"])
+    cohorts = {d - timedelta(days=q.link_settle_days) for d in days} | {d - timedelta(days=q.note_settle_days) for d in days}
+    exposures = read(schemas.EXPOSURES.name, ["platform", "note_id", "ext_user_id", "dt"], only=sorted(cohorts))
+    orders = read(schemas.ORDERS.name, ["brand_id", "dt"], only=days)
+    files = read(schemas.INGEST_FILES.name, ["input_rows", "quarantined_rows", "dt"], only=days)
     brands = load_reference(settings.seeds).brands["brand_id"]
-    unknown = ~orders["brand_id"].isin(brands)
-
-    input_rows = int(tables[schemas.INGEST_FILES.name]["input_rows"].sum())
-    quarantined = len(tables[schemas.QUARANTINE.name])
 
     def share(mask) -> float:
         return float(np.mean(mask)) if len(mask) else np.nan
 
-    return pd.DataFrame(
-        [
+    rows = []
+    for d in days:
+        cohort = exposures[exposures["dt"] == d - timedelta(days=q.link_settle_days)]
+        ext = cohort[["platform", "ext_user_id"]].drop_duplicates()
+        known = links[links["dt"] <= d]
+        good = linked_ids(known, settings.funnel.min_link_confidence)[["platform", "ext_user_id"]]
+        linked = ext.merge(good, how="left", indicator=True)["_merge"].eq("both")
+        cohort = exposures[exposures["dt"] == d - timedelta(days=q.note_settle_days)]
+        seen = pd.MultiIndex.from_frame(notes.loc[notes["dt"] <= d, ["platform", "note_id"]].drop_duplicates())
+        orphan = ~pd.MultiIndex.from_frame(cohort[["platform", "note_id"]]).isin(seen)
+        day_files = files[files["dt"] == d]
+        input_rows = int(day_files["input_rows"].sum())
+        rows.append(
             {
-                "dt": day,
+                "dt": d,
                 "id_link_rate": share(linked),
                 "orphan_exposure_rate": share(orphan),
-                "unknown_brand_rate": share(unknown),
-                "quarantine_rate": quarantined / input_rows if input_rows else np.nan,
+                "unknown_brand_rate": share(~orders.loc[orders["dt"] == d, "brand_id"].isin(brands)),
+                "quarantine_rate": int(day_files["quarantined_rows"].sum()) / input_rows if input_rows else np.nan,
             }
-        ]
-    )
+        )
+    return pd.DataFrame(rows).set_index("dt")
+
+
+def feed_rates(settings: Settings, day: date, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One row: the day's feed rates and each against its own trailing history.
+
+    Per rate: the rate (NaN: nothing to count); ``<rate>_history_days``, the days of the trailing
+    ``feed_history_days`` with a rate; ``<rate>_history_median``, the rate of their median working
+    share; ``<rate>_vs_history``, the day's working share over the
+    median working share of those days (NaN when the day has no rate, with fewer than
+    ``feed_min_history_days`` days of history, or a median of 0: nothing to judge a drop against).
+    """
+    q = settings.quality
+    history = [day - timedelta(days=i) for i in range(q.feed_history_days, 0, -1)]
+    rates = daily_feed_rates(settings, [*history, day])
+    row: dict[str, object] = {"dt": day}
+    for rate, _, higher_is_healthier in FEEDS:
+        working = rates[rate] if higher_is_healthier else 1 - rates[rate]
+        today, past = working.loc[day], working.loc[history].dropna()
+        median = float(past.median()) if len(past) else np.nan
+        judged = pd.notna(today) and len(past) >= q.feed_min_history_days and median > 0
+        row[rate] = rates.loc[day, rate]
+        row[history_days_column(rate)] = float(len(past))
+        row[history_median_column(rate)] = median if higher_is_healthier else 1 - median
+        row[vs_history_column(rate)] = today / median if judged else np.nan
+    return pd.DataFrame([row])
 
 
 def check_frames(settings: Settings, day: date, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

@@ -33,24 +33,16 @@ CRITICAL, WARNING = "critical", "warning"
 SEVERITIES = (CRITICAL, WARNING)
 GENERATOR = "python -m pipelines.quality.suites"
 
-#: Tables validated with a table suite: the canonical inputs and everything stage_publish writes.
-VALIDATED_TABLES: tuple[schemas.Table, ...] = schemas.INPUT_TABLES + schemas.FUNNEL_TABLES + (
-    schemas.QUARANTINE,
-    schemas.INGEST_FILES,
-)
-
-#: Columns unique within what the lake stores, where that differs from the declared key: notes
-#: keep every delivered version (resolved on read, SPEC 3), so a (file, record) pair is the row;
-#: id_links keep competing claims for one external id (the highest confidence wins on read).
-STORED_KEY: dict[str, tuple[str, ...] | None] = {
-    "notes": ("source_file", "source_row"),
-    "id_links": None,
-}
+#: Tables validated with a table suite, and their stored keys: declared in checks (what the frames are); named here too for the suites' readers.
+VALIDATED_TABLES = checks.VALIDATED_TABLES
+STORED_KEY = checks.STORED_KEY
 
 #: (larger, smaller) column pairs that must hold row by row where both are present.
 ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
     ("uplift", "uplift_ci_low"),
     ("uplift_ci_high", "uplift"),
+    ("adjusted_uplift", "adjusted_uplift_ci_low"),
+    ("adjusted_uplift_ci_high", "adjusted_uplift"),
     ("seeded_pairs", "seeded_conversions"),
     ("baseline_pairs", "baseline_conversions"),
     ("exposed_users", "searched_back_users"),
@@ -71,15 +63,33 @@ def _target(kwargs: dict) -> str:
     return "table"
 
 
-def expectation(type_: str, severity: str, table: str, *, why: str | None = None, **kwargs) -> dict:
-    """One expectation in GX's suite-file shape, with our id, severity and table in ``meta``."""
+def expectation(
+    type_: str, severity: str, table: str, *, why: str | None = None, shaped_by: tuple[str, ...] = (), **kwargs
+) -> dict:
+    """One expectation in GX's suite-file shape, with our id, severity and table in ``meta``.
+
+    ``shaped_by``: QualityParams fields that shape the observed value (not thresholds of the
+    expectation), named with the thresholds wherever a failure is reported (``governing``).
+    """
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
     target = ",".join(kwargs["column_list"]) if type_ == "expect_compound_columns_to_be_unique" else _target(kwargs)
     meta = {"id": f"{type_}({target})", "severity": severity, "table": table}
     if why:
         meta["why"] = why
+    known = {f.name for f in fields(QualityParams)}
+    unknown = sorted(set(shaped_by) - known)
+    if unknown:
+        raise KeyError(f"{unknown} are not QualityParams fields")
+    if shaped_by:
+        meta["shaped_by"] = list(shaped_by)
     return {"type": type_, "kwargs": kwargs, "meta": meta, "severity": severity}
+
+
+def governing(e: dict) -> list[str]:
+    """The settings an expectation depends on: its thresholds, then what shapes its observed value."""
+    named = [v["$PARAMETER"] for v in e["kwargs"].values() if isinstance(v, dict) and "$PARAMETER" in v]
+    return named + [n for n in e["meta"].get("shaped_by", []) if n not in named]
 
 
 def _range_kwargs(c: schemas.Column) -> dict:
@@ -199,35 +209,25 @@ def check_suites() -> dict[str, dict]:
                 column="unaccounted_rows",
                 min_value=0,
                 max_value=0,
-                why="input_rows = accepted_rows + quarantined_rows",
-            ),
-            expectation(
-                "expect_column_pair_values_a_to_be_greater_than_b",
-                CRITICAL,
-                ingest_files,
-                column_A="accepted_rows",
-                column_B="lake_rows",
-                or_equal=True,
-                ignore_row_if="either_value_is_missing",
-                why="the lake partition holds no row ingestion did not accept",
-            ),
-            expectation(
-                "expect_column_pair_values_a_to_be_greater_than_b",
-                CRITICAL,
-                ingest_files,
-                column_A="lake_rows",
-                column_B="min_lake_rows",
-                or_equal=True,
-                ignore_row_if="either_value_is_missing",
-                why="only exact duplicates collapse; tables that never collapse keep every accepted row",
+                why="input_rows = accepted_rows + quarantined_rows, each counted on its own",
             ),
             expectation(
                 "expect_column_pair_values_to_be_equal",
                 CRITICAL,
                 ingest_files,
-                column_A="quarantined_rows",
-                column_B="quarantine_lake_rows",
-                why="every quarantined row is in the quarantine partition",
+                column_A="lake_rows",
+                column_B="stored_rows",
+                ignore_row_if="either_value_is_missing",
+                why="the lake partition holds exactly accepted_rows - collapsed_rows rows: every "
+                "accepted row, exact duplicates once",
+            ),
+            expectation(
+                "expect_column_pair_values_to_be_equal",
+                CRITICAL,
+                ingest_files,
+                column_A="quarantine_lake_rows",
+                column_B="quarantine_records",
+                why="every quarantined row is in the quarantine partition (a refused file: one record)",
             ),
         ],
         "one row per input source of the day: ingest_files accounting against lake partition rows",
@@ -262,28 +262,56 @@ def check_suites() -> dict[str, dict]:
         checks.FRESHNESS, "sources", "check", ["dt"], fresh, "one row: delivery age and event lag of every source"
     )
 
-    rates = [
-        ("id_link_rate", schemas.ID_LINKS.name, CRITICAL, _param("min_id_link_rate"), 1,
-         "share of the day's exposing external ids with an id link at the confidence threshold"),
-        ("orphan_exposure_rate", schemas.EXPOSURES.name, WARNING, 0, _param("max_orphan_exposure_rate"),
-         "share of the day's exposures of notes never delivered"),
-        ("unknown_brand_rate", schemas.ORDERS.name, WARNING, 0, _param("max_unknown_brand_rate"),
-         "share of the day's orders whose brand is not in brands.csv"),
-        ("quarantine_rate", schemas.QUARANTINE.name, WARNING, 0, _param("max_quarantine_rate"),
-         "quarantined rows / input rows of the day"),
-    ]
+    # Feed rates (docs/quality.md, "Feed rates"): critical only on a sudden drop against the feed's
+    # own trailing history; the absolute floors and a missing history only warn.
+    floors = {
+        "id_link_rate": (_param("min_id_link_rate"), 1, "share of the settled cohort's external ids with an id link"),
+        "orphan_exposure_rate": (0, _param("max_orphan_exposure_rate"), "share of the settled cohort's exposures of notes never delivered"),
+        "unknown_brand_rate": (0, _param("max_unknown_brand_rate"), "share of the day's orders whose brand is not in brands.csv"),
+        "quarantine_rate": (0, _param("max_quarantine_rate"), "quarantined rows / input rows of the day"),
+    }
+    settled = {"id_link_rate": ("link_settle_days",), "orphan_exposure_rate": ("note_settle_days",)}
+    feed: list[dict] = []
+    for rate, table, _ in checks.FEEDS:
+        lo, hi, why = floors[rate]
+        shaped = settled.get(rate, ())
+        feed += [
+            expectation(
+                "expect_column_values_to_be_between",
+                CRITICAL,
+                table,
+                column=checks.vs_history_column(rate),
+                min_value=_param("feed_drop_ratio"),
+                shaped_by=("feed_history_days", "feed_min_history_days", *shaped),
+                why="the feed's working share against the median of its trailing history: a sudden drop",
+            ),
+            expectation(
+                "expect_column_values_to_be_between",
+                WARNING,
+                table,
+                column=checks.history_days_column(rate),
+                min_value=_param("feed_min_history_days"),
+                shaped_by=("feed_history_days", *shaped),
+                why="days of trailing history: with fewer, a drop cannot be judged yet",
+            ),
+            expectation(
+                "expect_column_values_to_be_between",
+                WARNING,
+                table,
+                column=rate,
+                min_value=lo,
+                max_value=hi,
+                shaped_by=shaped,
+                why=why,
+            ),
+        ]
     out[checks.FEED_RATES] = _suite(
         checks.FEED_RATES,
         "sources",
         "check",
         ["dt"],
-        [
-            expectation(
-                "expect_column_values_to_be_between", sev, table, column=col, min_value=lo, max_value=hi, why=why
-            )
-            for col, table, sev, lo, hi, why in rates
-        ],
-        "one row: the day's feed rates",
+        feed,
+        "one row: the day's feed rates, each with its days of history and its working share against them",
     )
     return out
 

@@ -28,7 +28,7 @@ import pandas as pd
 from .. import lake, schemas
 from ..settings import Settings
 from . import checks, data_docs
-from .suites import CRITICAL, EXPECTATIONS_DIR, WARNING, load
+from .suites import CRITICAL, EXPECTATIONS_DIR, WARNING, governing, load
 
 DATA_DOCS_SITE = "seedfunnel"
 SAMPLE_ROWS = 5
@@ -86,14 +86,24 @@ class DayValidation:
             + "."
         ]
         for r in crit.itertuples(index=False):
-            lines.append(f"- table {r.table_name}: {r.expectation} failed; observed {r.observed}")
+            lines.append(f"- table {r.table_name}: {r.expectation} failed; observed {r.observed}{governed(r.details)}")
             sample = self.samples.get((r.table_name, r.expectation))
             if sample:
                 lines.append("  sample rows: " + "; ".join(json.dumps(s, default=str, ensure_ascii=False) for s in sample))
         lines.append(
-            "Fix the input (or, for a deliberate change, the threshold in Settings.quality) and re-run the day."
+            "Fix the input (or, for a deliberate change, the setting named: [quality] in seedfunnel.toml or "
+            "SEEDFUNNEL_QUALITY__<KEY>, docs/settings.md) and re-run the day."
         )
         return "\n".join(lines)
+
+
+def governed(details: str | None) -> str:
+    """``; setting quality.x = v, ...`` from a dq_results details JSON ("" when no setting governs it)."""
+    try:
+        named = json.loads(details or "{}").get("settings") or {}
+    except ValueError:
+        return ""
+    return "; setting " + ", ".join(f"{k} = {v}" for k, v in named.items()) if named else ""
 
 
 def _resolve(value, params: dict):
@@ -160,8 +170,15 @@ def _observed(result: dict, exception: dict | None, frame: pd.DataFrame, kwargs:
         return f"error: {exception.get('exception_message')}"
     if len(frame) == 1 and kwargs.get("column") in frame.columns:
         # One-row check frames (freshness, feed rates): the value itself says most.
-        v = frame[kwargs["column"]].iloc[0]
-        return _format(float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v)
+        column = kwargs["column"]
+        v = frame[column].iloc[0]
+        shown = _format(float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v)
+        rate = column.removesuffix("_vs_history")
+        if rate != column and {rate, f"{rate}_history_median"} <= set(frame.columns):
+            # A feed rate against its history: say what the ratio compares.
+            today, median = (float(frame[c].iloc[0]) for c in (rate, f"{rate}_history_median"))
+            shown += f" ({rate} {_format(today)} against its trailing median {_format(median)})"
+        return shown
     if "observed_value" in result:
         return _format(result["observed_value"])
     if "unexpected_count" in result:
@@ -211,6 +228,10 @@ def validate_day(
     source = ctx.data_sources.add_pandas("seedfunnel")
     params = settings.quality.parameters()
     gx_run = RunIdentifier(run_name=run_id)
+
+    def governed_by(e: dict) -> dict[str, object]:
+        return {f"quality.{n}": getattr(settings.quality, n) for n in governing(e)}
+
     rows: list[dict] = []
     samples: dict[tuple[str, str], list] = {}
     for name in sorted(suites):
@@ -243,7 +264,7 @@ def validate_day(
                     "success": bool(r.success),
                     "observed": _observed(result, r.exception_info, frames[name], e["kwargs"]),
                     "details": json.dumps(
-                        {"suite": name, "kwargs": kwargs, "sample": sample},
+                        {"suite": name, "kwargs": kwargs, "settings": governed_by(e), "sample": sample},
                         default=str,
                         ensure_ascii=False,
                         sort_keys=True,

@@ -242,16 +242,36 @@ def search_back_rate(rate: pd.DataFrame) -> str:
 
 
 def forest(rows: pd.DataFrame, labels: Sequence[str], reference) -> str:
-    """Uplift with 95% intervals (log axis), grouped; the reference (planted or claimed) as a line."""
+    """Uplift with 95% intervals (log axis), grouped, the engagement-adjusted figure as a hollow
+    marker below each; the planted effect as lines only for a simulated world (never the claim)."""
     with _style():
         n = len(rows)
         fig, ax = plt.subplots(figsize=(9, 0.3 * max(n, 4) + 1.4))
         y = np.arange(n)
         ax.axvline(1.0, color=MUTED, lw=1, ls=":", label="no effect (1x)")
-        ax.axvline(reference.value, color="#cf222e", lw=1.6, ls="--", label=reference.label)
-        if reference.mismatch is not None:
-            ax.axvline(reference.mismatch, color="#cf222e", lw=1, ls=":", alpha=0.7,
-                       label=f"planted effect: vertical mismatch {reference.mismatch:g}x")
+        lines = [1.0]
+        if reference.source == "planted" and reference.value is not None:
+            ax.axvline(reference.value, color="#cf222e", lw=1.6, ls="--",
+                       label=f"planted effect (simulated world): vertical match {reference.value:g}x")
+            lines.append(reference.value)
+            if reference.mismatch is not None:
+                ax.axvline(reference.mismatch, color="#cf222e", lw=1, ls=":", alpha=0.7,
+                           label=f"planted effect: vertical mismatch {reference.mismatch:g}x")
+                lines.append(reference.mismatch)
+        if n and "adjusted_uplift" in rows.columns:
+            a = rows["adjusted_uplift"].to_numpy(dtype="float64")
+            alo = rows["adjusted_uplift_ci_low"].to_numpy(dtype="float64")
+            ahi = rows["adjusted_uplift_ci_high"].to_numpy(dtype="float64")
+            adj_ok = np.isfinite(a)
+            ax.hlines(y[adj_ok] + 0.25, alo[adj_ok], ahi[adj_ok], color="#8250df", lw=1.0, alpha=0.8)
+            ax.scatter(a[adj_ok], y[adj_ok] + 0.25, facecolors="none", edgecolors="#8250df", s=22, zorder=3,
+                       label="engagement-adjusted (SPEC 5.10)")
+            lines += [*alo[adj_ok], *ahi[adj_ok]]
+        overall = np.flatnonzero(rows["group"].eq("overall").to_numpy()) if n else []
+        if reference.source == "planted" and reference.realised is not None and len(overall):
+            ax.scatter([reference.realised], [overall[0]], marker="x", color="#cf222e", s=40, zorder=4,
+                       label=f"realised pooled uplift (simulated world) {reference.realised:.2f}x")
+            lines.append(reference.realised)
         if n:
             u = rows["uplift"].to_numpy(dtype="float64")
             lo = rows["uplift_ci_low"].to_numpy(dtype="float64")
@@ -271,13 +291,13 @@ def forest(rows: pd.DataFrame, labels: Sequence[str], reference) -> str:
                 if groups[i] != groups[i - 1]:
                     ax.axhline(i - 0.5, color="#d0d7de", lw=0.8)
             ax.set_ylim(n - 0.5, -0.5)
-            finite = np.concatenate([lo[ok], hi[ok], [reference.value, 1.0]])
+            finite = np.concatenate([lo[ok], hi[ok], np.asarray(lines, dtype="float64")])
             finite = finite[np.isfinite(finite) & (finite > 0)]
             ax.set_xscale("log")
             ax.set_xlim(max(finite.min() / 1.5, 1e-3), finite.max() * 4)
         else:
             _empty(ax)
-        ax.set_xlabel("conversion uplift: seeded vs baseline pairs (log scale, 95% interval)")
+        ax.set_xlabel("times as likely to buy the seeded brand, seeded vs not seeded (log scale, 95% interval)")
         ax.legend(fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2)
         fig.tight_layout()
         return _data_uri(fig)

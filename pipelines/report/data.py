@@ -18,7 +18,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from .. import lake, schemas, warehouse
-from ..funnel.uplift import COUNTS, with_uplift
+from ..funnel.strata import ADJUSTED, STRATUM
+from ..funnel.uplift import COUNTS, adjusted_over, with_uplift
+from ..redact import redact_url
 from ..settings import Settings
 
 #: Days a report covers, ending at its day (fewer when the warehouse starts later).
@@ -41,13 +43,16 @@ class NoDataError(LookupError):
 
 @dataclass(frozen=True)
 class Reference:
-    """The line the overall uplift is set against: planted (ground truth) or claimed."""
+    """What the uplift is set against. Lines only where ground truth is really known (a simulated
+    world's ``ground_truth.json``: source "planted"); otherwise none (source "none"). The market's
+    claim (``CLAIMED_UPLIFT``) is only ever shown as a labelled, unverified claim, never as a line."""
 
-    value: float
-    source: str  # "planted" or "claimed"
+    value: float | None  # the planted factor for a vertical match; None: no line
+    source: str  # "planted" or "none"
     label: str
     mismatch: float | None = None  # the planted factor for a vertical mismatch, when known
-    realised: float | None = None  # the simulated world's realised overall uplift, when known
+    realised: float | None = None  # the simulated world's realised pooled uplift, when known
+    claim: float = CLAIMED_UPLIFT  # the market article's figure: unverified, shown as text only
 
 
 @dataclass
@@ -96,7 +101,7 @@ def window(engine: sa.Engine, day: date, days: int = WINDOW_DAYS) -> date:
     """The first day of the report window ending at ``day``; NoDataError when ``day`` has no rows."""
     if not sa.inspect(engine).has_table(schemas.AGG_BRAND_FUNNEL_DAILY.name):
         raise NoDataError(
-            f"the warehouse {warehouse._redact(engine.url.render_as_string(hide_password=False))} has no "
+            f"the warehouse {redact_url(engine.url.render_as_string(hide_password=False))} has no "
             f"seedfunnel tables yet. Run the pipeline first (`seedfunnel run --start {day}`), or point "
             "--warehouse-url / SEEDFUNNEL_WAREHOUSE_URL at the warehouse it published to."
         )
@@ -194,8 +199,9 @@ def search_back_rate(engine: sa.Engine, start: date, end: date) -> pd.DataFrame:
 def uplift(engine: sa.Engine, start: date, end: date, top_brands: int = TOP_BRANDS) -> pd.DataFrame:
     """Window uplift (sums of the daily counts, SPEC 5.7 recomputed) for the forest plot's rows.
 
-    Rows: overall, by platform of the last touch, by vertical match, and the brands with the most
-    seeded pairs (whose uplift is defined).
+    Rows: overall (level all: every brand's units pooled), by platform of the last touch, by
+    vertical match, and the brands with the most seeded pairs (whose uplift is defined); each with
+    the engagement-adjusted figure (SPEC 5.10) from agg_uplift_strata.
     """
     t = T[schemas.AGG_CONVERSION_UPLIFT.name]
     overall_rows = sa.and_(t.c.level == "all")
@@ -212,6 +218,23 @@ def uplift(engine: sa.Engine, start: date, end: date, top_brands: int = TOP_BRAN
         )
     df[COUNTS] = df[COUNTS].fillna(0).astype("int64")
     df = with_uplift(df)
+    # SPEC 5.10 over the window: each stratum's counts summed over the days, then Mantel-Haenszel.
+    k = T[schemas.AGG_UPLIFT_STRATA.name]
+    keys = ["level", "subject_id", "slice", "slice_value"]
+    strata_keys = [k.c[c] for c in (*keys, *STRATUM)]
+    with engine.connect() as conn:
+        strata = _frame(
+            conn,
+            sa.select(*strata_keys, *(sa.func.sum(k.c[c]).label(c) for c in COUNTS))
+            .where(
+                k.c.dt.between(start, end),
+                sa.or_(k.c.level == "all", sa.and_(k.c.level == "brand", k.c.slice == "all")),
+            )
+            .group_by(*strata_keys),
+        )
+    strata[COUNTS] = strata[COUNTS].fillna(0).astype("int64")
+    df = df.merge(adjusted_over(strata, keys), on=keys, how="left")
+    df[ADJUSTED] = df[ADJUSTED].astype("float64")
     group = np.select(
         [df["level"].eq("brand"), df["slice"].eq("platform"), df["slice"].eq("vertical_match")],
         ["brand", "platform", "vertical_match"],
@@ -232,7 +255,7 @@ def uplift(engine: sa.Engine, start: date, end: date, top_brands: int = TOP_BRAN
 
 
 def reference_line(landing: Path | None) -> Reference:
-    """The planted effect from ``landing/ground_truth.json`` when there is one, else the claimed 2.7x."""
+    """The planted effect from ``landing/ground_truth.json`` when there is one, else no line."""
     path = Path(landing) / "ground_truth.json" if landing else None
     if path and path.is_file():
         try:
@@ -249,7 +272,7 @@ def reference_line(landing: Path | None) -> Reference:
             )
         except (ValueError, KeyError, TypeError):
             pass
-    return Reference(value=CLAIMED_UPLIFT, source="claimed", label=f"claimed {CLAIMED_UPLIFT:g}x (no ground truth)")
+    return Reference(value=None, source="none", label="no ground truth: no reference line")
 
 
 def credits(engine: sa.Engine, start: date, end: date) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -406,7 +429,7 @@ def collect(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW
     return ReportData(
         day=day,
         start=start,
-        warehouse_url=warehouse._redact(settings.resolved_warehouse_url()),
+        warehouse_url=redact_url(settings.resolved_warehouse_url()),
         brand_names=names,
         funnel=funnel,
         rate=search_back_rate(engine, start, day),

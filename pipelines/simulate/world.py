@@ -40,6 +40,13 @@ class WorldParams:
     p0: float = 0.03
     factor_vertical_match: float = 2.7
     factor_mismatch: float = 1.3
+    # Confounding by engagement (docs/simulator.md): 0 plants none. Above 0, a user's activity
+    # (user_weight, which sets the exposure rate) also sets their rate of background searches, and a
+    # pair's baseline purchase probability is p0 * (1 + confounding * band), band the index of the
+    # searching user's activity band of SPEC 5.10 (0, 1-2, 3-5, 6-10, 11+ searches in the activity
+    # window before t_s). Seeded users are the active ones, so the naive uplift overstates f; the
+    # engagement-adjusted uplift over those strata estimates it.
+    confounding: float = 0.0
     p_search_back: float = 0.3
     search_back_delay_mean_days: float = 2.0
     background_searches_per_user_day: float = 0.03
@@ -685,9 +692,15 @@ def background_searches(rng: np.random.Generator, world: World) -> pd.DataFrame:
     n_users = len(world.user_ids)
     n = rng.poisson(p.background_searches_per_user_day * n_users * world.days)
     first, end = world.day_starts[0], world.end
+    if p.confounding > 0:  # active users search more, in proportion to their activity
+        weight = world.user_weight
+        user = np.searchsorted(np.cumsum(weight), rng.random(n) * weight.sum(), side="right")
+        user = np.minimum(user, n_users - 1)
+    else:
+        user = rng.integers(0, n_users, n)
     return pd.DataFrame(
         {
-            "user": rng.integers(0, n_users, n).astype(np.int32),
+            "user": user.astype(np.int32),
             "cat": rng.integers(0, len(world.categories), n),
             "t": first + (rng.random(n) * (end - first)).astype(np.int64),
             "source": np.int8(0),
@@ -744,6 +757,19 @@ def seeded_lookup(world: World, touches: pd.DataFrame, pairs: pd.DataFrame) -> p
     return pd.DataFrame({"seeded": seeded, "last_touch_t": np.where(seeded, last_t, -1), "last_note": last_note})
 
 
+def activity_bands(world: World, searches: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
+    """Per pair: the band index (into ``schemas.ACTIVITY_BANDS``) of its user's distinct searches in
+    ``[t - activity_window, t)``, as SPEC 5.10 strata count them (the searches are the kept ones)."""
+    base = world.day_starts[0]  # no search is earlier
+    shift = np.int64(1 << 24)  # > seconds of any world this simulator makes (see seeded_lookup)
+    comp = np.sort(searches["user"].to_numpy().astype(np.int64) * shift + (searches["t"].to_numpy() - base))
+    user = pairs["user"].to_numpy().astype(np.int64) * shift
+    at = pairs["t"].to_numpy() - base
+    window = int(world.params.funnel.activity_window.total_seconds())
+    count = np.searchsorted(comp, user + at, "left") - np.searchsorted(comp, user + np.maximum(at - window, 0), "left")
+    return np.searchsorted(np.asarray(schemas.activity_band_lows()), count, "right") - 1
+
+
 @dataclass
 class Behaviour:
     """Searches and orders of the world, with the bookkeeping of the planted estimand."""
@@ -787,9 +813,11 @@ def behave(rng: np.random.Generator, world: World, touches: pd.DataFrame, vocab:
     last_vertical = np.where(pairs["seeded"], creator_vertical[np.maximum(pairs["last_note"].to_numpy(), 0)], "")
     pairs["match"] = pairs["seeded"].to_numpy() & (last_vertical == cat_ids[cat_codes[pairs["brand"].to_numpy()]])
     factor = np.where(pairs["match"], p.factor_vertical_match, np.where(pairs["seeded"], p.factor_mismatch, 1.0))
-    if p.p0 * max(p.factor_vertical_match, p.factor_mismatch, 1.0) > 1:
-        raise ValueError("p0 * factor exceeds 1; lower p0")
-    buy = rng.random(len(pairs)) < p.p0 * factor
+    engaged = 1.0 + p.confounding * activity_bands(world, kept, pairs) if p.confounding > 0 else 1.0
+    top = 1.0 + p.confounding * (len(schemas.ACTIVITY_BANDS) - 1)
+    if p.p0 * max(p.factor_vertical_match, p.factor_mismatch, 1.0) * max(top, 1.0) > 1:
+        raise ValueError("p0 * factor (times the confounding multiplier) exceeds 1; lower p0 or confounding")
+    buy = rng.random(len(pairs)) < p.p0 * factor * engaged
     paid = pairs["t"].to_numpy() + rng.integers(0, conv + 1, len(pairs))
     # Final as SPEC 5 "Arrival" has it: search day d + ceil(conversion_window) < W, the last day.
     search_day = np.searchsorted(world.day_starts, pairs["t"].to_numpy(), side="right") - 1

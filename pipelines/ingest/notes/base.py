@@ -20,7 +20,7 @@ from ... import schemas
 from ..counts import parse_counts
 from ..files import RawRecords
 from ..quarantine import Checks, FileContext
-from ..validate import as_text, column, nested, platform_agrees
+from ..validate import as_text, bound_text, column, nested, platform_agrees
 
 #: Xiaohongshu's inline topic markup: ``#露营[话题]#``.
 TOPIC_MARKUP = re.compile(r"#([^#\[\]\r\n]{1,100})\[话题\]#")
@@ -165,7 +165,7 @@ def to_notes(records: RawRecords, fmt: NoteFormat, ctx: FileContext) -> tuple[pd
         suffix=" is not 16 lowercase hex characters",
     )
 
-    published = column(raw[fmt.published], t.column("published_at"), checks)
+    published = column(raw[fmt.published], t.column("published_at"), checks, day=ctx.day)
 
     counts = {}
     for name in COUNT_COLUMNS:
@@ -185,6 +185,14 @@ def to_notes(records: RawRecords, fmt: NoteFormat, ctx: FileContext) -> tuple[pd
             str(source),
             shown=shown,
             suffix=f" ({name}) is negative",
+        )
+        limit = t.column(name).max
+        checks.flag(
+            reason.eq("out_of_range"),
+            "out_of_range",
+            str(source),
+            shown=shown,
+            suffix=f" ({name}) must be <= {bound_text(limit)}",
         )
         counts[name] = value
 

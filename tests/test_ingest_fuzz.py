@@ -1,0 +1,280 @@
+"""Fuzzing ingestion with real exporter files (issue 17): bytes cut, swapped and flipped, text
+re-encoded (whole or line by line), fields retyped. For every mutated file:
+
+- nothing crashes;
+- input = accepted + quarantined, where input is counted by this test's own reader of the mutated
+  file (stdlib json / csv, following the documented rules), accepted by the rows of the file the
+  lake holds, and quarantined from the quarantine records;
+- nothing outside the landing zone is opened (``sys.addaudithook`` on ``open``), with a link to a
+  file outside planted beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+import zoneinfo
+from datetime import date
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipelines import lake
+from pipelines.ingest.day import ingest_day
+from pipelines.settings import Settings
+
+REAL = Path(__file__).parent / "fixtures" / "real"
+DAY = date(2025, 9, 10)  # after every note of the samples was published
+BOM = b"\xef\xbb\xbf"
+EXAMPLES = 40  # per sample: both samples run in about 20 s (most of it fsync in the lake writes)
+
+
+def _json_sample(n: int = 8) -> bytes:
+    records = json.loads((REAL / "mediacrawler_xhs_notes.json").read_bytes())[:n]
+    return json.dumps(records, indent=4, ensure_ascii=False).encode()  # the exporter's own layout
+
+
+def _csv_sample(n: int = 25) -> bytes:
+    text = (REAL / "mediacrawler_xhs_notes_phones.csv").read_text(encoding="utf-8")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    for _ in range(n + 1):
+        next(reader)
+    return "".join(text.splitlines(keepends=True)[: reader.line_num]).encode()
+
+
+SAMPLES = {"notes.json": _json_sample(), "notes.csv": _csv_sample()}
+
+
+# ---------------------------------------------------------------- mutations
+
+
+@st.composite
+def cut(draw, data: bytes) -> bytes:
+    a = draw(st.integers(0, len(data)))
+    b = draw(st.integers(a, min(len(data), a + 400)))
+    return data[:a] + data[b:] if draw(st.booleans()) else data[:a]
+
+
+@st.composite
+def swap(draw, data: bytes) -> bytes:
+    size = draw(st.integers(1, 200))
+    a = draw(st.integers(0, max(0, len(data) - size)))
+    b = draw(st.integers(0, max(0, len(data) - size)))
+    a, b = sorted((a, b))
+    if b < a + size:
+        return data
+    return data[:a] + data[b : b + size] + data[a + size : b] + data[a : a + size] + data[b + size :]
+
+
+@st.composite
+def flip(draw, data: bytes) -> bytes:
+    out = bytearray(data)
+    for _ in range(draw(st.integers(1, 8))):
+        if out:
+            out[draw(st.integers(0, len(out) - 1))] = draw(st.sampled_from([0x00, 0x22, 0x2C, 0x0A, 0x0D, 0x5B, 0x7B, 0xFF, 0xE7, 0x80]))
+    return bytes(out)
+
+
+@st.composite
+def reencode(draw, data: bytes) -> bytes:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    how = draw(st.sampled_from(["gb18030", "mixed", "bom", "bom_mixed"]))
+    if how == "gb18030":
+        return text.encode("gb18030")
+    lines = text.split("\n")
+    picked = draw(st.sets(st.integers(0, max(0, len(lines) - 1)), max_size=6))
+    mixed = b"\n".join(ln.encode("gb18030") if i in picked else ln.encode() for i, ln in enumerate(lines))
+    return {"mixed": mixed, "bom": BOM + data, "bom_mixed": BOM + mixed}[how]
+
+
+ODD_VALUES = [None, 1e308, -5, "", [], {"a": 1}, "9" * 30, True, "2099-01-01 00:00:00", 0, "1.2万", "-1", "\x00", "万万"]
+
+
+@st.composite
+def retype(draw, data: bytes) -> bytes:
+    """Give one field of one record another type or an absurd value (the file stays well formed)."""
+    text = data.decode("utf-8", errors="strict") if _utf8(data) else None
+    if text is None:
+        return data
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError:
+            return data
+        if not records or not isinstance(records, list) or not isinstance(records[0], dict):
+            return data
+        i = draw(st.integers(0, len(records) - 1))
+        if isinstance(records[i], dict) and records[i]:
+            key = draw(st.sampled_from(sorted(records[i])))
+            records[i][key] = draw(st.sampled_from(ODD_VALUES))
+        return json.dumps(records, indent=4, ensure_ascii=False).encode()
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if len(rows) < 2:
+        return data
+    i = draw(st.integers(1, len(rows) - 1))
+    if rows[i]:
+        j = draw(st.integers(0, len(rows[i]) - 1))
+        rows[i][j] = str(draw(st.sampled_from(ODD_VALUES)))
+    buf = io.StringIO(newline="")
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue().encode()
+
+
+def mutated(data: bytes):
+    one = st.one_of(cut(data), swap(data), flip(data), reencode(data), retype(data))
+    return one.flatmap(lambda d: st.one_of(st.just(d), cut(d), swap(d), flip(d), reencode(d), retype(d)))
+
+
+# ---------------------------------------------------------------- the test's own reader
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _lines(data: bytes) -> int:
+    body = data[len(BOM) :] if data.startswith(BOM) else data
+    return sum(1 for ln in body.split(b"\n") if ln.strip())
+
+
+def independent_count(data: bytes) -> tuple[str, int]:
+    """("records", n) when the file reads as records by the documented rules, ("lines", n) when
+    it does not (it is then refused whole and counts its non-blank lines), ("empty", 0)."""
+    body = data[len(BOM) :] if data.startswith(BOM) else data
+    if not body.strip():
+        return "empty", 0
+    if b"\x00" in body[:65536]:
+        return "lines", _lines(data)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            text = body.decode("gb18030")
+        except UnicodeDecodeError:
+            return "lines", _lines(data)
+    first = text.lstrip()[:1]
+    if first == "[":
+        try:
+            value = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            return "lines", _lines(data)
+        return ("records", len(value)) if isinstance(value, list) else ("lines", _lines(data))
+    if first == "{":
+        try:
+            if isinstance(json.loads(text), dict):
+                return "records", 1
+        except (json.JSONDecodeError, RecursionError):
+            pass
+        return "records", sum(1 for ln in text.split("\n") if ln.rstrip("\r").strip())
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+    except csv.Error:
+        return "lines", _lines(data)
+    return "records", max(0, len(rows) - 1)
+
+
+# ---------------------------------------------------------------- watching what is opened
+
+_opened: list[str] | None = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _opened is not None and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        path, flags = os.fsdecode(args[0]), args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+        if flags & os.O_NOFOLLOW and os.path.islink(path):
+            return  # the kernel refuses to open it: nothing is read through the link
+        _opened.append(os.path.realpath(path))  # where it leads, links followed
+
+
+sys.addaudithook(_audit)  # inert unless a test is watching (an audit hook cannot be removed)
+#: What reading a file may open besides it: Python's own modules and the time zone database.
+_PYTHON = tuple(
+    {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *zoneinfo.TZPATH)}
+)
+
+
+def _ingest_watched(settings: Settings) -> tuple[object, list[str]]:
+    global _opened
+    _opened = []
+    try:
+        return ingest_day(settings, DAY), list(_opened)
+    finally:
+        _opened = None
+
+
+def _check(name: str, data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        outside = root / "outside"
+        outside.mkdir()
+        (outside / "secret.csv").write_text("search_id,user_id,event_time,query\ns,u,1,secret\n")
+        folder = root / "landing" / "notes" / "xiaohongshu" / f"dt={DAY}"
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(data)
+        (folder / "zz_link.csv").symlink_to(outside / "secret.csv")
+        settings = Settings(home=root / "home", landing=root / "landing")
+
+        result, opened = _ingest_watched(settings)  # nothing crashes
+
+        landing, home = (os.path.realpath(root / d) + os.sep for d in ("landing", "home"))
+        foreign = [
+            p for p in opened
+            if not p.startswith((landing, home)) and not os.path.realpath(p).startswith(_PYTHON)
+        ]
+        assert not foreign, foreign  # nothing outside the landing zone (and the lake it writes)
+        assert not [p for p in opened if p.startswith(os.path.realpath(outside))]
+
+        rel = f"notes/xiaohongshu/dt={DAY}/{name}"
+        files = result.ingest_files.set_index("source_file")
+        f = files.loc[rel]
+        quarantine = result.quarantine[result.quarantine.source_file == rel]
+        stored = lake.read_table(settings.lake, "notes")
+        accepted = int((stored.source_file == rel).sum())
+
+        kind, n = independent_count(data)
+        assert f.accepted_rows == accepted, (f, accepted)
+        assert f.input_rows == f.accepted_rows + f.quarantined_rows, f
+        if f.refused_rows:
+            assert len(quarantine) == 1 and quarantine.row_number.iloc[0] == 0, quarantine
+            assert f.input_rows == max(1, n), (kind, n, f, quarantine.message.tolist())
+        else:
+            assert kind != "lines", (kind, n, f)
+            assert f.input_rows == n, (kind, n, f, quarantine.message.tolist()[:5])
+            assert len(quarantine) == f.quarantined_rows, f
+        assert files.loc[f"notes/xiaohongshu/dt={DAY}/zz_link.csv", "format"] == "symlink"
+
+
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def test_the_unmutated_samples_are_read_whole():
+    for name, data in SAMPLES.items():
+        _check(name, data)
+
+
+@FUZZ
+@given(mutated(SAMPLES["notes.json"]))
+def test_fuzzed_mediacrawler_json(data):
+    _check("notes.json", data)
+
+
+@FUZZ
+@given(mutated(SAMPLES["notes.csv"]))
+def test_fuzzed_mediacrawler_csv(data):
+    _check("notes.csv", data)
