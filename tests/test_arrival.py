@@ -28,19 +28,19 @@ from pipelines.settings import FunnelParams, QualityParams, Settings
 from pipelines.simulate import simulate_world
 from pipelines.simulate.arrival import materialize
 
-START, DAYS = date(2026, 3, 1), 10
-# Short windows: within a 10-day world, days close, restate across window edges and turn final.
+START, DAYS = date(2026, 3, 1), 9
+# Short windows: within a 9-day world, days close, restate across window edges and turn final.
 PARAMS = FunnelParams(seed_window_days=3, conversion_window_days=1)
 #: Id links arrive in weekly batches: early days link fewer accounts than the default gate wants.
 QUALITY = QualityParams(min_id_link_rate=0.3)
 #: Hypothesis examples per backend (CI runs a bounded count; raise it locally to search harder).
-EXAMPLES = int(os.environ.get("SEEDFUNNEL_ARRIVAL_EXAMPLES", "2"))
+EXAMPLES = int(os.environ.get("SEEDFUNNEL_ARRIVAL_EXAMPLES", "1"))
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("arrival") / "sim"
-    simulate_world(out, users=200, days=DAYS, start=START, seed=5, seeds_dir=Settings().seeds)
+    simulate_world(out, users=150, days=DAYS, start=START, seed=5, seeds_dir=Settings().seeds)
     return out
 
 
@@ -104,7 +104,9 @@ def _run_schedule(
     settings = _settings(root, url)
     for i, (clock, day) in enumerate(order):
         materialize(sim, START + timedelta(days=clock), settings.landing)
-        runner.run_day(settings, START + timedelta(days=day), report=False, validate=validate)
+        # The quality gate (slow: a GX context) on the last run; the invariant holds after each.
+        last = i == len(order) - 1
+        runner.run_day(settings, START + timedelta(days=day), report=False, validate=validate and last)
         if check_every or i == len(order) - 1:
             assert_equals_one_computation(settings)
     return settings
@@ -176,11 +178,11 @@ def _run_in_process(home: str, landing: str, url: str, day: str) -> None:
     runner.run_day(settings, date.fromisoformat(day), report=False)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_runs_at_once_end_as_if_run_one_after_another(backend, sim, tmp_path, request):
-    """Three runs at once (two of the same day) on one lake and warehouse: every one exits cleanly,
-    and the tables equal one computation, as after serial runs."""
-    url = f"sqlite:///{tmp_path / 'w.sqlite'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+def test_runs_at_once_end_as_if_run_one_after_another(sim, tmp_path, pg_url):
+    """Three runs at once (two of the same day) on one lake and a PostgreSQL warehouse: every one
+    exits cleanly and the tables equal one computation, as after serial runs. (The lake lock
+    serialises runs the same way whatever the warehouse.)"""
+    url = pg_url
     settings = _settings(tmp_path, url)
     materialize(sim, START + timedelta(days=DAYS - 1), settings.landing)
     days = [START + timedelta(days=d) for d in (4, DAYS - 1, DAYS - 1)]

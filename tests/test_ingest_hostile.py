@@ -266,6 +266,25 @@ def test_impossible_timestamps_are_out_of_range(tmp_path):
     assert sorted(lake.read_table(tmp_path / "lake", "searches").search_id) == ["s5", "s6"]
 
 
+def test_impossible_epochs_in_a_typed_parquet_column(tmp_path):
+    folder = tmp_path / "landing" / "exposures" / "douyin" / f"dt={DAY}"
+    folder.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {
+                "note_id": ["n1", "n2", "n3", "n4", "n5"],
+                "ext_user_id": ["e1", "e2", "e3", "e4", "e5"],
+                "event_time": pa.array([1704513600.0, float("inf"), 1e308, 0.0, -1e18]),
+                "kind": ["read"] * 5,
+            }
+        ),
+        folder / "e.parquet",
+    )
+    result = run(tmp_path)
+    assert reasons(result) == {2: "bad_timestamp", 3: "bad_timestamp", 4: "out_of_range", 5: "bad_timestamp"}
+    assert lake.read_table(tmp_path / "lake", "exposures").note_id.tolist() == ["n1"]
+
+
 def test_a_day_with_hostile_orders_and_times_runs_through_the_funnel_and_the_gate(tmp_path):
     from pipelines.quality import checks
     from pipelines.simulate import simulate_world

@@ -288,8 +288,11 @@ def _funnel_frames(root: Path, truth: dict):
     m = pairs[["search_id", "user_id", "brand_id", "event_time"]].merge(paid, on=["user_id", "brand_id"])
     hit = m[(m["paid_at"] >= m["event_time"]) & (m["paid_at"] <= m["event_time"] + params.conversion_window)]
     pairs["converted"] = pairs.set_index(["search_id", "brand_id"]).index.isin(hit.set_index(["search_id", "brand_id"]).index)
-    end = pd.Timestamp(date.fromisoformat(truth["end"]) + timedelta(days=1), tz="Asia/Shanghai").tz_convert("UTC")
-    pairs["final"] = pairs["event_time"] + params.conversion_window < end
+    # SPEC 5, Arrival: a pair of search day d is final when d + ceil(conversion_window) < W.
+    last = date.fromisoformat(truth["end"])
+    search_day = pairs["event_time"].dt.tz_convert("Asia/Shanghai").dt.date
+    open_days = timedelta(days=-(-params.conversion_window // timedelta(days=1)))
+    pairs["final"] = (search_day + open_days < last).to_numpy(dtype=bool)
     return touches, se, pairs
 
 

@@ -67,7 +67,7 @@ def to_utc(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         us, fits = epoch_us(n)
         out = pd.Series(pd.to_datetime(us, unit="us", utc=True), index=s.index)
         out = out.where(fits).astype(UTC_DTYPE)
-        return out, pd.Series(np.isfinite(n) & ~fits, index=s.index)
+        return out, pd.Series(~fits & s.notna().to_numpy(), index=s.index)  # inf, 1e308: bad
     return parse_timestamps(s)
 
 
