@@ -270,7 +270,7 @@ class AirflowRunSummary:
         ]
         if attribution:
             for name, n in (attribution[-1]["xcom"].get("publish") or {}).items():
-                rows.append((f"last day: {name}", f"{n:,} rows"))
+                rows.append((f"published by the last run: {name}", f"{n:,} rows"))
         return rows
 
     def locations(self) -> list[tuple[str, str]]:
