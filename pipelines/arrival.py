@@ -50,6 +50,8 @@ LOCK_FILE = "_lock"
 SOURCES = ("notes", "exposures", "id_links", "searches", "orders")
 #: Event tables: a delivery's rows are compared with that delivery's previous version.
 EVENTS = ("exposures", "searches", "orders")
+#: The event-time column of each event table (the one its rows' own day comes from).
+EVENT_TIME = {"exposures": "event_time", "searches": "event_time", "orders": "paid_at"}
 #: Dimensions: compared as resolved (SPEC 3), on what the funnel reads of them, so a re-delivered
 #: note with fresher like counts, or a weekly batch naming the same links again, changes nothing.
 DIMENSIONS: dict[str, tuple[list[str], list[str]]] = {

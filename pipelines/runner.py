@@ -41,8 +41,6 @@ MARTS = arrival.MARTS
 RESTATED = "_restatements"
 
 EVENT_TABLES = ("exposures", "searches", "orders")
-#: The event-time column of each event table (the one its rows' own day comes from).
-EVENT_TIME = {"exposures": "event_time", "searches": "event_time", "orders": "paid_at"}
 #: The key whose versions resolve to one row (SPEC 3); exposures have none (duplicates collapse).
 EVENT_KEY = {"searches": "search_id", "orders": "order_id"}
 
@@ -268,7 +266,7 @@ def _event_table(
     if since is None:
         return lake.read_table(settings.lake, name, keep=keep)
     cutoff = pa.scalar(day_start_utc(since).to_pydatetime(), pa.timestamp("us", tz="UTC"))
-    col = EVENT_TIME[name]
+    col = arrival.EVENT_TIME[name]
     if name in EVENT_KEY:
         data = lake.read_arrow(settings.lake, name, keep=keep)
         data = arrival.keys_with_versions_since(data, EVENT_KEY[name], col, cutoff)

@@ -45,7 +45,7 @@ STORED_KEY: dict[str, tuple[str, ...] | None] = {
 #: Every landing source (a canonical input table).
 SOURCES: tuple[str, ...] = tuple(t.name for t in schemas.INPUT_TABLES)
 #: The event-time column of each event source.
-EVENT_TIME = {"exposures": "event_time", "searches": "event_time", "orders": "paid_at"}
+EVENT_TIME = arrival.EVENT_TIME
 
 
 def age_column(source: str) -> str:
