@@ -28,30 +28,18 @@ from datetime import date, timedelta
 import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_context, task
 
+from pipelines import schemas
+
 TIMEZONE = "Asia/Shanghai"
 #: Between retries; SEEDFUNNEL_RETRY_DELAY_SECONDS (pipelines.settings.ENV_RETRY_DELAY) at parse time.
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("SEEDFUNNEL_RETRY_DELAY_SECONDS", "300")))
-#: Lake tables the funnel reads (schemas.INPUT_TABLES); ingestion emits them.
-INPUT_ASSETS = [
-    Asset(f"seedfunnel://lake/{name}")
-    for name in ("notes", "exposures", "id_links", "searches", "orders", "items")
-]
-#: Warehouse tables stage_publish writes (schemas.FUNNEL_TABLES + the logs but dq_results).
+#: Lake tables the funnel reads; ingestion emits them.
+INPUT_ASSETS = [Asset(f"seedfunnel://lake/{t.name}") for t in schemas.INPUT_TABLES]
+#: Warehouse tables stage_publish writes: the funnel tables and the logs but dq_results.
 WAREHOUSE_ASSETS = {
-    name: Asset(f"seedfunnel://warehouse/{name}")
-    for name in (
-        "fct_touches",
-        "fct_search_pairs",
-        "fct_seeded_orders",
-        "fct_attribution_credits",
-        "agg_brand_funnel_daily",
-        "agg_conversion_uplift",
-        "agg_uplift_strata",
-        "brand_boost_signals",
-        "quarantine",
-        "ingest_files",
-        "restatements",
-    )
+    t.name: Asset(f"seedfunnel://warehouse/{t.name}")
+    for t in schemas.WAREHOUSE_TABLES
+    if t is not schemas.DQ_RESULTS
 }
 
 

@@ -22,20 +22,13 @@ from datetime import date, timedelta
 import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_context, task
 
+from pipelines import schemas
+
 TIMEZONE = "Asia/Shanghai"
 #: Between retries; SEEDFUNNEL_RETRY_DELAY_SECONDS (pipelines.settings.ENV_RETRY_DELAY) at parse time.
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("SEEDFUNNEL_RETRY_DELAY_SECONDS", "300")))
-#: Lake tables stage_ingest writes (schemas.INPUT_TABLES + quarantine + ingest_files).
-LAKE_TABLES = (
-    "notes",
-    "exposures",
-    "id_links",
-    "searches",
-    "orders",
-    "items",
-    "quarantine",
-    "ingest_files",
-)
+#: Lake tables stage_ingest writes: the input tables and the ingestion logs.
+LAKE_TABLES = [t.name for t in (*schemas.INPUT_TABLES, schemas.QUARANTINE, schemas.INGEST_FILES)]
 LAKE_ASSETS = {name: Asset(f"seedfunnel://lake/{name}") for name in LAKE_TABLES}
 
 

@@ -466,7 +466,8 @@ def demo(
     Airflow (home `HOME/airflow`, SQLite metadata DB there, no scheduler); the warehouse is
     SQLite in HOME unless SEEDFUNNEL_WAREHOUSE_URL names another.
     """
-    from . import airflow_local
+    from seedfunnel_ops import airflow_local
+
     from .simulate import simulate_world
     from .timeutil import parse_day
 
@@ -556,7 +557,7 @@ def cluster_demo(
     """
     import signal
 
-    from . import cluster
+    from seedfunnel_ops import cluster
 
     def _terminate(signum, frame):  # SIGTERM too ends every process the demo started
         raise KeyboardInterrupt

@@ -8,11 +8,11 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import synthetic_inputs
 
 from pipelines import schemas
 from pipelines.funnel.buckets import bucket_of, merge_outputs, split_inputs
 from pipelines.funnel.engine import compute
-from pipelines.funnel.synthetic import synthetic_inputs
 from pipelines.settings import FunnelParams
 
 START, END = date(2026, 3, 1), date(2026, 3, 6)

@@ -1,7 +1,7 @@
 """Scale-out on a real distributed executor: Airflow 3 CeleryExecutor, PostgreSQL metadata, Redis.
 
-One cluster for the module (pipelines.cluster: API server, scheduler, DAG processor and two Celery
-workers, separate process groups) runs the attribution DAG with 8 user buckets over a small
+One cluster for the module (seedfunnel_ops.cluster: API server, scheduler, DAG processor and two
+Celery workers, separate process groups) runs the attribution DAG with 8 user buckets over a small
 simulated world. During the run one worker is SIGKILLed (with its task processes) while it runs
 bucket tasks: those tasks must be retried on the other worker, and the published tables must
 equal those of the one-bucket in-process run (runner.run_days into another warehouse), nothing
@@ -22,9 +22,10 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
-from pipelines import cluster, runner, schemas, warehouse
+from pipelines import runner, schemas, warehouse
 from pipelines.settings import Settings
 from pipelines.simulate import simulate_world
+from seedfunnel_ops import cluster
 
 START, DAYS, USERS, BUCKETS = date(2026, 3, 1), 1, 400, 8
 WORKERS = ("worker-a", "worker-b")

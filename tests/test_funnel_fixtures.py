@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from synthetic import synthetic_inputs
 
 from pipelines import schemas, windows
 from pipelines.arrival import keys_with_versions_since
 from pipelines.funnel.engine import compute
 from pipelines.funnel.inputs import FunnelInputs
 from pipelines.funnel.strata import mantel_haenszel
-from pipelines.funnel.synthetic import synthetic_inputs
 from pipelines.funnel.uplift import with_uplift
 from pipelines.settings import FunnelParams
 from pipelines.timeutil import as_of, day_start_utc

@@ -1,12 +1,19 @@
 """The library's shape: no import cycles between its modules, not even through imports inside
-functions (they only hide a cycle). Type-only imports (``if TYPE_CHECKING:``) are not edges."""
+functions (they only hide a cycle). Type-only imports (``if TYPE_CHECKING:``) are not edges.
+And the operations tooling (``dags/seedfunnel_ops``) stays outside it: the library imports it only
+inside the CLI commands that drive Airflow, and nothing imports a DAG file."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "pipelines"
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "pipelines"
+DAGS = REPO / "dags"
+OPS = "seedfunnel_ops"
+#: (module, function) of the only imports of the operations tooling the library may hold.
+OPS_IMPORTERS = {("pipelines.cli", "demo"), ("pipelines.cli", "cluster_demo")}
 
 
 def _module_name(path: Path) -> str:
@@ -108,3 +115,60 @@ def test_quality_depends_on_the_rules_not_on_the_runner():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _imports(path: Path) -> list[tuple[str, str | None, int]]:
+    """(imported module, innermost enclosing function or None, line) of every absolute import in
+    ``path``, ``importlib.import_module("...")`` with a literal name included."""
+    out: list[tuple[str, str | None, int]] = []
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            function = node.name
+        if isinstance(node, ast.Import):
+            out.extend((a.name, function, node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.append((node.module, function, node.lineno))
+            out.extend((f"{node.module}.{a.name}", function, node.lineno) for a in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            out.append((node.args[0].value, function, node.lineno))
+        for child in ast.iter_child_nodes(node):
+            visit(child, function)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), None)
+    return out
+
+
+def _is(module: str, package: str) -> bool:
+    return module == package or module.startswith(f"{package}.")
+
+
+def test_the_library_imports_the_ops_tooling_only_in_the_demo_commands():
+    found = {
+        (_module_name(path), function, line)
+        for path in PACKAGE.rglob("*.py")
+        for module, function, line in _imports(path)
+        if _is(module, OPS)
+    }
+    offenders = sorted(f for f in found if f[:2] not in OPS_IMPORTERS)
+    assert not offenders, f"the library imports {OPS} outside the CLI's demo commands: {offenders}"
+    assert {f[:2] for f in found} == OPS_IMPORTERS  # the check sees the imports that are allowed
+
+
+def test_nothing_imports_a_dag_file():
+    # The DAG files are Airflow's to parse; the library and the tooling never import them.
+    dag_modules = {p.stem for p in DAGS.glob("*.py")}
+    assert {"seedfunnel_ingest", "seedfunnel_attribution"} <= dag_modules
+    offenders = sorted(
+        f"{path.relative_to(REPO)}:{line}: {module}"
+        for path in [*PACKAGE.rglob("*.py"), *(DAGS / OPS).rglob("*.py")]
+        for module, _, line in _imports(path)
+        if any(_is(module, m) or _is(module, f"dags.{m}") for m in dag_modules) or module == "dags"
+    )
+    assert not offenders, offenders

@@ -17,10 +17,10 @@ from conftest import REPO, fresh_pg_schema
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from pipelines import airflow_local, cluster
 from pipelines.cli import app
 from pipelines.redact import redact_text, redact_url
 from pipelines.settings import ENV_WAREHOUSE_URL, ConnectionLookupError, Settings
+from seedfunnel_ops import airflow_local, cluster
 
 CANARY = "CanaryPw7f3a9c"
 DAY = date(2026, 2, 1)
@@ -46,7 +46,7 @@ def test_there_is_one_redaction_helper():
     # Every password-hiding or redacting function lives in pipelines/redact.py; nothing else
     # renders a URL with its password hidden on its own.
     offenders = []
-    for path in sorted([*(REPO / "pipelines").rglob("*.py"), *(REPO / "bench").glob("*.py"), *(REPO / "dags").glob("*.py")]):
+    for path in sorted([*(REPO / "pipelines").rglob("*.py"), *(REPO / "bench").glob("*.py"), *(REPO / "dags").rglob("*.py")]):
         if path == REPO / "pipelines" / "redact.py":
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.airflow_local import settings_env, write_settings_file
 from pipelines.cli import app
 from pipelines.settings import (
     CONFIG_FILE,
@@ -23,6 +22,7 @@ from pipelines.settings import (
     SettingsError,
     env_name,
 )
+from seedfunnel_ops.airflow_local import settings_env, write_settings_file
 
 cli = CliRunner()
 

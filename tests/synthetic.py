@@ -15,9 +15,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from .. import schemas
-from ..timeutil import business_day, day_start_utc
-from .inputs import FunnelInputs
+from pipelines import schemas
+from pipelines.funnel.inputs import FunnelInputs
+from pipelines.timeutil import business_day, day_start_utc
 
 SECOND_US = 1_000_000
 DAY_S = 86_400

@@ -40,10 +40,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from .airflow_local import AirflowError, migrate
-from .airflow_local import tail_log as _tail
-from .redact import redact_text, redact_url
-from .settings import (
+from pipelines.redact import redact_text, redact_url
+from pipelines.settings import (
     AIRFLOW_CONN_ID,
     ENV_BUCKETS,
     ENV_HOME,
@@ -54,6 +52,9 @@ from .settings import (
     PROJECT_ROOT,
     Settings,
 )
+
+from .airflow_local import AirflowError, migrate
+from .airflow_local import tail_log as _tail
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/3"
@@ -722,7 +723,7 @@ def _per_worker(buckets: list[dict]) -> dict[str, int]:
 
 def ingest_days(settings: Settings, days: list[date]) -> None:
     """Ingest the days in-process (the ingest DAG runs the same stage)."""
-    from . import runner
+    from pipelines import runner
 
     for day in days:
         runner.stage_ingest(settings, day)
@@ -748,8 +749,8 @@ def demo(
     Returns the runs (bucket tasks with the worker that ran them) and the warehouse row counts.
     The databases are left in place for inspection.
     """
-    from . import warehouse
-    from .simulate import simulate_world
+    from pipelines import warehouse
+    from pipelines.simulate import simulate_world
 
     problem = services_problem(pg_url, redis_url)
     if problem:
@@ -791,6 +792,6 @@ def demo(
 
 
 def warehouse_tables() -> list[str]:
-    from . import schemas
+    from pipelines import schemas
 
     return [t.name for t in schemas.WAREHOUSE_TABLES]

@@ -1,7 +1,7 @@
 """Run the Airflow DAGs on this machine: a local Airflow home, ``dag.test()`` per run, no scheduler.
 
 Airflow reads its configuration once per process, so the DAGs run in a fresh interpreter
-(``python -m pipelines.airflow_local JOB``, the *driver*) whose environment names everything:
+(``python -m seedfunnel_ops.airflow_local JOB``, the *driver*) whose environment names everything:
 
 - ``AIRFLOW_HOME`` (a folder of its own, e.g. ``<seedfunnel home>/airflow``), the DAG folder
   (``dags/`` of this repository), ``load_examples = False``, and the metadata database
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from .redact import redact_url
-from .settings import (
+from pipelines.redact import redact_url
+from pipelines.settings import (
     CONFIG_FILE,
     ENV_BUCKETS,
     ENV_CONFIG,
@@ -176,7 +176,7 @@ class Driver:
         job = {"dags": env.get("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_FOLDER)), **job, "events_fd": write_fd}
         with log.open("a", encoding="utf-8") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipelines.airflow_local", json.dumps(job)],
+                [sys.executable, "-m", "seedfunnel_ops.airflow_local", json.dumps(job)],
                 env=env,
                 cwd=PROJECT_ROOT,
                 stdin=subprocess.PIPE,
