@@ -187,6 +187,9 @@ class QualityParams:
     max_orphan_exposure_rate: float = _param(0.05, "float", FRACTION, "ceiling of the orphan exposure rate (a warning)")
     max_unknown_brand_rate: float = _param(0.05, "float", FRACTION, "ceiling of the share of orders of brands missing from brands.csv (a warning)")
     max_quarantine_rate: float = _param(0.05, "float", FRACTION, "ceiling of quarantined / input rows of a day (a warning)")
+    #: A type code no exporter table lists yet keeps its note (note_type unknown): worth adding to
+    #: the table, never a reason to stop the day. 0: every such note warns.
+    max_unknown_note_type_rate: float = _param(0.0, "float", FRACTION, "ceiling of the share of the day's delivered notes whose type code no exporter table lists (note_type unknown; a warning)")
     max_event_delivery_age_days: int = _param(0, "int", NON_NEGATIVE, "exposures, searches and orders arrive at least this often")
     max_dimension_delivery_age_days: int = _param(30, "int", NON_NEGATIVE, "notes, id links and items arrive at least this often")
     max_event_lag_hours: float = _param(24.0, "float", NON_NEGATIVE, "latest event of a delivery at most this long before the day's end")

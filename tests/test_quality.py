@@ -8,6 +8,7 @@ xdist workers (a file lock); each defect test mutates its own copy.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import fcntl
 import hashlib
 import importlib.util
@@ -71,6 +72,13 @@ def _copy(world: Path, tmp_path: Path) -> Settings:
     """A private copy of the world's home (lake, SQLite warehouse, reports)."""
     shutil.copytree(world / "home", tmp_path / "home")
     return _settings(world, home=tmp_path / "home")
+
+
+def _copy_with_landing(world: Path, tmp_path: Path) -> tuple[Settings, Path]:
+    """A private copy of the world's home and of its landing zone (to add a day's delivery to)."""
+    landing = tmp_path / "landing"
+    shutil.copytree(world / "landing", landing)
+    return _copy(world, tmp_path).with_(landing=landing), landing
 
 
 def _failed(outcome) -> set[tuple[str, str]]:
@@ -166,6 +174,10 @@ def test_a_clean_world_passes_every_suite_and_every_result_is_published(world):
         assert len(tables[name]) > 0, name
     rates = checks.feed_rates(settings, DAY, tables).iloc[0]
     assert 0.5 < rates["id_link_rate"] < 1 and rates["orphan_exposure_rate"] == 0
+    # The simulator writes known note type codes only: the notes delivered are counted, none unknown.
+    delivered = tables["notes"][["platform", "note_id"]].drop_duplicates()
+    assert (rates["delivered_notes"], rates["unknown_note_types"]) == (len(delivered), 0)
+    assert rates["unknown_note_type_rate"] == (0 if len(delivered) else rates["unknown_note_type_rate"])
 
 
 # ---------------------------------------------------------------- injected defects
@@ -194,10 +206,7 @@ def test_a_duplicated_key_fails_uniqueness_and_the_ingestion_reconciliation(worl
 def test_a_broken_id_link_feed_fails_the_drop_check_against_its_history(world, tmp_path):
     # The next day's delivery re-sends every link claim with its confidence in another unit (a
     # hundredth): each still arrives and is accepted, none clears min_link_confidence any more.
-    settings = _copy(world, tmp_path)
-    landing = tmp_path / "landing"
-    shutil.copytree(world / "landing", landing)
-    settings = settings.with_(landing=landing)
+    settings, landing = _copy_with_landing(world, tmp_path)
     day = DAY + timedelta(days=1)
     claims = lake.read_table(settings.lake, "id_links")
     for platform, group in claims.groupby("platform"):
@@ -228,6 +237,64 @@ def test_a_broken_id_link_feed_fails_the_drop_check_against_its_history(world, t
     }
     settings_of_floor = json.loads(bad.set_index("expectation").loc[floor, "details"])["settings"]
     assert settings_of_floor == {"quality.min_id_link_rate": 0.25, "quality.link_settle_days": 0}
+
+
+#: Six Douyin notes in MediaCrawler's layout; three carry aweme_type codes no table lists yet.
+UNKNOWN_TYPES = Path(__file__).resolve().parent / "fixtures" / "ingest" / "notes" / "mediacrawler_douyin_new_types.jsonl"
+
+
+def test_notes_of_an_unknown_type_are_counted_as_a_warning_and_the_day_is_published(world, tmp_path):
+    # The next day's delivery holds, besides the world's own files, an export of six notes, three
+    # with type codes no exporter table lists: ingestion keeps them (note_type unknown).
+    settings, landing = _copy_with_landing(world, tmp_path)
+    day = DAY + timedelta(days=1)
+    folder = landing / "notes" / "douyin" / f"dt={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(UNKNOWN_TYPES, folder / UNKNOWN_TYPES.name)
+    before = _warehouse(settings)
+
+    summary = runner.run_day(settings, day, report=False)  # the gate does not block
+
+    notes = lake.resolve_notes(lake.read_table(settings.lake, "notes", [day]))
+    fixture = notes[notes["source_file"].str.endswith(UNKNOWN_TYPES.name)].set_index("note_id")["note_type"]
+    assert fixture.to_dict() == {
+        "7320000000000000101": "video", "7320000000000000102": "image", "7320000000000000103": "unknown",
+        "7320000000000000104": "unknown", "7320000000000000105": "image", "7320000000000000106": "unknown",
+    }
+    unknown, delivered = int(notes["note_type"].eq("unknown").sum()), len(notes)
+    assert unknown == 3 and delivered >= 6
+    after = _warehouse(settings)
+    dq = after[schemas.DQ_RESULTS.name]
+    today = dq[dq["dt"].eq(day)]
+    assert len(today) == EXPECTATIONS and today["run_id"].nunique() == 1
+    bad = today[~today["success"]]
+    check = "check_feed_rates/expect_column_values_to_be_between(unknown_note_type_rate)"
+    # The one failure of the day: a warning on the notes, with the count and the rate.
+    assert set(zip(bad["table_name"], bad["expectation"], bad["severity"], strict=True)) == {("notes", check, "warning")}
+    row = bad.iloc[0]
+    rate = unknown / delivered
+    assert row["observed"] == f"{rate:.6g} ({unknown} unknown_note_types of {delivered} delivered_notes)"
+    details = json.loads(row["details"])
+    assert details["kwargs"] == {"column": "unknown_note_type_rate", "min_value": 0, "max_value": 0.0}
+    assert details["settings"] == {"quality.max_unknown_note_type_rate": 0.0}
+    frame = checks.feed_rates(settings, day).iloc[0]
+    assert (frame["unknown_note_types"], frame["delivered_notes"]) == (unknown, delivered)
+    assert frame["unknown_note_type_rate"] == pytest.approx(rate)
+    # The day was published: its figures reached the warehouse with the warning.
+    assert summary.published[schemas.DQ_RESULTS.name] == EXPECTATIONS
+    assert summary.published[schemas.AGG_BRAND_FUNNEL_DAILY.name] > 0
+    assert day in set(after[schemas.AGG_BRAND_FUNNEL_DAILY.name]["dt"])
+    assert len(after[schemas.DQ_RESULTS.name]) == len(before[schemas.DQ_RESULTS.name]) + EXPECTATIONS
+    # Validated on demand (what `seedfunnel validate` does): the same warning, not blocking, and
+    # Data Docs show it in the feed-rate validation.
+    outcome = validate_day(settings, day)
+    assert not outcome.blocked and set(outcome.failed["expectation"]) == {check}
+    html = data_docs_index(settings).read_text(encoding="utf-8")
+    assert re.search(r">check_feed_rates</a></td><td>[^<]*\bnotes\b[^<]*</td><td>FAILED: 0 critical, 1 warning</td>", html)
+    # A ceiling above the day's rate (a setting, no code change) passes the same day.
+    loose = settings.with_(quality=dataclasses.replace(SHORT_WORLD, max_unknown_note_type_rate=0.9))
+    outcome = validate_day(loose, day, data_docs=False)
+    assert outcome.results.set_index("expectation").loc[check, "success"] and outcome.failed.empty
 
 
 def test_credits_that_do_not_sum_block_publishing_and_keep_the_warehouse(world, tmp_path):

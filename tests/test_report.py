@@ -1,10 +1,12 @@
 """The HTML report: rendered in headless Chromium, every chart states its numbers, the numbers equal
 the warehouse tables, and text from the data (brand names, note titles, queries, messages) is text.
+Each top note links to the evidence of its brand mentions in the lake (checked on the page's HTML).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import math
 import shutil
@@ -12,6 +14,7 @@ import struct
 import warnings
 import xml.etree.ElementTree as ET
 from datetime import date, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +24,10 @@ import sqlalchemy as sa
 from browser import chromium, offline
 
 from pipelines import db, lake, runner, schemas, warehouse
-from pipelines.report import FOLDER, NoDataError, build_report, charts, data
+from pipelines.report import FOLDER, NoDataError, build_report, charts, data, render
 from pipelines.settings import Settings
 from pipelines.simulate import simulate_world
+from pipelines.text.normalize import normalize
 
 START, DAYS = date(2026, 3, 1), 3
 DAY = START + timedelta(days=DAYS - 1)
@@ -412,6 +416,200 @@ def test_data_quality_section_equals_the_warehouse_and_links_data_docs(page, wor
     assert sum(int(r["checks"]) for r in page["tables"]["dq_summary"].values()) == len(dq)
     html = (settings.reports / FOLDER / f"{DAY}.html").read_text(encoding="utf-8")
     assert 'href="../data_docs/index.html" data-link="data_docs"' in html
+
+
+class _Page(HTMLParser):
+    """The rendered page as a tree of elements (tag, attributes, children: elements and text),
+    with every element that has an id, for tests that need no browser."""
+
+    VOID = frozenset({"meta", "img", "br", "hr", "input", "link"})
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.root: dict = {"tag": "", "attrs": {}, "children": []}
+        self.ids: dict[str, dict] = {}
+        self._open = [self.root]
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        element = {"tag": tag, "attrs": dict(attrs), "children": []}
+        self._open[-1]["children"].append(element)
+        if "id" in element["attrs"]:
+            assert element["attrs"]["id"] not in self.ids, f"duplicate id {element['attrs']['id']}"
+            self.ids[element["attrs"]["id"]] = element
+        if tag not in self.VOID:
+            self._open.append(element)
+
+    def handle_endtag(self, tag):
+        while len(self._open) > 1:
+            if self._open.pop()["tag"] == tag:
+                break
+
+    def handle_data(self, text):
+        self._open[-1]["children"].append(text)
+
+    @staticmethod
+    def find(element: dict, tag: str, **attrs) -> list[dict]:
+        """Every descendant ``tag`` whose attributes include ``attrs`` (``data_x`` for ``data-x``)."""
+        want = {k.replace("_", "-"): v for k, v in attrs.items()}
+        out = []
+        for child in element["children"]:
+            if isinstance(child, dict):
+                if child["tag"] == tag and all(child["attrs"].get(k) == v for k, v in want.items()):
+                    out.append(child)
+                out += _Page.find(child, tag, **attrs)
+        return out
+
+    @staticmethod
+    def text(element: dict) -> str:
+        return "".join(c if isinstance(c, str) else _Page.text(c) for c in element["children"])
+
+    def table(self, name: str) -> dict[str, dict[str, dict]]:
+        """{row key: {column: its td element}} of the number table ``name``."""
+        (table,) = self.find(self.root, "table", data_table=name)
+        return {
+            tr["attrs"]["data-key"]: {td["attrs"]["data-col"]: td for td in self.find(tr, "td")}
+            for tr in self.find(table, "tr")
+            if "data-key" in tr["attrs"]
+        }
+
+
+EVIDENCE_SHOWN = ("alias", "field", "field_index", "position", "rule", "is_counted", "context")
+
+
+def _evidence_rows(block: dict) -> pd.DataFrame:
+    """The rows of an evidence block's table, by data-value, with the snippet's marked text."""
+    (table,) = _Page.find(block, "table")
+    rows = []
+    for tr in _Page.find(table, "tr"):
+        if "data-key" not in tr["attrs"]:
+            continue  # the header, or the "no rows" line
+        cells = {td["attrs"]["data-col"]: td for td in _Page.find(tr, "td")}
+        row = {c: cells[c]["attrs"]["data-value"] for c in (*EVIDENCE_SHOWN, "brand_id", "snippet")}
+        marks = _Page.find(cells["snippet"], "mark")
+        row["mark"] = _Page.text(marks[0]) if marks else None
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*EVIDENCE_SHOWN, "brand_id", "snippet", "mark"])
+
+
+def _as_shown(evidence: pd.DataFrame) -> pd.DataFrame:
+    """Lake evidence rows as the page states them (data-value strings), in the page's order."""
+    order = evidence.assign(_f=evidence["field"].map({"title": 0, "text": 1, "tags": 2}))
+    order = order.sort_values(["_f", "field_index", "position", "brand_id"], ignore_index=True)
+    shown = pd.DataFrame({
+        "alias": order["alias"], "field": order["field"], "field_index": order["field_index"].astype(str),
+        "position": order["position"].astype(str), "rule": order["rule"],
+        "is_counted": order["is_counted"].map({True: "true", False: "false"}),
+        "context": order["context"].fillna(""), "brand_id": order["brand_id"],
+    })
+    return shown
+
+
+def _field_of(note: dict, field: str, index: int) -> str:
+    return note["tags"][index] if field == "tags" else note[field]
+
+
+def test_each_top_note_links_to_the_evidence_of_its_brand_mentions(world):
+    """The "what seeded" section: every top note's row links to an in-page block that lists each
+    alias match of the lake's note_brand_evidence for it (alias, field, position, rule), with the
+    note's normalised text around the match."""
+    settings, _, _ = world
+    page = _Page((settings.reports / FOLDER / f"{DAY}.html").read_text(encoding="utf-8"))
+    # The top notes are the warehouse's: most last-touch credit in the window.
+    credits = _read(settings, "fct_attribution_credits", lambda t: t.c.dt.between(START, DAY))
+    credits = credits[credits["model"].eq("last_touch")]
+    top = (
+        credits.groupby(["platform", "note_id"], as_index=False)["credit_fen"].sum()
+        .sort_values(["credit_fen", "platform", "note_id"], ascending=[False, True, True]).head(data.TOP_NOTES)
+    )
+    rows = page.table("top_notes")
+    assert list(rows) == [f"{p}:{n}" for p, n in zip(top["platform"], top["note_id"], strict=True)]
+    assert len(rows) >= 3
+    # Read back independently: the whole evidence table and every note version of the lake.
+    evidence = lake.read_table(settings.lake, "note_brand_evidence")
+    notes = lake.resolve_notes(lake.read_table(settings.lake, "notes")).set_index(["platform", "note_id"])
+    names = pd.read_csv(settings.seeds / "brands.csv", dtype=str, keep_default_na=False).set_index("brand_id")["name"]
+    snippets = 0
+    for key, cells in rows.items():
+        platform, note_id = key.split(":", 1)
+        (link,) = _Page.find(cells["brands"], "a")
+        href = link["attrs"]["href"]
+        assert href.startswith("#")
+        block = page.ids[href[1:]]  # the anchor exists on the page
+        assert block["attrs"]["class"] == "evidence" and block["attrs"]["data-note"] == key
+        assert note_id in _Page.text(block)  # the block says which note it explains
+        mine = evidence[evidence["platform"].eq(platform) & evidence["note_id"].eq(note_id)]
+        assert len(mine) and mine["is_counted"].any(), key  # a credited note mentions a brand
+        shown = _evidence_rows(block)
+        pd.testing.assert_frame_equal(shown[[*EVIDENCE_SHOWN, "brand_id"]], _as_shown(mine), obj=key)
+        # The row names the brands the evidence counts, and the link text is that list.
+        counted = list(dict.fromkeys(mine.sort_values(["field", "position"])["brand_id"][mine["is_counted"]]))
+        assert set(_Page.text(link).split(", ")) == {names[b] for b in counted}
+        # The snippet marks the alias where the evidence says, in the note's normalised field.
+        note = notes.loc[(platform, note_id)]
+        for r in shown.itertuples(index=False):
+            field = normalize(_field_of(note, r.field, int(r.field_index)))
+            assert field[int(r.position):int(r.position) + len(r.alias)] == r.alias
+            assert r.mark == r.alias, (key, r)
+            assert r.snippet.strip("…") in field
+            snippets += 1
+    assert snippets >= len(rows)
+    # Both rules are explained in the section's words.
+    (content,) = page.find(page.root, "section", id="content")
+    assert "context alias" in _Page.text(content) and "confirmed by" in _Page.text(content)
+
+
+def test_evidence_blocks_show_context_matches_and_notes_without_evidence(world, tmp_path):
+    """Top notes replaced by chosen ones: a note matched only through a context alias shows the
+    rule and the keyword that confirmed it; a note with no match says so; a note whose text
+    changed since the evidence was computed shows no snippet rather than a wrong one."""
+    settings, _, _ = world
+    evidence = lake.read_table(settings.lake, "note_brand_evidence")
+    notes = lake.resolve_notes(lake.read_table(settings.lake, "notes"))
+    context = evidence[evidence["rule"].eq("context") & evidence["is_counted"]].iloc[0]
+    matched = set(zip(evidence["platform"], evidence["note_id"], strict=True))
+    bare = notes[[(p, n) not in matched for p, n in zip(notes["platform"], notes["note_id"], strict=True)]].iloc[0]
+    chosen = pd.DataFrame({
+        "platform": [context["platform"], bare["platform"]], "note_id": [context["note_id"], bare["note_id"]],
+        "author_id": "a", "credit_fen": [200.0, 100.0], "title": "",
+    })
+    engine = _engine(settings)
+    try:
+        figures = data.collect(settings, engine, DAY)
+    finally:
+        engine.dispose()
+    figures = dataclasses.replace(figures, top_notes=chosen, evidence=data.note_evidence(settings, chosen))
+    path = tmp_path / "attribution" / f"{DAY}.html"
+    page = _Page(render.render(figures, path, tmp_path))
+    rows = page.table("top_notes")
+    first, second = (f"{p}:{n}" for p, n in zip(chosen["platform"], chosen["note_id"], strict=True))
+    block = page.ids[_Page.find(rows[first]["brands"], "a")[0]["attrs"]["href"][1:]]
+    shown = _evidence_rows(block).set_index(["field", "field_index", "position"])
+    row = shown.loc[(context["field"], str(context["field_index"]), str(context["position"]))]
+    assert (row["alias"], row["rule"], row["is_counted"], row["context"]) == (
+        context["alias"], "context", "true", context["context"]
+    )
+    assert row["mark"] == context["alias"]
+    # No match recorded: the row says so and its block lists nothing.
+    assert _Page.text(rows[second]["brands"]) == "no match recorded"
+    empty = page.ids[_Page.find(rows[second]["brands"], "a")[0]["attrs"]["href"][1:]]
+    assert _evidence_rows(empty).empty and "no rows" in _Page.text(empty)
+
+    # The note's latest version no longer holds the alias there (evidence not recomputed yet).
+    name, day = "notes", max(lake.partitions(settings.lake, "notes"))
+    later = notes[notes["platform"].eq(context["platform"]) & notes["note_id"].eq(context["note_id"])].copy()
+    if context["field"] == "tags":
+        later["tags"] = [[] for _ in range(len(later))]
+    else:
+        later[context["field"]] = "xxx"
+    later = later.assign(dt=day, source_file="zz-later.jsonl")
+    stale = settings.with_(home=tmp_path / "home")
+    shutil.copytree(settings.lake, stale.lake)
+    lake.write_partition(stale.lake, name, day, pd.concat([lake.read_table(stale.lake, name, [day]), later], ignore_index=True))
+    snippet = data.note_evidence(stale, chosen)
+    changed = snippet[snippet["field"].eq(context["field"]) & snippet["position"].eq(context["position"])]
+    assert len(changed) and changed["match"].isna().all()
 
 
 def test_report_of_a_day_without_data_says_what_to_do(world):

@@ -9,7 +9,8 @@ frames turn rules that span tables into rows plain GX expectations can judge:
 - ``check_freshness``: one row: per source, days since its latest delivered file and the hours from
   its latest event to the end of the day.
 - ``check_feed_rates``: one row: id-link rate, orphan exposure rate, unknown brand rate, quarantine
-  rate, each with its days of trailing history and its working share against that history.
+  rate, each with its days of trailing history and its working share against that history; and
+  the unknown note type rate with its count (judged against a ceiling only: a warning).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import arrival, lake, schemas, windows
+from ..ingest.notes.base import UNKNOWN_TYPE
 from ..settings import Settings
 
 CREDIT_SUMS = "check_credit_sums"
@@ -159,6 +161,14 @@ FEEDS: tuple[tuple[str, str, bool], ...] = (
 )
 
 
+#: Counted shares of the day's delivery judged against a ceiling only, never against history nor
+#: critically (a rise is worth a look, not a reason to stop the day): rate -> (the table it speaks
+#: for, the column of the count, the column of what it is counted among).
+COUNTED_RATES: dict[str, tuple[str, str, str]] = {
+    "unknown_note_type_rate": (schemas.NOTES.name, "unknown_note_types", "delivered_notes"),
+}
+
+
 def history_days_column(rate: str) -> str:
     return f"{rate}_history_days"
 
@@ -249,7 +259,27 @@ def feed_rates(settings: Settings, day: date, tables: dict[str, pd.DataFrame] | 
         row[history_days_column(rate)] = float(len(past))
         row[history_median_column(rate)] = median if higher_is_healthier else 1 - median
         row[vs_history_column(rate)] = today / median if judged else np.nan
+    row.update(note_types(settings, day, tables))
     return pd.DataFrame([row])
+
+
+def note_types(settings: Settings, day: date, tables: dict[str, pd.DataFrame] | None = None) -> dict[str, object]:
+    """The notes delivered on ``day`` (each note once: its latest version of the day) and how many
+    have a type code no exporter table lists (note_type unknown; ingestion keeps them, SPEC 3):
+    ``delivered_notes``, ``unknown_note_types`` and their ratio ``unknown_note_type_rate`` (NaN
+    when no note was delivered)."""
+    name = schemas.NOTES.name
+    if tables is not None and name in tables:
+        notes = tables[name]
+    else:
+        notes = lake.read_table(settings.lake, name, [day])
+    latest = lake.resolve_notes(notes[["platform", "note_id", "note_type", "dt", "source_file", "source_row"]])
+    unknown = int(latest["note_type"].eq(UNKNOWN_TYPE).sum())
+    return {
+        "delivered_notes": len(latest),
+        "unknown_note_types": unknown,
+        "unknown_note_type_rate": unknown / len(latest) if len(latest) else np.nan,
+    }
 
 
 def check_frames(settings: Settings, day: date, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

@@ -305,13 +305,28 @@ def check_suites() -> dict[str, dict]:
                 why=why,
             ),
         ]
+    # Counted shares of the day's delivery (docs/quality.md, "Unknown note types"): a ceiling that
+    # only warns; the note is kept and counted, the day is published.
+    ceilings = {
+        "unknown_note_type_rate": (
+            _param("max_unknown_note_type_rate"),
+            "share of the day's delivered notes whose type code no exporter table lists (note_type "
+            "unknown; the notes are kept): add the code to the exporter's type table",
+        ),
+    }
+    for rate, (table, _, _) in checks.COUNTED_RATES.items():
+        hi, why = ceilings[rate]
+        feed.append(
+            expectation("expect_column_values_to_be_between", WARNING, table, column=rate, min_value=0, max_value=hi, why=why)
+        )
     out[checks.FEED_RATES] = _suite(
         checks.FEED_RATES,
         "sources",
         "check",
         ["dt"],
         feed,
-        "one row: the day's feed rates, each with its days of history and its working share against them",
+        "one row: the day's feed rates, each with its days of history and its working share against them; "
+        "the share of the day's notes of an unknown type, with its count",
     )
     return out
 

@@ -178,6 +178,11 @@ def _observed(result: dict, exception: dict | None, frame: pd.DataFrame, kwargs:
             # A feed rate against its history: say what the ratio compares.
             today, median = (float(frame[c].iloc[0]) for c in (rate, f"{rate}_history_median"))
             shown += f" ({rate} {_format(today)} against its trailing median {_format(median)})"
+        if column in checks.COUNTED_RATES:
+            # A counted share: how many of how many.
+            _, count, base = checks.COUNTED_RATES[column]
+            if {count, base} <= set(frame.columns):
+                shown += f" ({int(frame[count].iloc[0])} {count} of {int(frame[base].iloc[0])} {base})"
         return shown
     if "observed_value" in result:
         return _format(result["observed_value"])

@@ -1,4 +1,5 @@
-"""The report's figures, read from the warehouse tables (and note titles / queries from the lake).
+"""The report's figures, read from the warehouse tables (and note titles, queries and the top notes'
+brand evidence from the lake).
 
 Every figure the report shows is computed here, as a small frame, from the published warehouse
 tables, so the page states exactly what the warehouse holds. Big tables are aggregated in SQL;
@@ -74,6 +75,7 @@ class ReportData:
     quarantine: pd.DataFrame
     top_notes: pd.DataFrame
     top_queries: pd.DataFrame
+    evidence: pd.DataFrame  # note_evidence() of the top notes
 
 
 def _days(start: date, end: date) -> list[date]:
@@ -375,6 +377,20 @@ def data_quality(engine: sa.Engine, day: date) -> tuple[pd.DataFrame, pd.DataFra
     return dq, ingest, reasons
 
 
+def _rows_of_notes(settings: Settings, name: str, notes: pd.DataFrame, days: list[date] | None = None) -> pd.DataFrame:
+    """The rows of lake table ``name`` for the (platform, note_id) pairs of ``notes`` only.
+
+    A pyarrow filter on note_id skips every other row inside each file, so a report reads a few
+    rows of the notes and note_brand_evidence tables, never the whole tables.
+    """
+    if notes.empty:
+        return schemas.conform(name, schemas.table(name).arrow_schema().empty_table().to_pandas())
+    ids = sorted(set(notes["note_id"].astype(str)))
+    data = schemas.conform(name, lake.read_arrow(settings.lake, name, days, filters=[("note_id", "in", ids)]).to_pandas())
+    wanted = pd.MultiIndex.from_frame(notes[["platform", "note_id"]].astype(str))
+    return data[pd.MultiIndex.from_frame(data[["platform", "note_id"]].astype(str)).isin(wanted)].reset_index(drop=True)
+
+
 def top_notes(engine: sa.Engine, settings: Settings, start: date, end: date) -> pd.DataFrame:
     """The notes with the most last-touch credit in the window, with their titles from the lake."""
     t = T[schemas.FCT_ATTRIBUTION_CREDITS.name]
@@ -389,11 +405,78 @@ def top_notes(engine: sa.Engine, settings: Settings, start: date, end: date) -> 
     days = [d for d in lake.partitions(settings.lake, "notes") if d <= end]
     titles = pd.DataFrame(columns=["platform", "note_id", "title"])
     if len(df) and days:
-        notes = lake.resolve_notes(lake.read_table(settings.lake, "notes", days))
+        notes = lake.resolve_notes(_rows_of_notes(settings, schemas.NOTES.name, df, days))
         titles = notes[["platform", "note_id", "title"]]
     out = df.merge(titles, on=["platform", "note_id"], how="left")
     out["title"] = out["title"].fillna("")
     return out.reset_index(drop=True)
+
+
+#: Characters of a note's normalised field shown either side of a brand match in its evidence.
+SNIPPET_CHARS = 24
+FIELD_ORDER = {"title": 0, "text": 1, "tags": 2}
+EVIDENCE_COLUMNS = [*schemas.NOTE_BRAND_EVIDENCE.names, "before", "match", "after"]
+
+
+def _field_text(note, field: str, index: int) -> str | None:
+    """The text of one field of a note row (a tag by its index), None when the note lacks it."""
+    if field != "tags":
+        value = note[field]
+        return value if isinstance(value, str) else None
+    tags = note["tags"]
+    if tags is None or not 0 <= index < len(tags):
+        return None
+    return tags[index]
+
+
+def note_evidence(settings: Settings, notes: pd.DataFrame) -> pd.DataFrame:
+    """Why each of ``notes`` (platform, note_id) mentions its brands: its note_brand_evidence rows.
+
+    One row per alias match (schemas.NOTE_BRAND_EVIDENCE: alias, field, tag index, position in the
+    normalised field, rule plain / context, whether it counts, the context that confirmed it), in
+    the order of ``notes``, then field (title, text, tags), tag index and position. ``before``,
+    ``match``, ``after``: a snippet of the normalised field around the match (SNIPPET_CHARS either
+    side, ``…`` where cut), from the note version the evidence was computed on (the latest
+    delivery, as the runner's matching reads it); None when the note is not in the lake or its
+    text no longer holds the alias at that position (evidence of an older version).
+    """
+    from ..text.normalize import normalize_many
+
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in EVIDENCE_COLUMNS})
+    if notes.empty:
+        return empty
+    evidence = _rows_of_notes(settings, schemas.NOTE_BRAND_EVIDENCE.name, notes)
+    if evidence.empty:
+        return empty
+    rank = {(p, n): i for i, (p, n) in enumerate(zip(notes["platform"].astype(str), notes["note_id"].astype(str), strict=True))}
+    evidence["_note"] = [rank[(p, n)] for p, n in zip(evidence["platform"], evidence["note_id"], strict=True)]
+    evidence["_field"] = evidence["field"].map(FIELD_ORDER)
+    evidence = evidence.sort_values(["_note", "_field", "field_index", "position", "brand_id"], kind="stable", ignore_index=True)
+    evidence = evidence.drop(columns=["_note", "_field"])
+
+    versions = lake.resolve_notes(_rows_of_notes(settings, schemas.NOTES.name, notes))
+    by_note = {(r["platform"], r["note_id"]): r for r in versions.to_dict("records")}
+    texts = [
+        _field_text(by_note[(p, n)], f, int(i)) if (p, n) in by_note else None
+        for p, n, f, i in zip(evidence["platform"], evidence["note_id"], evidence["field"], evidence["field_index"], strict=True)
+    ]
+    normal = normalize_many(texts)
+    snippets = [
+        _snippet(text, int(position), alias) if raw is not None else (None, None, None)
+        for text, raw, position, alias in zip(normal, texts, evidence["position"], evidence["alias"], strict=True)
+    ]
+    before, match, after = (list(part) for part in zip(*snippets, strict=True))
+    return evidence.assign(before=before, match=match, after=after)[EVIDENCE_COLUMNS]
+
+
+def _snippet(text: str, position: int, alias: str) -> tuple[str | None, str | None, str | None]:
+    """(before, match, after) around ``alias`` at ``position`` of the normalised ``text``;
+    Nones when the text does not hold the alias there."""
+    end = position + len(alias)
+    if text[position:end] != alias:
+        return None, None, None
+    lo, hi = max(0, position - SNIPPET_CHARS), min(len(text), end + SNIPPET_CHARS)
+    return ("…" if lo > 0 else "") + text[lo:position], text[position:end], text[end:hi] + ("…" if hi < len(text) else "")
 
 
 def top_queries(engine: sa.Engine, settings: Settings, start: date, end: date) -> pd.DataFrame:
@@ -426,6 +509,7 @@ def collect(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW
     platform, creator = credits(engine, start, day)
     boost, boost_stats = boost_histogram(engine, day)
     dq, ingest, reasons = data_quality(engine, day)
+    notes = top_notes(engine, settings, start, day)
     return ReportData(
         day=day,
         start=start,
@@ -442,6 +526,7 @@ def collect(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW
         dq=dq,
         ingest=ingest,
         quarantine=reasons,
-        top_notes=top_notes(engine, settings, start, day),
+        top_notes=notes,
         top_queries=top_queries(engine, settings, start, day),
+        evidence=note_evidence(settings, notes),
     )

@@ -8,6 +8,7 @@ floats at full precision, empty for null), which tests compare with the warehous
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -28,11 +29,12 @@ TEMPLATE = "template.html"
 class Col:
     key: str
     header: str
-    kind: str = "int"  # int, float, pct, yuan, text, date, bool
+    kind: str = "int"  # int, float, pct, yuan, text, date, bool, snippet
+    link: str | None = None  # the row's column holding the cell's link target (an in-page anchor)
 
     @property
     def cls(self) -> str:
-        return "text" if self.kind in ("text", "date", "bool") else "num"
+        return "text" if self.kind in ("text", "date", "bool", "snippet") else "num"
 
 
 @dataclass
@@ -71,14 +73,29 @@ def _text(value, kind: str) -> str:
     return raw
 
 
+def _present(value) -> bool:
+    return not (value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)))
+
+
+def _cell(rec: dict, c: Col) -> dict:
+    """One cell: its raw value and text; a link target when the column links; for a snippet, the
+    text before the match, the match and the text after it (``before``, ``match``, ``after``)."""
+    if c.kind == "snippet":
+        parts = [rec.get(k) for k in ("before", "match", "after")]
+        if not _present(parts[1]):
+            return {"col": c.key, "value": "", "text": "—", "cls": c.cls}
+        parts = [p if _present(p) else "" for p in parts]
+        return {"col": c.key, "value": "".join(parts), "text": "".join(parts), "cls": c.cls, "parts": parts}
+    cell = {"col": c.key, "value": _raw(rec.get(c.key), c.kind), "text": _text(rec.get(c.key), c.kind), "cls": c.cls}
+    if c.link and _present(rec.get(c.link)):
+        cell["href"] = str(rec[c.link])
+    return cell
+
+
 def number_table(name: str, df: pd.DataFrame, columns: list[Col], key: str) -> dict:
     rows = []
     for rec in df.to_dict("records"):
-        cells = [
-            {"col": c.key, "value": _raw(rec.get(c.key), c.kind), "text": _text(rec.get(c.key), c.kind), "cls": c.cls}
-            for c in columns
-        ]
-        rows.append({"key": str(rec[key]), "cells": cells})
+        rows.append({"key": str(rec[key]), "cells": [_cell(rec, c) for c in columns]})
     return {
         "name": name,
         "columns": [{"key": c.key, "header": c.header, "cls": c.cls} for c in columns],
@@ -318,10 +335,49 @@ def attribution_section(data: ReportData) -> dict:
     }
 
 
+def evidence_anchor(platform: str, note_id: str) -> str:
+    """The in-page id of a top note's evidence block (a hash: note ids are data, ids must be safe)."""
+    return "evidence-" + hashlib.sha256(f"{platform}\x00{note_id}".encode()).hexdigest()[:12]
+
+
+def _evidence_blocks(data: ReportData, notes: pd.DataFrame) -> list[dict]:
+    """One block per top note: every alias match note_brand_evidence holds for it."""
+    evidence = data.evidence.copy()
+    evidence["brand_name"] = evidence["brand_id"].map(lambda b: _brand(data.brand_names, b))
+    evidence["key"] = (
+        evidence["brand_id"].astype(str) + ":" + evidence["field"].astype(str) + ":"
+        + evidence["field_index"].astype(str) + ":" + evidence["position"].astype(str)
+    )
+    columns = [
+        Col("brand_name", "brand", "text"), Col("brand_id", "brand_id", "text"), Col("alias", "alias matched", "text"),
+        Col("field", "field", "text"), Col("field_index", "tag index"), Col("position", "position"),
+        Col("rule", "rule", "text"), Col("is_counted", "counts", "bool"), Col("context", "confirmed by", "text"),
+        Col("snippet", "text around the match (normalised)", "snippet"),
+    ]
+    blocks = []
+    for note in notes.to_dict("records"):
+        mine = evidence[evidence["platform"].eq(note["platform"]) & evidence["note_id"].eq(note["note_id"])]
+        blocks.append({
+            "anchor": note["evidence_href"][1:],
+            "key": note["key"],
+            "heading": f"{note['platform']} {note['note_id']}" + (f" · {note['title']}" if note["title"] else ""),
+            "table": number_table(f"evidence:{note['key']}", mine, columns, "key"),
+        })
+    return blocks
+
+
 def content_section(data: ReportData) -> dict:
-    """Top notes and search-back queries: text from the lake, shown as written."""
+    """Top notes and search-back queries: text from the lake, shown as written; each top note
+    linked to why it counts as mentioning its brands (note_brand_evidence)."""
     notes = data.top_notes.copy()
-    notes["key"] = notes["platform"].astype(str) + ":" + notes["note_id"].astype(str) if len(notes) else []
+    if len(notes):
+        notes["key"] = notes["platform"].astype(str) + ":" + notes["note_id"].astype(str)
+        notes["evidence_href"] = ["#" + evidence_anchor(p, n) for p, n in zip(notes["platform"], notes["note_id"], strict=True)]
+        counted = data.evidence[data.evidence["is_counted"].astype(bool)]
+        brands = counted.groupby(["platform", "note_id"], sort=False)["brand_id"].agg(
+            lambda b: ", ".join(_brand(data.brand_names, x) for x in dict.fromkeys(b))
+        )
+        notes["brands"] = [brands.get((p, n), "no match recorded") for p, n in zip(notes["platform"], notes["note_id"], strict=True)]
     return {
         "id": "content",
         "title": "What seeded: top notes and search-back queries",
@@ -333,7 +389,20 @@ def content_section(data: ReportData) -> dict:
                 Col("platform", "platform", "text"), Col("note_id", "note_id", "text"),
                 Col("title", "title", "text"), Col("author_id", "author_id", "text"),
                 Col("credit_fen", "last-touch credit", "yuan"),
+                Col("brands", "brands mentioned (evidence)", "text", link="evidence_href"),
             ], "key") if len(notes) else number_table("top_notes", notes, [Col("title", "title", "text")], "title"),
+        }, {
+            "subtitle": "Why each top note counts as mentioning its brands",
+            "lede": (
+                "Every match of a brand alias in the note (the lake's note_brand_evidence, SPEC 4): the alias as "
+                "matched, the field (title, text or a tag, by its index), the character position in the "
+                "normalised field (NFKC, case-folded, Simplified) and the rule. A plain alias counts; a context "
+                "alias (an everyday word, an acronym or another company's name) counts only when the note also "
+                "holds a keyword of the brand's category or another alias of the brand, named under "
+                "'confirmed by'. The snippet is the normalised field around the match ('—' when the note's "
+                "latest version no longer holds it there)."
+            ),
+            "evidence": _evidence_blocks(data, notes) if len(notes) else [],
         }, {
             "subtitle": "Top search-back queries",
             "table": number_table("top_queries", data.top_queries, [
