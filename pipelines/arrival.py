@@ -6,10 +6,14 @@ The lake keeps a small state file (``<lake>/_state.json``) beside its tables:
   ingests exactly the deliveries that are new or whose files changed (re-sent), whatever days were
   run before;
 - ``pending``: the earliest day whose funnel figures the ingested-but-not-yet-computed changes
-  may move, and the deliveries that caused it (``windows.affected_from`` decides the day);
+  may move, and the deliveries that caused it (``windows.affected_from`` decides the day); and the
+  users whose boost snapshots they may move, each from its first day (``boost_users``): a run
+  recomputes older snapshots for those users only (SCOPED);
 - ``computed``: W, the first data day and the reference fingerprint of the last computation;
 - ``unpublished``: marts days, logs and restatement records computed but not yet published (a
-  blocked quality gate or a failed publish leaves them for the next run);
+  blocked quality gate or a failed publish leaves them for the next run). A day of a SCOPED
+  table restated for some users only is published for those users only: their ids are kept in
+  ``<lake>/_unpublished/<table>/<day>.parquet`` (no such file: the whole day);
 - ``generation``: bumped by every ingestion that changed the lake, so a computation that raced
   with one is refused rather than published.
 
@@ -24,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import stat
 import threading
 import time
@@ -37,6 +42,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from . import lake, schemas, windows
 from .settings import PROJECT_ROOT, FunnelParams, Settings
@@ -58,6 +64,11 @@ DIMENSIONS: dict[str, tuple[list[str], list[str]]] = {
     "notes": (["platform", "note_id"], ["author_id", "title", "text", "tags"]),
     "id_links": (["platform", "ext_user_id"], ["user_id", "confidence"]),
 }
+#: Per-user tables restated per user: a late exposure, id link or note moves the boost snapshots of
+#: the users it concerns only, so older days of brand_boost_signals are recomputed, stored, checked
+#: and published for those users alone (table -> the column naming them).
+SCOPED = schemas.RESTATED_BY_USER
+SCOPE_DIR = "_unpublished"
 #: Folders of text-matching code: a change of matching rules restates like a change of seeds.
 MATCHING_CODE = ("pipelines/text",)
 
@@ -127,6 +138,7 @@ class Pending:
 
     start: str | None = None
     causes: list[str] = field(default_factory=list)
+    boost: dict[str, str] = field(default_factory=dict)  # user_id -> first as_of day it may move
 
     def add(self, day: date | None, cause: str) -> None:
         if day is None:
@@ -135,6 +147,13 @@ class Pending:
             self.start = day.isoformat()
         if cause not in self.causes:
             self.causes.append(cause)
+
+    def add_users(self, first_day: pd.Series) -> None:
+        """Users whose boost snapshots may move, from the given day (user_id -> date)."""
+        for user, day in first_day.items():
+            iso = day.isoformat()
+            if self.boost.get(user, "9999") > iso:
+                self.boost[user] = iso
 
 
 @dataclass
@@ -169,17 +188,72 @@ class State:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
 
+    def mark_scoped(self, lake_root: Path, table: str, day: date, keys: pa.Array) -> None:
+        """A day of a SCOPED table restated for ``keys`` only (a whole unpublished day stays whole)."""
+        path = scope_path(lake_root, table, day)
+        if day.isoformat() in self.unpublished.get(table, []) and not path.exists():
+            return
+        if path.exists():
+            keys = pc.unique(pa.chunked_array([read_scope(path), keys.cast(pa.large_string())]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        pq.write_table(pa.table({"key": keys.cast(pa.large_string())}), tmp)
+        os.replace(tmp, path)
+        self.mark_unpublished(table, [day], lake_root=None)
+
+    def published(self, lake_root: Path) -> None:
+        """Everything unpublished was published."""
+        self.unpublished = {}
+        self.restatements = []
+        shutil.rmtree(Path(lake_root) / SCOPE_DIR, ignore_errors=True)
+
     @property
     def latest_delivery(self) -> date | None:
         """W: the latest delivery day ingested."""
         return date.fromisoformat(max(self.deliveries)) if self.deliveries else None
 
-    def mark_unpublished(self, table: str, days: list[date]) -> None:
+    def mark_unpublished(self, table: str, days: list[date], lake_root: Path | None = None) -> None:
+        """Whole days of ``table`` to publish (with ``lake_root``: any scope of those days is dropped)."""
+        if lake_root is not None and table in SCOPED:
+            for d in days:
+                scope_path(lake_root, table, d).unlink(missing_ok=True)
         have = set(self.unpublished.get(table, []))
         self.unpublished[table] = sorted(have | {d.isoformat() for d in days})
 
     def unpublished_days(self, table: str) -> list[date]:
         return [date.fromisoformat(d) for d in self.unpublished.get(table, [])]
+
+
+def scope_path(lake_root: Path, table: str, day: date) -> Path:
+    return Path(lake_root) / SCOPE_DIR / table / f"{day.isoformat()}.parquet"
+
+
+def read_scope(path: Path) -> pa.Array:
+    return pq.read_table(path).column("key").combine_chunks()
+
+
+def scopes(lake_root: Path, state: State, table: str) -> dict[date, pa.Array | None]:
+    """Each unpublished day of ``table``: the keys restated (None: the whole day)."""
+    out = {}
+    for d in state.unpublished_days(table):
+        path = scope_path(lake_root, table, d)
+        out[d] = read_scope(path) if table in SCOPED and path.exists() else None
+    return out
+
+
+def read_unpublished(lake_root: Path, state: State, table: str) -> pd.DataFrame:
+    """The rows a publish of ``table`` writes: its unpublished marts days, scoped days restricted to
+    their keys."""
+    t = schemas.table(table)
+    parts = []
+    for d, keys in scopes(lake_root, state, table).items():
+        data = lake.read_arrow(Path(lake_root) / MARTS, table, [d])
+        if keys is not None:
+            data = data.filter(pc.is_in(data.column(SCOPED[table]).cast(pa.large_string()), value_set=keys))
+        parts.append(data)
+    if not parts:
+        return schemas.empty_frame(t)
+    return schemas.conform(t, pa.concat_tables(parts).to_pandas())
 
 
 # ---------------------------------------------------------------- fingerprints
@@ -290,16 +364,57 @@ def _first_day(ts: pd.Series) -> date | None:
     return business_day(pd.Series([ts.min()])).iloc[0]
 
 
-def _exposure_times(lake_root: Path, by: str, keys: pd.DataFrame) -> pd.Series:
-    """event_time of every exposure in the lake whose (platform, ``by``) is one of ``keys``."""
+def _exposures_of(lake_root: Path, by: str, keys: pd.DataFrame) -> pd.DataFrame:
+    """(platform, ext_user_id, event_time) of every exposure in the lake whose (platform, ``by``) is
+    one of ``keys``."""
+    cols = ["platform", "ext_user_id", "event_time"] + ([by] if by != "ext_user_id" else [])
     wanted = keys[by].astype(str).unique().tolist()
     if not wanted:
-        return pd.Series([], dtype="datetime64[us, UTC]")
-    data = lake.read_arrow(
-        lake_root, "exposures", columns=["platform", by, "event_time"], filters=[(by, "in", wanted)]
-    ).to_pandas()
-    hit = data.merge(keys[["platform", by]].astype(str).drop_duplicates(), on=["platform", by])
-    return hit["event_time"]
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in cols}).astype({"event_time": "datetime64[us, UTC]"})
+    data = lake.read_arrow(lake_root, "exposures", columns=cols, filters=[(by, "in", wanted)]).to_pandas()
+    data = data.astype({"platform": object, by: object})
+    return data.merge(keys[["platform", by]].astype(object).drop_duplicates(), on=["platform", by])
+
+
+def _exposure_times(lake_root: Path, by: str, keys: pd.DataFrame) -> pd.Series:
+    """event_time of every exposure in the lake whose (platform, ``by``) is one of ``keys``."""
+    return _exposures_of(lake_root, by, keys)["event_time"]
+
+
+def boost_users(
+    lake_root: Path,
+    exposures: pd.DataFrame,
+    link_keys: pd.DataFrame,
+    note_keys: pd.DataFrame,
+    links: tuple[pd.DataFrame, pd.DataFrame],
+) -> pd.Series:
+    """user_id -> the first as_of day whose boost snapshot (SPEC 5.8) the changes may move.
+
+    A snapshot reads the linked exposures of its user: it moves when one of them appears or goes
+    (``exposures``: changed rows), when an exposed ext id links to another user (``link_keys``:
+    both users, from that ext id's first exposure), or when a note's brands change (``note_keys``:
+    every user exposed to it). ``links``: the resolved id links before and after the change.
+    """
+    ext = ["platform", "ext_user_id"]
+    parts = [
+        exposures[[*ext, "event_time"]].astype({"platform": object, "ext_user_id": object}),
+        _exposures_of(lake_root, "ext_user_id", link_keys)[[*ext, "event_time"]],
+        _exposures_of(lake_root, "note_id", note_keys)[[*ext, "event_time"]],
+    ]
+    moved = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
+    if moved is None:
+        return pd.Series([], dtype=object)
+    first = moved.groupby(ext, as_index=False, sort=False)["event_time"].min()
+    before, after = links
+    owners = [after[[*ext, "user_id"]]]
+    if len(link_keys):  # an ext id that changed hands moves its former owner's snapshots too
+        owners.append(before[[*ext, "user_id"]].merge(link_keys[ext].astype(object), on=ext))
+    owner = pd.concat(owners, ignore_index=True).astype(object).drop_duplicates()
+    hit = first.merge(owner, on=ext)
+    if hit.empty:
+        return pd.Series([], dtype=object)
+    per_user = hit.groupby("user_id", sort=False)["event_time"].min()
+    return pd.Series(business_day(per_user.reset_index(drop=True)).to_numpy(), index=per_user.index.astype(str))
 
 
 def _versions_times(lake_root: Path, table: str, key: str, time_col: str, ids: pd.Series) -> pd.Series:

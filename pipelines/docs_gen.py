@@ -37,7 +37,10 @@ LAYERS: dict[str, tuple[str, str]] = {
         "(`seedfunnel db upgrade`). Names, grains and keys change only with a migration and a "
         "CHANGELOG.md entry. Every row carries the `run_id` that wrote it. A run replaces whole "
         "days of a funnel table's partition column, only the days whose rows changed, and logs "
-        "each in `restatements` (see [Reprocessing](#reprocessing)). The logs (`dq_results`, "
+        "each in `restatements` (see [Reprocessing](#reprocessing)). The exception is "
+        "`brand_boost_signals` before the newest days: a late exposure, id link or note moves "
+        "the snapshots of the users it concerns only, so a run recomputes and replaces those "
+        "users' rows of such a day and leaves the rest of it as it was. The logs (`dq_results`, "
         "`quarantine`, `ingest_files`, `restatements`) only grow: a run appends its rows, "
         "replacing only rows of its own `run_id`, so a re-run of a day appends instead of "
         "replacing it.",
@@ -155,6 +158,10 @@ def _reprocessing_section() -> list[str]:
         "- `rows_before`, `rows_after` and `rows_changed` size the change; `through_dt` is W, the latest",
         "  delivery day the run had ingested.",
         "- A run that changed no funnel day adds no rows.",
+        "- `brand_boost_signals`: an older day may be restated for some users only (their rows",
+        "  replaced, the others untouched); the day as the table holds it is complete either way, so",
+        "  step 2 holds. A consumer keyed by user may re-read only the users whose rows changed:",
+        "  `rows_changed` counts them, and the run_id column marks them.",
         "",
     ]
 

@@ -56,12 +56,18 @@ def partition_path(lake: Path, name: str, day: date | None) -> Path:
     return Path(lake) / name / partition_name(day, schemas.table(name).partition)
 
 
-def write_partition(lake: Path, name: str, day: date | None, frame: pd.DataFrame) -> Path:
-    """Replace one partition of a table with ``frame`` (typed by ``schemas``); returns its folder."""
+def write_partition(
+    lake: Path, name: str, day: date | None, frame: pd.DataFrame | pa.Table, sidecars: dict[str, np.ndarray] | None = None
+) -> Path:
+    """Replace one partition of a table with ``frame`` (typed by ``schemas``); returns its folder.
+
+    ``sidecars``: arrays stored beside the data as ``<name>.npy``, swapped in with it atomically
+    (``read_sidecar``).
+    """
     table = schemas.table(name)
     if (table.partition is None) != (day is None):
         raise ValueError(f"{name}: partitioned by {table.partition!r}, got day {day!r}")
-    data = schemas.to_arrow(table, frame)
+    data = frame if isinstance(frame, pa.Table) else schemas.to_arrow(table, frame)
     final = partition_path(lake, name, day)
     final.parent.mkdir(parents=True, exist_ok=True)
     _recover(final)
@@ -69,6 +75,8 @@ def write_partition(lake: Path, name: str, day: date | None, frame: pd.DataFrame
     staged = final.parent / f".{final.name}.new-{token}"
     staged.mkdir()
     _write_file(staged / PART, data)
+    for key, values in (sidecars or {}).items():
+        np.save(staged / f"{key}.npy", values, allow_pickle=False)
     _fsync_dir(staged)
     retired = final.parent / f".{final.name}.old-{token}"
     if final.exists():
@@ -105,6 +113,17 @@ def _recover(final: Path) -> None:
         os.replace(olds.pop(), final)
     for leftover in olds + sorted(parent.glob(f".{final.name}.new-*")):
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+def read_sidecar(lake: Path, name: str, day: date | None, key: str) -> np.ndarray | None:
+    """An array ``write_partition`` stored beside a partition's data, or None when it has none."""
+    path = partition_path(lake, name, day) / f"{key}.npy"
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise damaged(path, e, Path(lake)) from e
 
 
 def partitions(lake: Path, name: str) -> list[date]:

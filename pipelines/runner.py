@@ -32,7 +32,7 @@ from . import arrival, lake, schemas, windows
 from .funnel.inputs import FunnelInputs
 from .redact import redact_url
 from .settings import Settings
-from .timeutil import day_start_utc
+from .timeutil import day_numbers, day_start_utc
 from .timeutil import days as day_range
 
 ENGINES = {"pandas": "pipelines.funnel.engine", "duckdb": "pipelines.oracle.duckdb_engine"}
@@ -77,6 +77,9 @@ class Plan:
     reference: str
     ingested: list[str] = field(default_factory=list)
     ingest: dict = field(default_factory=lambda: {"totals": {}, "errors": []})
+    #: Boost snapshots from this day on are recomputed for every user; earlier ones only for the
+    #: users in the run's boost scope (``boost_scope``).
+    boost_all_from: str | None = None
 
     def dates(self) -> tuple[date, date]:
         return date.fromisoformat(self.start), date.fromisoformat(self.latest)
@@ -140,14 +143,24 @@ def ingest_pending(
         before = {s: lake.read_table(settings.lake, s, [d]) for s in arrival.EVENTS}
         dims_before = arrival.resolved_dimensions(settings.lake)
         result = ingest_day(settings, d, run_id=run_id)
+        changed: dict[str, pd.DataFrame] = {}
         for source in arrival.EVENTS:
             after = lake.read_table(settings.lake, source, [d])
-            changed = arrival.changed_rows(before[source], after, schemas.table(source))
-            state.pending.add(arrival.affected_from(settings.lake, source, changed, params), f"{source}/dt={d}")
+            changed[source] = arrival.changed_rows(before[source], after, schemas.table(source))
+            state.pending.add(arrival.affected_from(settings.lake, source, changed[source], params), f"{source}/dt={d}")
         dims_after = arrival.resolved_dimensions(settings.lake)
         for source, (key, _) in arrival.DIMENSIONS.items():
-            changed = arrival.changed_keys(dims_before[source], dims_after[source], key)
-            state.pending.add(arrival.affected_from(settings.lake, source, changed, params), f"{source}/dt={d}")
+            changed[source] = arrival.changed_keys(dims_before[source], dims_after[source], key)
+            state.pending.add(arrival.affected_from(settings.lake, source, changed[source], params), f"{source}/dt={d}")
+        state.pending.add_users(
+            arrival.boost_users(
+                settings.lake,
+                changed["exposures"],
+                changed["id_links"],
+                changed["notes"],
+                (dims_before["id_links"], dims_after["id_links"]),
+            )
+        )
         state.deliveries[d.isoformat()] = fp
         state.mark_unpublished(schemas.QUARANTINE.name, [d])
         state.mark_unpublished(schemas.INGEST_FILES.name, [d])
@@ -197,7 +210,7 @@ def stage_plan(settings: Settings, day: date, run_id: str | None = None, say: Sa
         params = settings.funnel
         reference = arrival.reference_fingerprint(settings) + ":" + arrival.params_fingerprint(params)
         causes = list(state.pending.causes)
-        start = None
+        start = boost_all_from = None
         if latest is not None and first is not None:
             computed = state.computed or {}
             pending = date.fromisoformat(state.pending.start) if state.pending.start else None
@@ -205,7 +218,8 @@ def stage_plan(settings: Settings, day: date, run_id: str | None = None, say: Sa
             start = windows.restate_start(params, pending, through, latest)
             if through is not None and latest > through:
                 causes.append("window")
-            if computed.get("reference") != reference:
+            everything = computed.get("reference") != reference
+            if everything:
                 start = first
                 old = (computed.get("reference") or "").split(":")
                 if not computed:
@@ -216,8 +230,10 @@ def stage_plan(settings: Settings, day: date, run_id: str | None = None, say: Sa
                     causes.append("settings")
             if computed.get("first") and first < date.fromisoformat(computed["first"]):
                 start = first
+                everything = True
             if start is not None:
                 start = max(start, first)
+                boost_all_from = start if everything or through is None else max(start, through + timedelta(days=1))
         read_from = start - timedelta(days=windows.event_lookback_days(params)) if start else None
         plan = Plan(
             run_id=run_id,
@@ -231,15 +247,39 @@ def stage_plan(settings: Settings, day: date, run_id: str | None = None, say: Sa
             reference=reference,
             ingested=[d.isoformat() for d in done],
             ingest=ingest,
+            boost_all_from=boost_all_from.isoformat() if boost_all_from else None,
         )
         if plan.computes:
             _write_evidence(settings)
+            _write_boost_scope(settings, plan, state.pending.boost)
         state.save(settings)
     if plan.computes:
         say(f"recomputing {plan.start} .. {plan.latest} (caused by: {', '.join(causes) or 'nothing'})")
     else:
         say("nothing changed since the last computation")
     return plan.as_dict()
+
+
+def _write_boost_scope(settings: Settings, plan: Plan, users: dict[str, str]) -> None:
+    """The run's boost scope: the users whose snapshots before ``boost_all_from`` are recomputed,
+    each from its first day (never before the plan's start)."""
+    out = run_dir(settings, plan)
+    out.mkdir(parents=True, exist_ok=True)
+    scope = pd.DataFrame({"user_id": list(users), "from_dt": list(users.values())}, dtype=object)
+    scope["from_dt"] = np.maximum(scope["from_dt"].astype(str), plan.start) if len(scope) else scope["from_dt"]
+    scope = scope.loc[scope["from_dt"].astype(str) < plan.boost_all_from]
+    pq.write_table(
+        pa.table({"user_id": pa.array(scope["user_id"], pa.large_string()), "from_dt": pa.array(scope["from_dt"].astype(str)).cast(pa.date32())}),
+        out / BOOST_SCOPE,
+    )
+
+
+def boost_scope(settings: Settings, plan: Plan) -> pd.DataFrame:
+    """(user_id, from_dt) of the run's boost scope (``_write_boost_scope``)."""
+    path = run_dir(settings, plan) / BOOST_SCOPE
+    if not path.exists():
+        return pd.DataFrame({"user_id": pd.Series([], dtype=object), "from_dt": pd.Series([], dtype=object)})
+    return pq.read_table(path).to_pandas()
 
 
 def _write_evidence(settings: Settings) -> None:
@@ -357,6 +397,9 @@ def one_shot(settings: Settings, engine: str = "pandas", run_id: str = "one-shot
 # ---------------------------------------------------------------- stage 3: funnel per bucket
 
 
+BOOST_SCOPE = "boost_scope.parquet"
+
+
 def run_dir(settings: Settings, plan: Plan) -> Path:
     return settings.work / plan.run_id
 
@@ -378,10 +421,20 @@ def stage_funnel_bucket(
         start, latest = plan.dates()
         since = date.fromisoformat(plan.read_from)
         inputs = load_inputs(settings, since, bucket=bucket, buckets=buckets)
-        outputs = engine_module(engine).compute(inputs, settings.funnel, start, latest, plan.run_id)
+        extra = {"boost_scope": _engine_scope(settings, plan)} if engine == "pandas" else {}
+        outputs = engine_module(engine).compute(inputs, settings.funnel, start, latest, plan.run_id, **extra)
         for name, frame in outputs.items():
             pq.write_table(schemas.to_arrow(name, frame), out / f"{name}.parquet")
     return str(out)
+
+
+def _engine_scope(settings: Settings, plan: Plan):
+    from .funnel.boost import BoostScope
+
+    if not plan.boost_all_from:
+        return None
+    scope = boost_scope(settings, plan)
+    return BoostScope(date.fromisoformat(plan.boost_all_from), scope["user_id"], scope["from_dt"])
 
 
 # ---------------------------------------------------------------- stage 4: reduce
@@ -411,32 +464,127 @@ def _round_sig(v: np.ndarray, digits: int = 12) -> np.ndarray:
         return np.where(np.isfinite(v), np.round(v * scale) / scale, v)
 
 
-def _by_day(frame: pd.DataFrame, table: schemas.Table) -> dict[date, np.ndarray]:
-    """Each day's sorted row hashes."""
+#: Sidecars of a marts partition (``lake.write_partition``): its sorted row hashes, and whether
+#: every row was final, so the reduce compares a day without reading it back.
+DIGEST, ALL_FINAL = "row_hashes", "all_final"
+
+
+def _day_slices(frame: pd.DataFrame, table: schemas.Table) -> tuple[pd.DataFrame, np.ndarray, dict[int, slice]]:
+    """The frame ordered by day (key order kept within a day), its row hashes, and each day's slice."""
     if frame.empty:
-        return {}
-    hashes = _row_hashes(frame, table)
-    days = frame[table.partition].to_numpy()
-    order = np.argsort(days, kind="stable")
-    days, hashes = days[order], hashes[order]
-    cuts = np.flatnonzero(days[1:] != days[:-1]) + 1
-    return {d[0]: np.sort(h) for d, h in zip(np.split(days, cuts), np.split(hashes, cuts), strict=True)}
+        return frame, np.zeros(0, dtype="uint64"), {}
+    num = day_numbers(frame[table.partition])
+    order = np.argsort(num, kind="stable")
+    frame, num = frame.iloc[order], num[order]
+    days, first = np.unique(num, return_index=True)
+    last = np.append(first[1:], len(num))
+    return frame, _row_hashes(frame, table), {int(d): slice(a, b) for d, a, b in zip(days, first, last, strict=True)}
 
 
 def rows_changed(old: np.ndarray, new: np.ndarray) -> int:
-    """Rows removed plus rows added between two versions of a day, from their sorted row hashes."""
+    """Rows removed plus rows added between two versions of a day, from their sorted row hashes
+    (a day's rows are distinct: every funnel table has a key)."""
     if len(old) == len(new) and np.array_equal(old, new):
         return 0
-    common = len(old) - len(np.setdiff1d(old, new, assume_unique=False)) if len(old) and len(new) else 0
+    if not len(old) or not len(new):
+        return len(old) + len(new)
+    at = np.minimum(np.searchsorted(new, old), len(new) - 1)
+    common = int(np.count_nonzero(new[at] == old))
     return (len(old) - common) + (len(new) - common)
 
 
-def _was_final(table: schemas.Table, day: date, old: pd.DataFrame, latest_before: date | None) -> bool:
-    if old.empty:
+def _old_digest(marts: Path, table: schemas.Table, day: date) -> tuple[np.ndarray, bool]:
+    """(sorted row hashes, every row final) of a marts partition: its sidecars, else its rows."""
+    hashes = lake.read_sidecar(marts, table.name, day, DIGEST)
+    final = lake.read_sidecar(marts, table.name, day, ALL_FINAL)
+    if hashes is not None and final is not None:
+        return hashes, bool(final.all())
+    old = lake.read_arrow(marts, table.name, [day]).to_pandas()
+    return np.sort(_row_hashes(old, table)), _all_final(table, old)
+
+
+def _all_final(table: schemas.Table, rows: pd.DataFrame) -> bool:
+    return "is_final" in table.names and len(rows) > 0 and bool(rows["is_final"].all())
+
+
+def _was_final(table: schemas.Table, day: date, rows_before: int, all_final: bool, latest_before: date | None) -> bool:
+    if not rows_before:
         return False
     if "is_final" in table.names:
-        return bool(old["is_final"].all())
+        return all_final
     return latest_before is not None and day < latest_before  # touches, orders, credits, boost: look back only
+
+
+_EPOCH = date(1970, 1, 1)
+_NO_HASHES = np.zeros(0, dtype="uint64")
+#: What restating one marts day changed: rows before, rows after, rows changed, whether every old
+#: row was final, and the keys restated (None: the whole day).
+Change = tuple[int, int, int, bool, "pa.Array | None"]
+
+
+def _restate_day(
+    settings: Settings, t: schemas.Table, d: date, rows: pd.DataFrame, hashes: np.ndarray, exists: bool
+) -> Change | None:
+    """Replace a whole marts day with ``rows`` if they differ from what it holds."""
+    marts = settings.lake / MARTS
+    new = np.sort(hashes)
+    old, old_final = _old_digest(marts, t, d) if exists else (_NO_HASHES, False)
+    changed = rows_changed(old, new)
+    if not changed and (exists or not len(new)):
+        return None
+    lake.write_partition(marts, t.name, d, rows, sidecars={DIGEST: new, ALL_FINAL: np.array([_all_final(t, rows)])})
+    return len(old), len(new), changed, old_final, None
+
+
+def _restate_scoped(
+    settings: Settings,
+    t: schemas.Table,
+    d: date,
+    rows: pd.DataFrame,
+    hashes: np.ndarray,
+    keys: pa.Array,
+    exists: bool,
+) -> Change | None:
+    """Replace the rows of ``keys`` (users) in a marts day of a SCOPED table with theirs in ``rows``."""
+    marts = settings.lake / MARTS
+    col = arrival.SCOPED[t.name]
+    mine = pc.is_in(pa.array(rows[col], pa.large_string()), value_set=keys).to_numpy(zero_copy_only=False)
+    rows, new = rows.loc[mine], np.sort(hashes[mine])
+    old = lake.read_arrow(marts, t.name, [d]) if exists else schemas.table(t.name).arrow_schema().empty_table()
+    hit = pc.is_in(old.column(col).cast(pa.large_string()), value_set=keys)
+    gone = old.filter(hit).to_pandas()
+    gone_hashes = np.sort(_row_hashes(gone, t))
+    changed = rows_changed(gone_hashes, new)
+    if not changed:
+        return None
+    kept = old.filter(pc.invert(hit))
+    data = pa.concat_tables([kept, schemas.to_arrow(t, rows)])
+    digest = lake.read_sidecar(marts, t.name, d, DIGEST) if exists else _NO_HASHES
+    if digest is None or len(digest) != old.num_rows:
+        digest = np.sort(_row_hashes(data.to_pandas(), t))
+    else:
+        digest = np.sort(np.concatenate([digest[~np.isin(digest, gone_hashes)], new]))
+    lake.write_partition(marts, t.name, d, data, sidecars={DIGEST: digest, ALL_FINAL: np.array([False])})
+    moved = pd.concat(
+        [gone.loc[~np.isin(_row_hashes(gone, t), new), col], rows.loc[~np.isin(hashes[mine], gone_hashes), col]]
+    )
+    return old.num_rows, data.num_rows, changed, False, pa.array(moved.astype(str).unique(), pa.large_string())
+
+
+def _scoped_days(settings: Settings, plan: Plan) -> dict[date, pa.Array]:
+    """Days before the plan's boost_all_from: the users whose snapshots the run recomputed."""
+    if not plan.boost_all_from:
+        return {}
+    start, _ = plan.dates()
+    until = date.fromisoformat(plan.boost_all_from) - timedelta(days=1)
+    if until < start:
+        return {}
+    scope = boost_scope(settings, plan)
+    first = pd.to_datetime(scope["from_dt"]).dt.date if len(scope) else scope["from_dt"]
+    return {
+        d: pa.array(scope.loc[(first <= d).to_numpy(dtype=bool), "user_id"].astype(str), pa.large_string())
+        for d in day_range(start, until)
+    }
 
 
 def stage_reduce(settings: Settings, plan: dict | Plan, parts: list[str]) -> dict[str, int]:
@@ -479,38 +627,41 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
     records = []
     counts: dict[str, int] = {}
     span = day_range(start, latest)
+    scoped = _scoped_days(settings, plan)
     for t in schemas.FUNNEL_TABLES:
-        frame = merged[t.name]
-        col = frame[t.partition]
+        frame, hashes, slices = _day_slices(merged[t.name], t)
         have = set(lake.partitions(marts, t.name))
-        old_all = lake.read_table(marts, t.name, [d for d in span if d in have])
-        old_days, new_days = _by_day(old_all, t), _by_day(frame, t)
-        empty = np.zeros(0, dtype="uint64")
-        written = []
+        written = 0
         for d in span:
-            old, new = old_days.get(d, empty), new_days.get(d, empty)
-            changed = rows_changed(old, new)
-            if not changed and (d in have or not len(new)):
+            part = slices.get((d - _EPOCH).days, slice(0, 0))
+            if t.name in arrival.SCOPED and d in scoped:
+                if not len(scoped[d]):
+                    continue
+                change = _restate_scoped(settings, t, d, frame.iloc[part], hashes[part], scoped[d], d in have)
+            else:
+                change = _restate_day(settings, t, d, frame.iloc[part], hashes[part], d in have)
+            if change is None:
                 continue
-            rows = frame.loc[(col == d).to_numpy(dtype=bool)]
-            old_rows = old_all.loc[(old_all[t.partition] == d).to_numpy(dtype=bool)]
-            lake.write_partition(marts, t.name, d, rows)
-            written.append(d)
+            rows_before, rows_after, changed, old_final, keys = change
+            if keys is None:
+                state.mark_unpublished(t.name, [d], lake_root=settings.lake)
+            else:
+                state.mark_scoped(settings.lake, t.name, d, keys)
+            written += 1
             records.append(
                 {
                     "dt": d,
                     "table_name": t.name,
-                    "rows_before": len(old),
-                    "rows_after": len(new),
+                    "rows_before": rows_before,
+                    "rows_after": rows_after,
                     "rows_changed": changed,
-                    "was_final": _was_final(t, d, old_rows, latest_before),
+                    "was_final": _was_final(t, d, rows_before, old_final, latest_before),
                     "caused_by": " ".join(plan.causes) or "window",
                     "through_dt": latest,
                     "run_id": plan.run_id,
                 }
             )
-        state.mark_unpublished(t.name, written)
-        counts[t.name] = len(written)
+        counts[t.name] = written
     if records:
         folder = settings.lake / RESTATED
         folder.mkdir(parents=True, exist_ok=True)
@@ -541,14 +692,19 @@ def stage_validate(settings: Settings, plan: dict | Plan, *, data_docs: bool = T
 # ---------------------------------------------------------------- stage 5: publish
 
 
-def publish_frames(settings: Settings, state: arrival.State, day: date) -> tuple[dict[str, pd.DataFrame], dict[str, list[date]]]:
-    """Everything not yet published: changed marts days, ingestion logs, restatements, the day's dq_results."""
-    marts = settings.lake / MARTS
+def publish_frames(
+    settings: Settings, state: arrival.State, day: date
+) -> tuple[dict[str, pd.DataFrame], dict[str, list[date]], dict[str, dict[date, pa.Array]]]:
+    """Everything not yet published: changed marts days (scoped days: their keys' rows, and the
+    keys), ingestion logs, restatements, the day's dq_results."""
     frames: dict[str, pd.DataFrame] = {}
     days: dict[str, list[date]] = {}
+    scoped: dict[str, dict[date, pa.Array]] = {}
     for t in schemas.FUNNEL_TABLES:
-        days[t.name] = state.unpublished_days(t.name)
-        frames[t.name] = lake.read_table(marts, t.name, days[t.name]) if days[t.name] else schemas.empty_frame(t)
+        scope = arrival.scopes(settings.lake, state, t.name)
+        days[t.name] = [d for d, keys in scope.items() if keys is None]
+        scoped[t.name] = {d: keys for d, keys in scope.items() if keys is not None}
+        frames[t.name] = arrival.read_unpublished(settings.lake, state, t.name)
     for t in (schemas.QUARANTINE, schemas.INGEST_FILES):
         logged = state.unpublished_days(t.name)
         frames[t.name] = lake.read_table(settings.lake, t.name, logged) if logged else schemas.empty_frame(t)
@@ -562,7 +718,7 @@ def publish_frames(settings: Settings, state: arrival.State, day: date) -> tuple
     )
     if day in lake.partitions(settings.lake, schemas.DQ_RESULTS.name):  # stage_validate ran
         frames[schemas.DQ_RESULTS.name] = lake.read_table(settings.lake, schemas.DQ_RESULTS.name, [day])
-    return frames, days
+    return frames, days, scoped
 
 
 def stage_publish(settings: Settings, plan: dict | Plan, *, fail_after: str | None = None) -> dict[str, int]:
@@ -575,14 +731,13 @@ def stage_publish(settings: Settings, plan: dict | Plan, *, fail_after: str | No
     db.upgrade(url)
     with arrival.locked(settings, what=f"publish {plan.run_id}"):
         state = arrival.State.load(settings)
-        frames, days = publish_frames(settings, state, date.fromisoformat(plan.day))
+        frames, days, scoped = publish_frames(settings, state, date.fromisoformat(plan.day))
         engine = warehouse.make_engine(url)
         try:
-            written = warehouse.publish(engine, frames, days, fail_after=fail_after)
+            written = warehouse.publish(engine, frames, days, scoped=scoped, fail_after=fail_after)
         finally:
             engine.dispose()
-        state.unpublished = {}
-        state.restatements = []
+        state.published(settings.lake)
         state.save(settings)
     return written
 

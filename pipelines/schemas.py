@@ -686,6 +686,9 @@ FUNNEL_TABLES = (
     AGG_UPLIFT_STRATA,
     BRAND_BOOST_SIGNALS,
 )
+#: Per-user funnel tables a run may restate for some users of a day only (SPEC 5, Arrival: a late
+#: exposure, id link or note moves the boost snapshots of its users alone): table -> user column.
+RESTATED_BY_USER = {BRAND_BOOST_SIGNALS.name: "user_id"}
 #: Logs: they only grow. A run appends its own rows (replacing only rows of its own run_id).
 LOG_TABLES = (DQ_RESULTS, QUARANTINE, INGEST_FILES, RESTATEMENTS)
 WAREHOUSE_TABLES = FUNNEL_TABLES + LOG_TABLES

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .settings import TIMEZONE
 
@@ -124,3 +125,9 @@ def scheduled_day(param_day: str | None, data_interval_start: datetime | None) -
     if data_interval_start is None:
         return None
     return pd.Timestamp(data_interval_start).tz_convert(TZ).date()
+
+
+def day_numbers(col: pd.Series) -> np.ndarray:
+    """Days since the epoch of a date column (int32), vectorised through Arrow (pandas groups and
+    compares Arrow dates one Python object at a time)."""
+    return pa.array(col, type=pa.date32(), from_pandas=True).cast(pa.int32()).to_numpy(zero_copy_only=False)

@@ -110,9 +110,14 @@ def publish(
     frames: Mapping[str, pd.DataFrame],
     days: Mapping[str, Iterable[date]],
     *,
+    scoped: Mapping[str, Mapping[date, pa.Array]] | None = None,
     fail_after: str | None = None,
 ) -> dict[str, int]:
     """Replace ``days`` of each table with ``frames`` in ONE transaction; returns rows written.
+
+    ``scoped``: per table, days of which only some keys' rows are replaced (the column
+    ``schemas.RESTATED_BY_USER`` names: a boost day restated for some users); ``frames`` then holds those
+    keys' rows of that day.
 
     Log tables (``schemas.LOG_TABLES``) are appended to instead: only rows of the frame's own
     run_ids are replaced, so a log never loses another run's rows.
@@ -135,6 +140,8 @@ def publish(
                     conn.execute(sa.delete(sat).where(sat.c["run_id"].in_(runs)))
             elif day_list:
                 conn.execute(sa.delete(sat).where(sat.c[part].in_(day_list)))
+            for day, keys in sorted((scoped or {}).get(name, {}).items()):
+                _delete_keys(conn, sat, part, day, schemas.RESTATED_BY_USER[name], keys)
             arrow = schemas.to_arrow(t, df)
             if arrow.num_rows:
                 _load(conn, t, arrow)
@@ -142,6 +149,19 @@ def publish(
             if fail_after == name:
                 raise RuntimeError(f"injected failure after loading {name}")
     return written
+
+
+_SCOPE = sa.Table("seedfunnel_scope", sa.MetaData(), sa.Column("key", sa.Text), prefixes=["TEMPORARY"])
+
+
+def _delete_keys(conn: sa.Connection, sat: sa.Table, part: str, day: date, col: str, keys: pa.Array) -> None:
+    """Delete the rows of ``day`` whose ``col`` is one of ``keys`` (through a temporary table)."""
+    _SCOPE.create(conn, checkfirst=True)
+    conn.execute(sa.delete(_SCOPE))
+    values = keys.to_pylist()
+    for i in range(0, len(values), BATCH_ROWS):
+        conn.execute(_SCOPE.insert(), [{"key": k} for k in values[i : i + BATCH_ROWS]])
+    conn.execute(sa.delete(sat).where(sat.c[part] == day, sat.c[col].in_(sa.select(_SCOPE.c.key))))
 
 
 def _lock_id(name: str) -> int:

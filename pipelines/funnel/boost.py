@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -15,9 +16,32 @@ from .prepare import decode, lexsort, run_starts, same_day
 from .touches import Linked
 
 
-def boost_signals(linked: Linked, days: Sequence[date], params: FunnelParams) -> pd.DataFrame:
+@dataclass(frozen=True)
+class BoostScope:
+    """Which snapshots to compute: every user's from ``all_from`` on; before it, those of
+    ``users`` (user ids) from their ``from_dt`` (dates) only. A snapshot is per user, so a
+    scoped one equals that user's rows of the whole snapshot."""
+
+    all_from: date
+    users: pd.Series
+    from_dt: pd.Series
+
+    def first_day(self, users: pd.Index) -> np.ndarray:
+        """Per user code of ``users``: the first day (ordinal) its snapshot is computed."""
+        out = np.full(len(users), self.all_from.toordinal(), dtype="int64")
+        code = users.get_indexer(pd.Index(self.users.astype(str)))
+        day = np.array([d.toordinal() for d in self.from_dt], dtype="int64")
+        ok = code >= 0
+        np.minimum.at(out, code[ok], day[ok])
+        return out
+
+
+def boost_signals(
+    linked: Linked, days: Sequence[date], params: FunnelParams, scope: BoostScope | None = None
+) -> pd.DataFrame:
     """brand_boost_signals rows (without run_id): the snapshot as of the end of every day in
-    ``days`` (ascending, at least one), every exposure kind counted.
+    ``days`` (ascending, at least one), every exposure kind counted; with a ``scope``, only the
+    users it names before its ``all_from``.
 
     Each snapshot is vectorised; one pass per day over the exposures of its window (found by
     binary search in the exposures sorted by time). Sorted by (as_of_dt, user_id, brand_id).
@@ -25,11 +49,15 @@ def boost_signals(linked: Linked, days: Sequence[date], params: FunnelParams) ->
     by_time = np.argsort(linked.t, kind="stable")
     t_sorted = linked.t[by_time]
     window_us = pd.Timedelta(params.seed_window).value // 1_000
+    first_day = scope.first_day(linked.users) if scope is not None else None
     snapshots = []
     for day in days:
         end = as_of(day).value // 1_000
         lo, hi = np.searchsorted(t_sorted, [end - window_us, end], side="left")
-        snapshots.append(_snapshot(linked, by_time[lo:hi], end, params))
+        rows = by_time[lo:hi]
+        if first_day is not None and day < scope.all_from:
+            rows = rows[first_day[linked.user[rows]] <= day.toordinal()]
+        snapshots.append(_snapshot(linked, rows, end, params))
     user, brand, raw, rank = (np.concatenate(column) for column in zip(*snapshots, strict=True))
     as_of_dt = pd.concat(
         [same_day(day, len(s[0])) for day, s in zip(days, snapshots, strict=True)],

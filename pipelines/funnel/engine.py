@@ -12,7 +12,7 @@ from ..settings import FunnelParams
 from ..timeutil import days as day_range
 from ..windows import daily_final_before, pairs_final_before
 from .attribution import credits
-from .boost import boost_signals
+from .boost import BoostScope, boost_signals
 from .daily import brand_daily
 from .inputs import FunnelInputs
 from .orders import seeded_orders
@@ -50,10 +50,16 @@ def _within(df: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
 
 
 def compute(
-    inputs: FunnelInputs, params: FunnelParams, start: date, end: date, run_id: str
+    inputs: FunnelInputs,
+    params: FunnelParams,
+    start: date,
+    end: date,
+    run_id: str,
+    boost_scope: BoostScope | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every table of schemas.FUNNEL_TABLES for the days start..end (boost: a snapshot as of the
-    end of each of those days); finality relative to end (``pipelines.windows``)."""
+    end of each of those days, for the users ``boost_scope`` names where it does); finality
+    relative to end (``pipelines.windows``)."""
     days = pd.Series(day_range(start, end), dtype="date32[pyarrow]")
     brands = brand_categories(inputs.brands)
     categories = columns(inputs.categories, schemas.CATEGORIES, ["category_id"]).drop_duplicates()
@@ -96,7 +102,7 @@ def compute(
         (linked.users, linked.brands),
         params,
     )
-    boost = boost_signals(linked, day_range(start, end), params)
+    boost = boost_signals(linked, day_range(start, end), params, boost_scope)
 
     pairs_final = pairs_final_before(params, end)
     facts = _within(facts, start, end)

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .. import schemas
-from ..timeutil import UTC_DTYPE, business_day
+from ..timeutil import UTC_DTYPE, business_day, day_numbers
 
 HOUR_US = 3_600_000_000
 
@@ -54,8 +54,9 @@ def latest(df: pd.DataFrame, table: schemas.Table, key: Sequence[str]) -> pd.Dat
     key = list(key)
     names = [n for n in table.names if n != "dt"]
     out = columns(df, table, [*names, "dt"]).drop_duplicates()
-    newest = out.groupby(key, sort=False)["dt"].transform("max")
-    out = out.loc[(out["dt"] == newest).to_numpy(dtype=bool)]
+    day = pd.Series(day_numbers(out["dt"]), index=out.index)
+    newest = day.groupby([out[k] for k in key], sort=False).transform("max")
+    out = out.loc[(day == newest).to_numpy(dtype=bool)]
     clash = out.duplicated(key, keep=False).to_numpy()
     if clash.any():
         first = out.loc[clash].iloc[0]

@@ -67,7 +67,9 @@ def table_frames(settings: Settings, day: date) -> dict[str, pd.DataFrame]:
     state = arrival.State.load(settings)
     out: dict[str, pd.DataFrame] = {}
     for t in VALIDATED_TABLES:
-        if t in schemas.FUNNEL_TABLES:
+        if t in schemas.FUNNEL_TABLES and state.unpublished_days(t.name):
+            frame = arrival.read_unpublished(settings.lake, state, t.name)  # exactly what publish writes
+        elif t in schemas.FUNNEL_TABLES:
             frame = lake.read_table(settings.lake / arrival.MARTS, t.name, funnel_days(settings, state, t, day))
         else:
             frame = lake.read_table(settings.lake, t.name, None if t.partition is None else [day])
