@@ -488,8 +488,7 @@ def rows_changed(old: np.ndarray, new: np.ndarray) -> int:
         return 0
     if not len(old) or not len(new):
         return len(old) + len(new)
-    at = np.minimum(np.searchsorted(new, old), len(new) - 1)
-    common = int(np.count_nonzero(new[at] == old))
+    common = int(np.count_nonzero(_in_sorted(old, new)))
     return (len(old) - common) + (len(new) - common)
 
 
@@ -549,26 +548,32 @@ def _restate_scoped(
     marts = settings.lake / MARTS
     col = arrival.SCOPED[t.name]
     mine = pc.is_in(pa.array(rows[col], pa.large_string()), value_set=keys).to_numpy(zero_copy_only=False)
-    rows, new = rows.loc[mine], np.sort(hashes[mine])
+    rows, new = rows.loc[mine], hashes[mine]
     old = lake.read_arrow(marts, t.name, [d]) if exists else schemas.table(t.name).arrow_schema().empty_table()
     hit = pc.is_in(old.column(col).cast(pa.large_string()), value_set=keys)
     gone = old.filter(hit).to_pandas()
-    gone_hashes = np.sort(_row_hashes(gone, t))
-    changed = rows_changed(gone_hashes, new)
+    gone_hashes = _row_hashes(gone, t)
+    new_sorted, gone_sorted = np.sort(new), np.sort(gone_hashes)
+    changed = rows_changed(gone_sorted, new_sorted)
     if not changed:
         return None
-    kept = old.filter(pc.invert(hit))
-    data = pa.concat_tables([kept, schemas.to_arrow(t, rows)])
+    data = pa.concat_tables([old.filter(pc.invert(hit)), schemas.to_arrow(t, rows)])
     digest = lake.read_sidecar(marts, t.name, d, DIGEST) if exists else _NO_HASHES
     if digest is None or len(digest) != old.num_rows:
         digest = np.sort(_row_hashes(data.to_pandas(), t))
-    else:
-        digest = np.sort(np.concatenate([digest[~np.isin(digest, gone_hashes)], new]))
+    else:  # the day's digest without the rows that went, with those that came
+        digest = np.sort(np.concatenate([digest[~_in_sorted(digest, gone_sorted)], new]))
     lake.write_partition(marts, t.name, d, data, sidecars={DIGEST: digest, ALL_FINAL: np.array([False])})
-    moved = pd.concat(
-        [gone.loc[~np.isin(_row_hashes(gone, t), new), col], rows.loc[~np.isin(hashes[mine], gone_hashes), col]]
-    )
+    moved = pd.concat([gone.loc[~_in_sorted(gone_hashes, new_sorted), col], rows.loc[~_in_sorted(new, gone_sorted), col]])
     return old.num_rows, data.num_rows, changed, False, pa.array(moved.astype(str).unique(), pa.large_string())
+
+
+def _in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Whether each value is in ``sorted_set`` (sorted): a binary search, no hash table."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
 
 
 def _scoped_days(settings: Settings, plan: Plan) -> dict[date, pa.Array]:
