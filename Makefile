@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.synced
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 ARRIVAL_ARGS ?=
+DAILY_ARGS ?=
 
 .PHONY: setup demo cluster-demo test lint bench clean help
 
@@ -17,7 +18,8 @@ help:
 	@echo "make lint   ruff"
 	@echo "make bench  benchmarks: worlds of 10k/100k/1M users (BENCH_ARGS='--sizes 10k,100k' for fewer),"
 	@echo "            written to bench/out/results.json and docs/benchmarks.md; then a late-delivered"
-	@echo "            100k-user world run day by day (bench/arrival.py, ARRIVAL_ARGS='--users 10000' for less)"
+	@echo "            100k-user world run day by day (bench/arrival.py, ARRIVAL_ARGS='--users 10000' for less);"
+	@echo "            then the whole daily run per stage at 10k and 100k users (bench/daily.py, DAILY_ARGS='--sizes 10k')"
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }
@@ -45,6 +47,7 @@ lint: setup
 bench: setup
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 	$(VENV)/bin/python bench/arrival.py $(ARRIVAL_ARGS)
+	$(VENV)/bin/python bench/daily.py $(DAILY_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .seedfunnel .pytest_cache
