@@ -493,3 +493,50 @@ def test_a_row_lost_inside_ingestion_fails_input_equals_accepted_plus_quarantine
     assert _failed(outcome) == {
         ("ingest_files", "check_ingest_reconciliation/expect_column_values_to_be_between(unaccounted_rows)")
     }
+
+
+# ---------------------------------------------------------------- the warm path
+
+
+def test_one_gx_context_per_process_and_samples_in_key_order_whatever_the_lake_order(world, tmp_path):
+    from pipelines.quality import validate
+
+    settings = _copy(world, tmp_path)
+    first = validate_day(settings, DAY, data_docs=False)
+    runtime = validate._RUNTIME
+    assert runtime is not None and first.failed.empty
+    # The same day again: the same context, data source and batch definitions, the same results.
+    again = validate_day(settings, DAY, data_docs=False)
+    assert validate._RUNTIME is runtime and validate._RUNTIME.ctx is runtime.ctx
+    pd.testing.assert_frame_equal(again.results, first.results)
+
+    # Frames are validated in the lake's order; a failing suite's rows are sampled in key order.
+    orders = lake.read_table(settings.lake, "orders", [DAY])
+    twice = sorted(orders["order_id"])[:2]
+    reversed_ = pd.concat([orders, orders[orders["order_id"].isin(twice)]], ignore_index=True).iloc[::-1]
+    lake.write_partition(settings.lake, "orders", DAY, reversed_.reset_index(drop=True))
+    outcome = validate_day(settings, DAY, data_docs=False)
+    row = outcome.results.set_index("expectation").loc["orders/expect_column_values_to_be_unique(order_id)"]
+    assert not row["success"] and row["observed"] == f"4 of {len(orders) + 2} rows unexpected"
+    assert [s["order_id"] for s in json.loads(row["details"])["sample"]] == [twice[0], twice[0], twice[1], twice[1]]
+    assert validate._RUNTIME is runtime
+    # GX's batch fingerprint, skipped while validating without Data Docs, is back on.
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    assert pandas_execution_engine.HASH_THRESHOLD > 0
+
+
+def test_feed_rates_measured_once_per_process_until_a_file_they_read_changes(world, tmp_path):
+    settings = _copy(world, tmp_path)
+    days = [START + timedelta(days=i) for i in range(RUN_DAYS)]
+    measured = checks.daily_feed_rates(settings, days)
+    assert checks.daily_feed_rates(settings, days).equals(measured)
+    # A changed partition (an order of a brand brands.csv does not know) is measured again.
+    orders = lake.read_table(settings.lake, "orders", [DAY])
+    orders.loc[orders.index[0], "brand_id"] = "b_nobody_knows"
+    lake.write_partition(settings.lake, "orders", DAY, orders)
+    after = checks.daily_feed_rates(settings, days)
+    assert after.loc[DAY, "unknown_brand_rate"] == pytest.approx(measured.loc[DAY, "unknown_brand_rate"] + 1 / len(orders))
+    assert after.drop(index=DAY).equals(measured.drop(index=DAY))
+    checks._MEASURED_RATES.clear()
+    assert checks.daily_feed_rates(settings, days).equals(after)

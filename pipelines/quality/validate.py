@@ -2,13 +2,15 @@
 
 GX runs in an ephemeral context (nothing on disk but the Data Docs site): the suites come from
 ``expectations/``, the data from ``checks`` as pandas batches, thresholds from
-``Settings.quality`` as suite parameters. Data Docs are rebuilt every run into
-``settings.reports / "data_docs"``, their CDN assets served from the site itself
-(``data_docs.py``). Every result becomes a ``dq_results`` row (deterministic:
-no timestamps, samples in key order). A critical failure blocks publishing (``QualityGateError``);
+``Settings.quality`` as suite parameters. Data Docs are rebuilt into ``settings.reports /
+"data_docs"`` when asked for (and always for a blocked day), their CDN assets served from the site
+itself (``data_docs.py``). Every result becomes a ``dq_results`` row (deterministic: no
+timestamps, samples in key order). A critical failure blocks publishing (``QualityGateError``);
 warnings are recorded and do not block.
 
 GX is imported inside functions only: importing it takes seconds, DAG parsing must not pay that.
+One process keeps one GX context, its data source, batch definitions and built suites
+(``_gx_runtime``): a day's validation builds none of them again, only runs the suites.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import math
 import numbers
 import os
 import shutil
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -145,6 +150,83 @@ def _context(settings: Settings):
     return ctx
 
 
+@dataclass
+class _GxRuntime:
+    """What one process keeps of GX between validations: the context (its Data Docs site is
+    ``site``), one pandas data source, a batch definition per (suite, day) and the GX suite built
+    from each suite definition."""
+
+    gx: Any
+    ctx: Any
+    site: str
+    source: Any
+    assets: dict[str, Any] = field(default_factory=dict)
+    batches: dict[tuple[str, str], Any] = field(default_factory=dict)
+    suites: dict[str, tuple[str, Any]] = field(default_factory=dict)
+
+    def batch(self, name: str, day: date):
+        """The batch definition of suite ``name`` on ``day`` (its dataframe is passed at run time)."""
+        key = (name, day.isoformat())
+        if key not in self.batches:
+            if name not in self.assets:
+                self.assets[name] = self.source.add_dataframe_asset(name)
+            self.batches[key] = self.assets[name].add_batch_definition_whole_dataframe(key[1])
+        return self.batches[key]
+
+    def suite(self, definition: dict):
+        """The GX suite of ``definition``, built once per process (rebuilt when the file changes)."""
+        digest = json.dumps(definition, sort_keys=True, default=str)
+        have = self.suites.get(definition["name"])
+        if have is None or have[0] != digest:
+            have = self.suites[definition["name"]] = (digest, _gx_suite(definition))
+        return have[1]
+
+    def clear_stores(self) -> None:
+        """Forget the suites, validation definitions and results a Data Docs run stored."""
+        for vd in list(self.ctx.validation_definitions.all()):
+            self.ctx.validation_definitions.delete(vd.name)
+        for suite in list(self.ctx.suites.all()):
+            self.ctx.suites.delete(suite.name)
+        store = self.ctx.validation_results_store
+        for key in store.list_keys():
+            store.remove_key(key)
+
+
+_RUNTIME: _GxRuntime | None = None
+_RUNTIME_LOCK = threading.Lock()
+
+
+def _gx_runtime(settings: Settings) -> _GxRuntime:
+    """The process's GX runtime, made on first use and again when the Data Docs site (the home)
+    changes. Callers hold ``_RUNTIME_LOCK``."""
+    global _RUNTIME
+    site = str(data_docs_dir(settings).resolve())
+    if _RUNTIME is None or _RUNTIME.site != site:
+        gx = _import_gx()
+        ctx = _context(settings)
+        _RUNTIME = _GxRuntime(gx, ctx, site, ctx.data_sources.add_pandas("seedfunnel"))
+    return _RUNTIME
+
+
+@contextmanager
+def _without_batch_fingerprint():
+    """GX fingerprints every pandas batch by hashing all its values (a quarter of a second for the
+    1.7 million boost rows of a 20k-user day) for the batch markers of a stored result, which only
+    Data Docs show. A validation that renders no Data Docs skips it; nothing in ``dq_results``
+    comes from it."""
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+
+    before = getattr(engine, "HASH_THRESHOLD", None)
+    if before is None:  # a GX release without the switch: fingerprinting as it does
+        yield
+        return
+    engine.HASH_THRESHOLD = 0
+    try:
+        yield
+    finally:
+        engine.HASH_THRESHOLD = before
+
+
 def _gx_suite(definition: dict):
     from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -196,14 +278,54 @@ def _sample(result: dict) -> list:
     return [r if isinstance(r, dict) else {"value": r} for r in rows[:SAMPLE_ROWS]]
 
 
-def _run(ctx, gx, batch, definition: dict, name: str, frame: pd.DataFrame, params: dict, fmt, gx_run) -> dict:
-    """Validate ``frame`` with one suite; returns the results by expectation id."""
-    suite = ctx.suites.add(_gx_suite({**definition, "name": name}))
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-    outcome = vd.run(
-        batch_parameters={"dataframe": frame}, expectation_parameters=params, result_format=fmt, run_id=gx_run
-    )
+def _run(rt: _GxRuntime, batch, definition: dict, frame: pd.DataFrame, params: dict, fmt, gx_run, store: bool) -> dict:
+    """Validate ``frame`` with one suite; returns the results by expectation id.
+
+    ``store``: through a validation definition, the result kept in the context for Data Docs;
+    otherwise GX's validator alone (the same results, nothing stored).
+    """
+    if store:
+        suite = rt.ctx.suites.add(_gx_suite(definition))
+        vd = rt.ctx.validation_definitions.add(rt.gx.ValidationDefinition(name=definition["name"], data=batch, suite=suite))
+        outcome = vd.run(
+            batch_parameters={"dataframe": frame}, expectation_parameters=params, result_format=fmt, run_id=gx_run
+        )
+    else:
+        from great_expectations.validator.v1_validator import Validator
+
+        validator = Validator(batch_definition=batch, batch_parameters={"dataframe": frame}, result_format=fmt)
+        outcome = validator.validate_expectation_suite(rt.suite(definition), params)
     return {r.expectation_config.meta["id"]: r for r in outcome.results}
+
+
+def _run_suites(rt: _GxRuntime, day: date, run_id: str, suites: dict, frames: dict, params: dict, *, store: bool) -> dict:
+    """Every suite on its frame: GX's results by suite, then by expectation id."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    gx_run = RunIdentifier(run_name=run_id)
+    # Counts and observed values; the unexpected values of a failed expectation come from the second
+    # validation below, so without Data Docs to show them GX need not list them here.
+    first = "BASIC" if store else {"result_format": "BASIC", "partial_unexpected_count": 0}
+    if store:
+        rt.clear_stores()  # Data Docs show this validation only
+    out: dict[str, dict] = {}
+    for name in sorted(suites):
+        definition = suites[name]
+        batch = rt.batch(name, day)
+        by_id = _run(rt, batch, {**definition, "name": name}, frames[name], params, first, gx_run, store)
+        failed = [e for e in definition["expectations"] if not by_id[e["meta"]["id"]].success]
+        if failed:
+            # Sample rows cost GX several times more: fetched for the failed expectations only,
+            # as a second validation ("<suite>__failed_rows") Data Docs show next to the first,
+            # on the frame in key order (the first rows that fail, by key).
+            frame = checks.in_key_order(name, frames[name])
+            index = [c for c in definition["meta"].get("index_columns", []) if c in frame.columns]
+            fmt = {"result_format": "SUMMARY", "unexpected_index_column_names": index,
+                   "partial_unexpected_count": SAMPLE_ROWS}
+            subset = {**definition, "name": f"{name}__failed_rows", "expectations": failed}
+            by_id.update(_run(rt, batch, subset, frame, params, fmt, gx_run, store))
+        out[name] = by_id
+    return out
 
 
 def validate_day(
@@ -216,7 +338,8 @@ def validate_day(
 ) -> DayValidation:
     """Run every committed suite on ``day``'s frames; returns the results (does not gate)."""
     run_id = run_id or f"validate-{day.isoformat()}"
-    tables = checks.table_frames(settings, day)
+    # Unsorted: only a suite with a failure needs its frame in key order (for its sample rows).
+    tables = checks.table_frames(settings, day, sort=False)
     frames = {**tables, **checks.check_frames(settings, day, tables)}
     suites = load(suites_dir)
     unknown = sorted(set(suites) - set(frames))
@@ -226,13 +349,12 @@ def validate_day(
             "suites with `python -m pipelines.quality.suites`"
         )
 
-    gx = _import_gx()
-    from great_expectations.core.run_identifier import RunIdentifier
-
-    ctx = _context(settings)
-    source = ctx.data_sources.add_pandas("seedfunnel")
     params = settings.quality.parameters()
-    gx_run = RunIdentifier(run_name=run_id)
+    with _RUNTIME_LOCK:
+        rt = _gx_runtime(settings)
+        with nullcontext() if data_docs else _without_batch_fingerprint():
+            by_suite = _run_suites(rt, day, run_id, suites, frames, params, store=data_docs)
+        docs = _build_data_docs(settings, rt.ctx) if data_docs else None
 
     def governed_by(e: dict) -> dict[str, object]:
         return {f"quality.{n}": getattr(settings.quality, n) for n in governing(e)}
@@ -240,18 +362,7 @@ def validate_day(
     rows: list[dict] = []
     samples: dict[tuple[str, str], list] = {}
     for name in sorted(suites):
-        definition = suites[name]
-        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(day.isoformat())
-        by_id = _run(ctx, gx, batch, definition, name, frames[name], params, "BASIC", gx_run)
-        failed = [e for e in definition["expectations"] if not by_id[e["meta"]["id"]].success]
-        if failed:
-            # Sample rows cost GX several times more: fetched for the failed expectations only,
-            # as a second validation ("<suite>__failed_rows") Data Docs show next to the first.
-            index = [c for c in definition["meta"].get("index_columns", []) if c in frames[name].columns]
-            fmt = {"result_format": "SUMMARY", "unexpected_index_column_names": index,
-                   "partial_unexpected_count": SAMPLE_ROWS}
-            subset = {**definition, "name": f"{name}__failed_rows", "expectations": failed}
-            by_id.update(_run(ctx, gx, batch, subset, subset["name"], frames[name], params, fmt, gx_run))
+        definition, by_id = suites[name], by_suite[name]
         for e in definition["expectations"]:
             meta = e["meta"]
             r = by_id[meta["id"]]
@@ -277,7 +388,6 @@ def validate_day(
                     "run_id": run_id,
                 }
             )
-    docs = _build_data_docs(settings, ctx) if data_docs else None
     results = schemas.conform(schemas.DQ_RESULTS, pd.DataFrame(rows))
     outcome = DayValidation(day, run_id, results, samples, docs)
     if docs is not None:
