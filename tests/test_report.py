@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import logging
 import math
 import shutil
@@ -396,12 +397,40 @@ def test_attribution_equals_the_warehouse_and_every_model_spends_the_gmv(page, w
 
 
 def test_boost_histogram_equals_the_warehouse(page, world):
-    settings, _, _ = world
-    scores = _read(settings, "brand_boost_signals", lambda t: t.c.as_of_dt == DAY)["score"].to_numpy()
+    settings, summary, _ = world
+    boost = _read(settings, "brand_boost_signals", lambda t: t.c.as_of_dt == DAY)
+    scores = boost["score"].to_numpy()
     shown = page["tables"]["boost"]
     counts, _ = np.histogram(scores, bins=np.linspace(0, 1, len(shown) + 1))
     got = [int(r["signals"]) for r in sorted(shown.values(), key=lambda r: _num(r["bin_low"]))]
     assert got == counts.tolist() and sum(got) == len(scores) > 0
+    # The section's sentence: signals, distinct users (counted as the rows of rank 1) and the median.
+    text = html.unescape(Path(summary.days[-1].report).read_text(encoding="utf-8"))
+    assert (
+        f"{len(scores):,} (user, brand) signals for {boost['user_id'].nunique():,} users (each user's top 50), "
+        f"median score {np.median(scores):.3f}."
+    ) in text
+
+
+def test_the_big_tables_are_read_once_and_only_for_the_days_shown(world):
+    """fct_touches and brand_boost_signals are read only through their indexed day column, and the
+    window's seeded search pairs once for the funnel and the top queries."""
+    settings, _, _ = world
+    engine = _engine(settings)
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda conn, cursor, stmt, *rest: statements.append(stmt))
+    try:
+        data.collect(settings, engine, DAY)
+    finally:
+        engine.dispose()
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    for table, day_column in (("fct_touches", "dt"), ("brand_boost_signals", "as_of_dt")):
+        mine = [s for s in reads if f"FROM {table}" in s]
+        assert mine, table
+        for s in mine:
+            assert f"{table}.{day_column}" in s.split("WHERE", 1)[-1], s
+    assert len([s for s in reads if "FROM fct_search_pairs" in s]) == 1
+    assert len([s for s in reads if "FROM brand_boost_signals" in s]) <= 2
 
 
 def test_data_quality_section_equals_the_warehouse_and_links_data_docs(page, world):

@@ -29,10 +29,11 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from .. import schemas  # noqa: E402
 
@@ -129,8 +130,16 @@ def _style():
         "font.size": 9,
         "axes.unicode_minus": False,
     }
-    with plt.rc_context(rc):
+    with matplotlib.rc_context(rc):
         yield
+
+
+def _subplots(*args, figsize, **kwargs):
+    """``pyplot.subplots`` without pyplot: a Figure on an Agg canvas, never registered with
+    pyplot's figure manager, so nothing has to close it (the same figure, drawn the same)."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def label(text: object, limit: int = 28) -> str:
@@ -143,10 +152,9 @@ def label(text: object, limit: int = 28) -> str:
 
 
 def svg(fig) -> bytes:
-    """The figure as SVG, its text as ``<text>`` in ``BROWSER_FONTS``; closes the figure."""
+    """The figure as SVG, its text as ``<text>`` in ``BROWSER_FONTS``."""
     buf = io.BytesIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
     # matplotlib names the fonts it measured with in each element's style; one rule in the SVG's
     # own style sheet (the first <style>, before any text) gives the browser the fonts to draw with.
     opening = b'<style type="text/css">'
@@ -181,7 +189,7 @@ def funnel(rows: pd.DataFrame, labels: Sequence[str]) -> str:
         ("seeded_gmv_yuan", "seeded GMV (yuan)", "#bf8700"),
     ]
     with _style():
-        fig, axes = plt.subplots(1, 4, figsize=(11, 0.32 * max(len(rows), 3) + 1.2), sharey=True)
+        fig, axes = _subplots(1, 4, figsize=(11, 0.32 * max(len(rows), 3) + 1.2), sharey=True)
         y = np.arange(len(rows))
         for ax, (col, title, color) in zip(axes, panels, strict=True):
             ax.set_title(title, fontsize=10)
@@ -206,7 +214,7 @@ def funnel(rows: pd.DataFrame, labels: Sequence[str]) -> str:
 def search_back_rate(rate: pd.DataFrame) -> str:
     """Search-back rate per exposure day: all platforms bold, each platform thin; open markers = not final."""
     with _style():
-        fig, ax = plt.subplots(figsize=(10, 3.6))
+        fig, ax = _subplots(figsize=(10, 3.6))
         if rate.empty:
             _empty(ax)
             return _data_uri(fig)
@@ -246,7 +254,7 @@ def forest(rows: pd.DataFrame, labels: Sequence[str], reference) -> str:
     marker below each; the planted effect as lines only for a simulated world (never the claim)."""
     with _style():
         n = len(rows)
-        fig, ax = plt.subplots(figsize=(9, 0.3 * max(n, 4) + 1.4))
+        fig, ax = _subplots(figsize=(9, 0.3 * max(n, 4) + 1.4))
         y = np.arange(n)
         ax.axvline(1.0, color=MUTED, lw=1, ls=":", label="no effect (1x)")
         lines = [1.0]
@@ -308,7 +316,7 @@ def credits(wide: pd.DataFrame, labels: Sequence[str], title: str) -> str:
     models = list(schemas.ATTRIBUTION_MODELS)
     with _style():
         n = len(wide)
-        fig, ax = plt.subplots(figsize=(10, 0.5 * max(n, 3) + 1.2))
+        fig, ax = _subplots(figsize=(10, 0.5 * max(n, 3) + 1.2))
         if not n:
             _empty(ax)
             return _data_uri(fig)
@@ -332,7 +340,7 @@ def credits(wide: pd.DataFrame, labels: Sequence[str], title: str) -> str:
 def boost(hist: pd.DataFrame) -> str:
     """Histogram of brand boost scores as of the day, with the count on each bar."""
     with _style():
-        fig, ax = plt.subplots(figsize=(9, 3.2))
+        fig, ax = _subplots(figsize=(9, 3.2))
         counts = hist["signals"].to_numpy(dtype="float64")
         if counts.sum() == 0:
             _empty(ax, "no boost signals for this day")

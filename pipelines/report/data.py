@@ -2,20 +2,26 @@
 brand evidence from the lake).
 
 Every figure the report shows is computed here, as a small frame, from the published warehouse
-tables, so the page states exactly what the warehouse holds. Big tables are aggregated in SQL;
-only small results come back to pandas. The functions take an engine and a window and do no
-rendering.
+tables, so the page states exactly what the warehouse holds. Big tables are aggregated in SQL
+restricted to the window's days (a WHERE on the indexed day column); only small results come back
+to pandas. Each big table is read once per report: the window's seeded search pairs serve both the
+funnel and the top queries, the day's boost scores both the histogram and its median. The
+functions take an engine and a window and do no rendering.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from .. import lake, schemas, warehouse
@@ -84,7 +90,19 @@ def _days(start: date, end: date) -> list[date]:
 
 def _frame(conn: sa.Connection, stmt) -> pd.DataFrame:
     result = conn.execute(stmt)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    # Plain tuples: given SQLAlchemy rows, pandas probes every row for attributes it lacks, and each
+    # failed look-up costs a raised exception (seconds on a few hundred thousand rows).
+    return pd.DataFrame([tuple(r) for r in result.fetchall()], columns=list(result.keys()))
+
+
+def _raw_rows(conn: sa.Connection, stmt) -> tuple[list[str], list[tuple]]:
+    """The column names and rows of ``stmt`` as the DB-API driver returns them (plain tuples).
+
+    For large results of numbers and strings only: SQLAlchemy's per-row processing, skipped here,
+    costs more than the query itself, and it is what would convert dates and booleans.
+    """
+    result = conn.execute(stmt)
+    return list(result.keys()), result.cursor.fetchall()
 
 
 def _as_date(value) -> date:
@@ -123,27 +141,63 @@ def window(engine: sa.Engine, day: date, days: int = WINDOW_DAYS) -> date:
 # ---------------------------------------------------------------- figures
 
 
-def brand_funnel(engine: sa.Engine, start: date, end: date) -> pd.DataFrame:
+def seeded_pairs(engine: sa.Engine, start: date, end: date) -> pd.DataFrame:
+    """The window's seeded pairs of fct_search_pairs (search_id, user_id, seeded_brand_ids): one
+    query shared by the funnel (search-back users) and the top queries (seeded searches)."""
+    pairs = T[schemas.FCT_SEARCH_PAIRS.name]
+    with engine.connect() as conn:
+        keys, rows = _raw_rows(
+            conn,
+            sa.select(pairs.c.search_id, pairs.c.user_id, pairs.c.seeded_brand_ids)
+            .where(pairs.c.dt.between(start, end), pairs.c.is_seeded),
+        )
+    if not rows:
+        return pd.DataFrame({k: pd.Series(dtype=object) for k in keys})
+    return pd.DataFrame(rows, columns=keys)
+
+
+def _search_back_users(seeded: pd.DataFrame) -> pd.DataFrame:
+    """Per brand: distinct users with a seeded pair naming the brand in its ``seeded_brand_ids``
+    (brands joined by ``|``). Each distinct brand list is split once; (user, brand) pairs are
+    counted as integer codes."""
+    if seeded.empty:
+        return pd.DataFrame({"brand_id": pd.Series(dtype=object), "search_back_users": pd.Series(dtype="int64")})
+    users = pd.factorize(seeded["user_id"])[0].astype("int64")
+    lists, combos = pd.factorize(seeded["seeded_brand_ids"].astype(str))
+    split = [str(c).split("|") for c in combos]
+    brands = sorted({b for parts in split for b in parts})
+    code = {b: i for i, b in enumerate(brands)}
+    flat = np.fromiter((code[b] for parts in split for b in parts), dtype="int64")
+    sizes = np.fromiter((len(parts) for parts in split), dtype="int64", count=len(split))
+    first = np.cumsum(sizes) - sizes  # each list's offset in ``flat``
+    per_row = sizes[lists]
+    row_first = np.repeat(first[lists], per_row)
+    within = np.arange(int(per_row.sum())) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    brand = flat[row_first + within]
+    pairs = np.sort(np.repeat(users, per_row) * len(brands) + brand)
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]  # distinct (user, brand)
+    counts = np.bincount(pairs % len(brands), minlength=len(brands))
+    out = pd.DataFrame({"brand_id": pd.Series(brands, dtype=str), "search_back_users": counts.astype("int64")})
+    return out[out["search_back_users"] > 0].reset_index(drop=True)
+
+
+def brand_funnel(engine: sa.Engine, start: date, end: date, seeded: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per brand over the window: distinct exposed users -> distinct search-back users -> seeded orders, GMV.
 
     Exposed users: distinct users in fct_touches; search-back users: distinct users with a pair of
-    fct_search_pairs seeded for the brand; seeded orders and GMV: fct_seeded_orders (payment day).
+    fct_search_pairs seeded for the brand (``seeded``: ``seeded_pairs`` of the window, read when
+    not given); seeded orders and GMV: fct_seeded_orders (payment day).
     """
     touches = T[schemas.FCT_TOUCHES.name]
-    pairs = T[schemas.FCT_SEARCH_PAIRS.name]
     orders = T[schemas.FCT_SEEDED_ORDERS.name]
+    if seeded is None:
+        seeded = seeded_pairs(engine, start, end)
     with engine.connect() as conn:
         exposed = _frame(
             conn,
             sa.select(touches.c.brand_id, sa.func.count(sa.distinct(touches.c.user_id)).label("exposed_users"))
             .where(touches.c.dt.between(start, end))
             .group_by(touches.c.brand_id),
-        )
-        seeded = _frame(
-            conn,
-            sa.select(pairs.c.user_id, pairs.c.seeded_brand_ids)
-            .where(pairs.c.dt.between(start, end), pairs.c.is_seeded)
-            .distinct(),
         )
         paid = _frame(
             conn,
@@ -155,15 +209,7 @@ def brand_funnel(engine: sa.Engine, start: date, end: date) -> pd.DataFrame:
             .where(orders.c.dt.between(start, end))
             .group_by(orders.c.brand_id),
         )
-    seeded["brand_id"] = seeded["seeded_brand_ids"].astype(str).str.split("|")
-    back = (
-        seeded.explode("brand_id")
-        .drop_duplicates(["user_id", "brand_id"])
-        .groupby("brand_id")
-        .size()
-        .rename("search_back_users")
-        .reset_index()
-    )
+    back = _search_back_users(seeded)
     out = exposed.merge(back, on="brand_id", how="outer").merge(paid, on="brand_id", how="outer")
     cols = ["exposed_users", "search_back_users", "seeded_orders", "seeded_gmv_fen"]
     out[cols] = out[cols].fillna(0).astype("int64")
@@ -280,7 +326,6 @@ def reference_line(landing: Path | None) -> Reference:
 def credits(engine: sa.Engine, start: date, end: date) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Attributed GMV (fen) by platform and by creator (top by last_touch), one column per model."""
     t = T[schemas.FCT_ATTRIBUTION_CREDITS.name]
-    touches = T[schemas.FCT_TOUCHES.name]
     in_window = t.c.dt.between(start, end)
     with engine.connect() as conn:
         by_platform = _frame(
@@ -302,17 +347,47 @@ def credits(engine: sa.Engine, start: date, end: date) -> tuple[pd.DataFrame, pd
         ["last_touch", "platform", "author_id"], ascending=[False, True, True], ignore_index=True
     ).head(TOP_CREATORS)
     if len(creator):
-        with engine.connect() as conn:
-            verticals = _frame(
-                conn,
-                sa.select(touches.c.platform, touches.c.author_id, sa.func.max(touches.c.vertical).label("vertical"))
-                .where(touches.c.author_id.in_(creator["author_id"].tolist()))
-                .group_by(touches.c.platform, touches.c.author_id),
-            )
-        creator = creator.merge(verticals, on=["platform", "author_id"], how="left")
+        creator = creator.merge(_verticals(engine, creator, start, end), on=["platform", "author_id"], how="left")
     else:
         creator["vertical"] = pd.Series(dtype=object)
     return platform, creator
+
+
+#: Days at the end of the window where a top creator's vertical is looked up first.
+RECENT_DAYS = 3
+
+
+def _verticals(engine: sa.Engine, creators: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
+    """The vertical of each (platform, author_id) of ``creators``: the max over the creator's
+    touches in fct_touches.
+
+    A vertical is the creator's (seeds/creators.csv holds one per creator), the same on every
+    touch, so the touches of a few days suffice: the window's last ``RECENT_DAYS`` days first,
+    then the rest of the window, then the days before it, each only for the creators not found
+    yet. Top creators by credit have touches in the last days, so one small query usually does.
+    """
+    touches = T[schemas.FCT_TOUCHES.name]
+    recent = max(start, end - timedelta(days=RECENT_DAYS - 1))
+    spans = [touches.c.dt.between(recent, end), touches.c.dt < start]
+    if recent > start:
+        spans.insert(1, touches.c.dt.between(start, recent - timedelta(days=1)))
+    keys = ["platform", "author_id"]
+    missing = creators[keys].drop_duplicates()
+    found = []
+    with engine.connect() as conn:
+        for days in spans:
+            got = _frame(
+                conn,
+                sa.select(touches.c.platform, touches.c.author_id, sa.func.max(touches.c.vertical).label("vertical"))
+                .where(days, touches.c.author_id.in_(sorted(set(missing["author_id"]))))
+                .group_by(touches.c.platform, touches.c.author_id),
+            ).merge(missing, on=keys)
+            found.append(got)
+            missing = missing.merge(got[keys], on=keys, how="left", indicator=True)
+            missing = missing[missing["_merge"].eq("left_only")].drop(columns="_merge")
+            if missing.empty:
+                break
+    return pd.concat(found, ignore_index=True)
 
 
 def _wide(long: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -323,17 +398,24 @@ def _wide(long: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def boost_histogram(engine: sa.Engine, day: date, bins: int = BOOST_BINS) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Counts of brand_boost_signals scores as of ``day`` in equal bins over [0, 1]."""
+    """Counts of brand_boost_signals scores as of ``day`` in equal bins over [0, 1].
+
+    The day's scores are read once, as plain floats (a million rows at 100k users), for the
+    histogram and the median; the users are the rows of rank 1 (each user's highest score: every
+    user with signals has exactly one), counted in SQL.
+    """
     t = T[schemas.BRAND_BOOST_SIGNALS.name]
+    on_day = t.c.as_of_dt == day
     with engine.connect() as conn:
-        scores = _frame(conn, sa.select(t.c.score, t.c.user_id).where(t.c.as_of_dt == day))
-    values = scores["score"].to_numpy(dtype="float64")
+        _, rows = _raw_rows(conn, sa.select(t.c.score).where(on_day))
+        users = conn.execute(sa.select(sa.func.count()).select_from(t).where(on_day, t.c.rank == 1)).scalar_one()
+    values = np.fromiter(itertools.chain.from_iterable(rows), dtype="float64", count=len(rows))
     edges = np.linspace(0.0, 1.0, bins + 1)
     counts, _ = np.histogram(values, bins=edges)
     hist = pd.DataFrame({"bin_low": edges[:-1].round(6), "bin_high": edges[1:].round(6), "signals": counts.astype("int64")})
     stats = {
         "signals": int(len(values)),
-        "users": int(scores["user_id"].nunique()),
+        "users": int(users),
         "median": float(np.median(values)) if len(values) else float("nan"),
     }
     return hist, stats
@@ -479,33 +561,61 @@ def _snippet(text: str, position: int, alias: str) -> tuple[str | None, str | No
     return ("…" if lo > 0 else "") + text[lo:position], text[position:end], text[end:hi] + ("…" if hi < len(text) else "")
 
 
-def top_queries(engine: sa.Engine, settings: Settings, start: date, end: date) -> pd.DataFrame:
-    """The most frequent queries of search-backs (seeded pairs) in the window, from the lake's searches."""
-    t = T[schemas.FCT_SEARCH_PAIRS.name]
-    with engine.connect() as conn:
-        ids = _frame(
-            conn,
-            sa.select(t.c.search_id).where(t.c.dt.between(start, end), t.c.is_seeded).distinct(),
-        )
-    if ids.empty:
+def top_queries(
+    engine: sa.Engine, settings: Settings, start: date, end: date, seeded: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The most frequent queries of search-backs (seeded pairs) in the window, from the lake's searches.
+
+    ``seeded``: ``seeded_pairs`` of the window (read when not given). Only the three columns needed
+    are read from the lake, and only the rows of those searches reach pandas.
+    """
+    if seeded is None:
+        seeded = seeded_pairs(engine, start, end)
+    if seeded.empty:
         return pd.DataFrame({"query": pd.Series(dtype=object), "searches": pd.Series(dtype="int64")})
     # A search is delivered on its day or later; read the window's deliveries plus a few days.
     days = [d for d in lake.partitions(settings.lake, "searches") if start <= d <= end + timedelta(days=3)]
-    searches = lake.read_table(settings.lake, "searches", days).sort_values("dt", kind="stable")
+    searches = lake.read_arrow(settings.lake, "searches", days, columns=["dt", "search_id", "query"])
+    ids = pa.array(pd.unique(seeded["search_id"].astype(str)), type=searches.schema.field("search_id").type)
+    searches = searches.filter(pc.is_in(searches["search_id"], value_set=ids))
+    searches = searches.to_pandas().sort_values("dt", kind="stable")
     # The query of each search's latest delivery (a later delivery is a new version, SPEC 3).
     searches = searches.drop_duplicates("search_id", keep="last")[["search_id", "query"]]
-    hits = searches.merge(ids, on="search_id")
-    counts = hits.groupby("query").size().rename("searches").reset_index()
+    counts = searches.groupby("query").size().rename("searches").reset_index()
     return counts.sort_values(["searches", "query"], ascending=[False, True], ignore_index=True).head(TOP_QUERIES)
+
+
+#: The seed files ``load_reference`` reads: the brand names are reloaded when any of them changes.
+SEED_FILES = ("brands.csv", "categories.csv", "creators.csv")
+
+
+def brand_names(seeds: Path) -> dict[str, str]:
+    """brand_id -> name from the seeds (read and validated by ``load_reference``); kept while the
+    seed files are unchanged, so a process writing a report per day reads them once."""
+    stamps = []
+    for name in SEED_FILES:
+        try:
+            st = (seeds / name).stat()
+            stamps.append((name, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamps.append((name, None, None))
+    return dict(_brand_names(seeds.resolve(), tuple(stamps)))
+
+
+@lru_cache(maxsize=4)
+def _brand_names(seeds: Path, _stamps: tuple) -> tuple[tuple[str, str], ...]:
+    from ..reference import load_reference
+
+    brands = load_reference(seeds).brands
+    return tuple(zip(brands["brand_id"], brands["name"], strict=True))
 
 
 def collect(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW_DAYS) -> ReportData:
     """Every figure of the report for ``day`` (window ``days`` long)."""
-    from ..reference import load_reference
-
     start = window(engine, day, days)
-    names = load_reference(settings.seeds).brands.set_index("brand_id")["name"].to_dict()
-    funnel = brand_funnel(engine, start, day)
+    names = brand_names(Path(settings.seeds))
+    seeded = seeded_pairs(engine, start, day)
+    funnel = brand_funnel(engine, start, day, seeded)
     platform, creator = credits(engine, start, day)
     boost, boost_stats = boost_histogram(engine, day)
     dq, ingest, reasons = data_quality(engine, day)
@@ -527,6 +637,6 @@ def collect(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW
         ingest=ingest,
         quarantine=reasons,
         top_notes=notes,
-        top_queries=top_queries(engine, settings, start, day),
+        top_queries=top_queries(engine, settings, start, day, seeded),
         evidence=note_evidence(settings, notes),
     )

@@ -13,6 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -521,7 +522,9 @@ def _ratio(rows: pd.DataFrame, column: str) -> str:
     return f"{r[column]:.2f}x [{r[f'{column}_ci_low']:.2f}, {r[f'{column}_ci_high']:.2f}]"
 
 
+@lru_cache(maxsize=1)
 def environment() -> Environment:
+    """The Jinja2 environment (one per process: it keeps the compiled page template)."""
     return Environment(
         loader=FileSystemLoader(Path(__file__).parent),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -545,8 +548,12 @@ def write_atomic(path: Path, text: str) -> None:
 def render_index(reports_root: Path, folder: str) -> str:
     """The list of every report under ``reports_root/folder``, newest first."""
     days = sorted((p.stem for p in (reports_root / folder).glob("*.html") if _is_day(p.stem)), reverse=True)
-    template = environment().from_string(INDEX_TEMPLATE)
-    return template.render(days=days, folder=folder, data_docs=(reports_root / "data_docs" / "index.html").exists())
+    return _index_template().render(days=days, folder=folder, data_docs=(reports_root / "data_docs" / "index.html").exists())
+
+
+@lru_cache(maxsize=1)
+def _index_template():
+    return environment().from_string(INDEX_TEMPLATE)
 
 
 def _is_day(text: str) -> bool:
