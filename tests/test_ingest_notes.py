@@ -331,3 +331,55 @@ def test_every_delivered_note_of_the_real_samples_and_drift_fixtures_is_accepted
     files = run(tmp_path, REAL_DAY).ingest_files
     assert files.accepted_rows.sum() / files.input_rows.sum() >= 0.99
     assert files.accepted_rows.sum() == files.input_rows.sum()
+
+
+def test_note_files_mapped_together_give_each_file_what_it_gets_alone():
+    # A day's note files are mapped in one pass (notes.base.to_notes_many): every exporter,
+    # platform and container at once, and values pandas judges column by column (a JSON object
+    # among numbers, numbers among text) must be judged per file as when it is mapped alone.
+    from pipelines.ingest.files import read_records
+    from pipelines.ingest.notes import base
+    from pipelines.ingest.notes.registry import detect
+    from pipelines.ingest.quarantine import FileContext
+
+    good = json.loads((NOTES / "mediacrawler_xhs_v2026.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    hostile = [
+        {**good, "time": 1704513600000, "title": {"oops": 1}, "liked_count": 5},
+        {**good, "note_id": "h2", "time": {"t": 1}, "collected_count": "一些", "platform": "dy"},
+        {**good, "note_id": "h3", "comment_count": "-7", "share_count": "10,000", "type": "新类型"},
+        {**good, "note_id": "", "creator_hash": "NOT-A-HASH", "tag_list": "#a[话题]#, b"},
+    ]
+    delivered = [(name, platform, (NOTES / name).read_bytes()) for name, platform in [
+        ("mediacrawler_xhs_v2026.jsonl", "xiaohongshu"),
+        ("mediacrawler_xhs_url_only.csv", "xiaohongshu"),
+        ("mediacrawler_xhs_cleaned.csv", "xiaohongshu"),
+        ("spider_xhs_info.json", "xiaohongshu"),
+        ("xhs_downloader.csv", "xiaohongshu"),
+        ("mediacrawler_douyin.json", "douyin"),
+        ("mediacrawler_bili.csv", "bilibili"),
+        ("mediacrawler_kuaishou.jsonl", "kuaishou"),
+        ("mediacrawler_weibo_v2026.json", "weibo"),
+    ]]
+    # A title that is a number elsewhere in the day makes the day's titles "mixed-integer" to pandas.
+    numbered = [{**good, "note_id": "n1", "title": 123}]
+    for name, records in (("hostile.jsonl", hostile), ("numbered.jsonl", numbered)):
+        lines = "\n".join(json.dumps(r, ensure_ascii=False) for r in records)
+        delivered.append((name, "xiaohongshu", lines.encode()))
+    files = []
+    for name, platform, data in delivered:
+        records = read_records(data)
+        fmt = next(f for f in detect(records.frame.columns) if f.platform == platform)
+        files.append((records, fmt, FileContext(DAY, "notes", platform, name)))
+
+    together = base._map_files(files)
+    assert together is not None  # mapped in one pass, not file by file
+    for (frame, checks), (records, fmt, ctx) in zip(together, files, strict=True):
+        alone, alone_checks = base.to_notes(records, fmt, ctx)
+        pd.testing.assert_frame_equal(
+            schemas.conform(schemas.NOTES, frame), schemas.conform(schemas.NOTES, alone)
+        )
+        assert frame["_pos"].tolist() == alone["_pos"].tolist()
+        assert checks.reason.tolist() == alone_checks.reason.tolist(), ctx.source_file
+        assert checks.detail.tolist() == alone_checks.detail.tolist(), ctx.source_file
+    hostile_checks = together[-2][1].reason.tolist()
+    assert hostile_checks == ["bad_type", "bad_timestamp", "negative_count", "missing_required"]

@@ -35,7 +35,7 @@ from . import quarantine
 from .events import WrongShape, to_table
 from .files import SQLITE_MAGIC, RawRecords, UnreadableFile, read_records, rows_held, sqlite_tables
 from .landing import Entry
-from .notes.base import to_notes
+from .notes.base import NoteFormat, to_notes_many
 from .notes.registry import detect, sqlite_table_formats
 from .quarantine import Checks, FileContext
 
@@ -125,6 +125,8 @@ class _Parsed:
     records: RawRecords | None = None
     accepted: pd.DataFrame | None = None
     quarantined: list[pd.DataFrame] = field(default_factory=list)
+    #: A note file's format: its records are mapped with the day's other note files (``_map_notes``).
+    note_format: NoteFormat | None = None
 
 
 def ingest_day(
@@ -152,6 +154,7 @@ def ingest_day(
         for entry, platform in _day_files(landing, source, day):
             say(f"{source}: {entry.rel}")
             parsed += _parse_path(entry, source, platform, day, run_id, items)
+    _map_notes(parsed, run_id)
 
     written: dict[str, int] = {}
     collapsed: dict[str, int] = {}
@@ -340,21 +343,32 @@ def _parse_file(
             return out  # an empty file: 0 rows, recorded, not an error
         if source == "notes":
             fmt = fmt or _note_format(records, platform)
-            frame, checks = to_notes(records, fmt, ctx) if fmt else (None, None)
-            out.result.format = (
-                fmt.label(records.frame.columns, records.format) if fmt else records.format
-            )
-        else:
-            frame, checks = to_table(records, schemas.table(source), ctx, items)
+            if fmt is None:
+                return out  # no records to detect a note format from: nothing to accept
+            out.result.format = fmt.label(records.frame.columns, records.format)
+            out.note_format = fmt
+            return out  # mapped with the day's other note files (_map_notes)
+        frame, checks = to_table(records, schemas.table(source), ctx, items)
     except UnreadableFile as e:
         return _fail(out, data, e.reason, str(e), run_id, rows=e.rows)
     except WrongShape as e:
         out.result.format = out.records.format if out.records is not None else "unknown"
         return _fail(out, data, "wrong_shape", str(e), run_id)
-    if frame is None:
-        return out  # no records to detect a note format from: nothing to accept
     _quarantine_rows(out, frame, checks, run_id)
     return out
+
+
+def _map_notes(parsed: list[_Parsed], run_id: str) -> None:
+    """Map every note file of the day to notes rows, then take or quarantine each file's rows.
+
+    All files at once (``notes.base.to_notes_many``): a day holds dozens of small note files, and
+    one pass per step over all of them costs what one file's pass did. Each file keeps its own
+    rows, row numbers and quarantine records, as if mapped alone.
+    """
+    pending = [p for p in parsed if p.note_format is not None]
+    mapped = to_notes_many([(p.records, p.note_format, p.ctx) for p in pending])
+    for p, (frame, checks) in zip(pending, mapped, strict=True):
+        _quarantine_rows(p, frame, checks, run_id)
 
 
 def _note_format(records: RawRecords, platform: str):
@@ -469,7 +483,7 @@ def _quarantine_rows(out: _Parsed, frame: pd.DataFrame, checks: Checks, run_id: 
                 run_id,
             )
         )
-    out.accepted = frame.loc[~bad]
+    out.accepted = frame.loc[~bad] if bad.any() else frame
 
 
 # ---------------------------------------------------------------- the day's table

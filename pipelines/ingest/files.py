@@ -52,6 +52,12 @@ class UnreadableFile(Exception):
 
 
 def _malformed(row_number=(), raw=(), detail=(), reason=()) -> pd.DataFrame:
+    if not len(row_number):
+        return _NONE_MALFORMED.copy()  # most files: built once, copied (a frame costs far more)
+    return _malformed_frame(row_number, raw, detail, reason)
+
+
+def _malformed_frame(row_number, raw, detail, reason) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "row_number": np.asarray(row_number, dtype="int64"),
@@ -60,6 +66,9 @@ def _malformed(row_number=(), raw=(), detail=(), reason=()) -> pd.DataFrame:
             "reason": pd.Series(list(reason), dtype=object),
         }
     )
+
+
+_NONE_MALFORMED = _malformed_frame((), (), (), ())
 
 
 @dataclass

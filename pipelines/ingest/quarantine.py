@@ -82,6 +82,13 @@ class Checks:
     def bad(self) -> pd.Series:
         return self.reason.notna()
 
+    def part(self, start: int, stop: int) -> Checks:
+        """The checks of rows ``start:stop`` (one file of several checked together)."""
+        out = Checks.__new__(Checks)
+        out.reason = self.reason.iloc[start:stop]
+        out.detail = self.detail.iloc[start:stop]
+        return out
+
 
 @dataclass(frozen=True)
 class FileContext:

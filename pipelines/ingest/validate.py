@@ -5,6 +5,8 @@ Nothing here lists columns: every rule comes from the ``schemas.Column`` being c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -47,15 +49,30 @@ def as_text(values: pd.Series) -> pd.Series:
     return s.str.strip()
 
 
-def nested(values: pd.Series) -> pd.Series:
-    """True where a value is a JSON object or array (the wrong type for a scalar column)."""
+def nested(values: pd.Series, parts: Sequence[int] | None = None) -> pd.Series:
+    """True where a value is a JSON object or array (the wrong type for a scalar column).
+
+    A column is looked into only when pandas infers it as mixed. ``parts``: the lengths of the
+    consecutive runs of ``values`` that come from different files, each inferred on its own (as
+    when its file is checked alone).
+    """
     s = pd.Series(values, copy=False)
-    if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in (
-        "mixed",
-        "unknown-array",
-    ):
+    if parts is not None and s.dtype == object:
+        found = np.zeros(len(s), dtype=bool)
+        items = s.to_numpy()
+        start = 0
+        for n in parts:
+            mine = items[start : start + n]
+            if pd.api.types.infer_dtype(mine, skipna=True) in _MIXED:
+                found[start : start + n] = [isinstance(v, (dict, list, tuple)) for v in mine]
+            start += n
+        return pd.Series(found, index=s.index)
+    if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in _MIXED:
         return pd.Series(False, index=s.index)
     return s.map(lambda v: isinstance(v, (dict, list, tuple)))
+
+
+_MIXED = ("mixed", "unknown-array")
 
 
 def to_utc(values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -78,21 +95,25 @@ def column(
     *,
     empty_ok: bool = False,
     day: object | None = None,
+    parts: Sequence[int] | None = None,
 ) -> pd.Series:
     """Type one raw column by its declaration, flagging failures in ``checks``; returns the typed values.
 
     ``day``, the delivery day, bounds timestamps (``timeutil.timestamp_bounds``): one outside
     them is ``out_of_range``. Numbers outside the declared min / max are ``out_of_range`` too, and
     an integer column never takes a value its declaration does not bound (nor one past 2^53,
-    where a float no longer holds every integer).
+    where a float no longer holds every integer). ``parts``: the lengths of the runs of values
+    from different files, when several files are checked together (``nested``).
     """
     s = pd.Series(values, copy=False)
     name = col.name
-    is_nested = _flag(nested(s))
+    is_nested = _flag(nested(s, parts))
     if is_nested.any():
         s = s.where(~is_nested, None)
     typed = pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_datetime64_any_dtype(s.dtype)
-    text = None if typed and col.type != "str" else as_text(s)
+    # JSON numbers: an object column of whole numbers is read as such, not through their text.
+    ints = None if typed or col.type == "str" else _json_integers(s)
+    text = None if (typed or ints is not None) and col.type != "str" else as_text(s)
     if text is not None:
         missing = _flag(text.isna()) if empty_ok else (_flag(text.isna()) | _flag(text.eq("")))
     else:
@@ -117,7 +138,10 @@ def column(
         return out.where(~missing, None)
 
     if col.type == "ts":
-        ts, bad = to_utc(s.where(~missing) if missing.any() else s)
+        if ints is not None:
+            ts, bad = to_utc(ints)  # as parse_timestamps reads their text: epoch s / ms
+        else:
+            ts, bad = to_utc(s.where(~missing) if missing.any() else s)
         checks.flag(bad, "bad_timestamp", name, shown=s, suffix=" is not a timestamp")
         if day is not None:
             low, high = timestamp_bounds(day)
@@ -142,8 +166,8 @@ def column(
         if pd.api.types.is_bool_dtype(s.dtype):
             num = pd.Series(np.nan, index=s.index)
             wrong = ~missing
-        elif typed:
-            num = s.astype("float64")
+        elif typed or ints is not None:
+            num = s.astype("float64") if ints is None else ints
             wrong = pd.Series(False, index=s.index)
         else:
             num = pd.to_numeric(text.where(~missing), errors="coerce").astype("float64")
@@ -164,10 +188,10 @@ def column(
             exact = pd.api.types.is_integer_dtype(s.dtype)
             if exact and bool(good.all()):
                 return s.astype("int64")  # typed Parquet column, every value good: no copy by row
-            out = pd.Series(pd.array([None] * len(s), dtype="Int64"), index=s.index)
-            if good.any():
-                out[good] = (s[good] if exact else num[good]).astype("int64")
-            return out
+            values, keep = np.zeros(len(s), dtype="int64"), good.to_numpy(dtype=bool)
+            if keep.any():
+                values[keep] = (s[good] if exact else num[good]).astype("int64").to_numpy()
+            return pd.Series(pd.arrays.IntegerArray(values, ~keep), index=s.index)
         return num.where(good)
 
     raise NotImplementedError(f"ingestion does not read columns of type {col.type} ({name})")
@@ -175,6 +199,23 @@ def column(
 
 #: The largest integer every float64 holds exactly.
 _EXACT_INT = 2**53
+
+
+def _json_integers(s: pd.Series) -> pd.Series | None:
+    """An object column of whole numbers and nulls (JSON numbers; a reader may have made them
+    floats) as float64, when every one is below 2^53 in size: a float holds each exactly, as
+    when parsed from its text. Else None (read through the text)."""
+    if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in _NUMBERS:
+        return None
+    try:
+        num = s.astype("float64")
+    except (OverflowError, TypeError, ValueError):
+        return None
+    whole = num.abs().lt(_EXACT_INT) & num.eq(np.floor(num))
+    return num if bool(whole.where(num.notna(), True).all()) else None
+
+
+_NUMBERS = ("integer", "floating", "mixed-integer-float")
 
 
 def bound_text(value: float) -> str:
