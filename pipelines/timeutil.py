@@ -51,6 +51,9 @@ def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parse mixed epoch numbers / strings into UTC; returns (timestamps, is_bad).
 
     ``is_bad`` is True where a non-null value could not be parsed; nulls stay null and not bad.
+    A string finer than microseconds (a non-zero 7th or later fractional-second digit) is bad: it
+    is never rounded, nor parsed (pandas would read all the strings at nanosecond resolution,
+    where years outside 1677-2262 do not fit). Zeros past the 6th digit are dropped.
     """
     s = pd.Series(values, copy=False)
     out = pd.Series(pd.NaT, index=s.index, dtype=UTC_DTYPE)
@@ -73,6 +76,8 @@ def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     is_str = present & ~is_num
     if is_str.any():
         text = as_text[is_str].str.replace("_", " ", regex=False)  # XHS-Downloader's 2024-01-06_12:00:00
+        text = text.str.replace(r"([.,]\d{6})0+(\D|$)", r"\1\2", regex=True)  # .1234560 is .123456
+        text = text[~text.str.contains(r"[.,]\d{7}", regex=True)]  # finer than microseconds: bad
         has_offset = text.str.contains(r"(?:[+-]\d{2}:?\d{2}|Z)$", regex=True)
         if has_offset.any():
             out[has_offset[has_offset].index] = pd.to_datetime(

@@ -4,6 +4,8 @@ accounting counts each side on its own."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import sys
@@ -312,6 +314,130 @@ def test_a_day_with_hostile_orders_and_times_runs_through_the_funnel_and_the_gat
     assert orders.amount_fen.between(1, 10**12).all() and not orders.order_id.str.startswith("h").any()
     lag = checks.freshness(settings, start, checks.table_frames(settings, start)).iloc[0]
     assert lag["orders_event_lag_hours"] >= -24 and exposures.exists()
+
+
+# ---------------------------------------------------------------- values pandas reads awkwardly
+
+
+def _files(result, *names: str) -> dict[str, list[int]]:
+    """source file name -> [input, accepted, quarantined] rows."""
+    files = result.ingest_files.assign(name=result.ingest_files.source_file.str.rsplit("/", n=1).str[-1])
+    rows = files.set_index("name")[["input_rows", "accepted_rows", "quarantined_rows"]]
+    return {name: rows.loc[name].tolist() for name in names}
+
+
+def _message(result, name: str, row: int) -> str:
+    q = result.quarantine
+    return q.loc[q.source_file.str.endswith("/" + name) & q.row_number.eq(row), "message"].iloc[0]
+
+
+def test_timestamps_finer_than_microseconds_are_bad_never_rounded(tmp_path):
+    drop(
+        tmp_path,
+        f"searches/dt={DAY}/s.csv",
+        SEARCH_HEADER
+        + "s1,u,2024-01-06T10:00:00.1234567+08:00,a\n"  # 2: 7 digits, with an offset
+        + "s2,u,2024-01-06 10:00:00.123456789,a\n"  # 3: nanoseconds, naive
+        + "s3,u,2024-01-06T10:00:00.123456789Z,a\n"  # 4
+        + "s4,u,2024-01-06T10:00:00.123456000+08:00,a\n"  # 5: zeros past microseconds lose nothing
+        + "s5,u,2024-01-06T10:00:00.123456+08:00,a\n"  # 6
+        + "s6,u,2300-01-01 00:00:00,a\n"  # 7: too late, though its neighbours have nanoseconds
+        + "s7,u,１２３,a\n"  # 8: full-width digits
+        + "s8,u,99999999999999999999999999,a\n"  # 9: an epoch past any timestamp
+        + "s9,u,1704513600,a\n",  # 10
+    )
+    good = json.loads((FIXTURES / "notes" / "mediacrawler_xhs_v2026.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    drop(
+        tmp_path,
+        f"notes/xiaohongshu/dt={DAY}/n.jsonl",
+        json.dumps({**good, "note_id": "n1", "time": "2024-01-06T10:00:00.1234567+08:00"}) + "\n"
+        + json.dumps({**good, "note_id": "n2"}) + "\n",
+    )
+    result = run(tmp_path)
+    assert reasons(result, "s.csv") == {
+        2: "bad_timestamp",
+        3: "bad_timestamp",
+        4: "bad_timestamp",
+        7: "out_of_range",
+        8: "bad_timestamp",
+        9: "bad_timestamp",
+    }
+    assert reasons(result, "n.jsonl") == {1: "bad_timestamp"}
+    assert _files(result, "s.csv", "n.jsonl") == {"s.csv": [9, 3, 6], "n.jsonl": [2, 1, 1]}
+    assert _message(result, "s.csv", 2).startswith(
+        f"searches/dt={DAY}/s.csv row 2: event_time '2024-01-06T10:00:00.1234567+08:00' is not a "
+        "timestamp: its fraction of a second has more than 6 digits (finer than microseconds)"
+    )
+    assert _message(result, "n.jsonl", 1).startswith(
+        f"notes/xiaohongshu/dt={DAY}/n.jsonl row 1: published_at '2024-01-06T10:00:00.1234567+08:00'"
+    )
+    searches = lake.read_table(tmp_path / "lake", "searches").set_index("search_id")
+    assert sorted(searches.index) == ["s4", "s5", "s9"]
+    assert searches.event_time["s4"] == searches.event_time["s5"] == pd.Timestamp("2024-01-06 02:00:00.123456Z")
+
+
+def test_early_url_only_notes_whose_urls_are_all_empty_are_missing_their_id(tmp_path):
+    # MediaCrawler's early CSV shape: no id column, the id is the last segment of note_url.
+    fixture = FIXTURES / "notes" / "mediacrawler_xhs_url_only.csv"
+    drop(tmp_path, f"notes/xiaohongshu/dt={DAY}/good.csv", fixture.read_bytes())
+    header, *rows = list(csv.reader(io.StringIO(fixture.read_text(encoding="utf-8-sig"), newline="")))
+    first = dict(zip(header, rows[0], strict=True))
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\n").writerows([header] + [[*r[:-1], ""] for r in rows[:2]])
+    drop(tmp_path, f"notes/xiaohongshu/dt={DAY}/empty.csv", out.getvalue())
+    drop(tmp_path, f"notes/xiaohongshu/dt={DAY}/nulls.jsonl", "".join(
+        json.dumps({**first, "note_url": url}, ensure_ascii=False) + "\n" for url in (None, None)
+    ))
+    drop(tmp_path, f"notes/xiaohongshu/dt={DAY}/blank.json", json.dumps(
+        [{**first, "note_url": url} for url in (None, "", "   ")], ensure_ascii=False
+    ))
+    result = run(tmp_path)
+    assert reasons(result, "empty.csv") == {2: "missing_required", 3: "missing_required"}
+    assert reasons(result, "nulls.jsonl") == {1: "missing_required", 2: "missing_required"}
+    assert reasons(result, "blank.json") == dict.fromkeys([1, 2, 3], "missing_required")
+    assert reasons(result, "good.csv") == {}
+    assert _files(result, "good.csv", "empty.csv", "nulls.jsonl", "blank.json") == {
+        "good.csv": [20, 20, 0],
+        "empty.csv": [2, 0, 2],
+        "nulls.jsonl": [2, 0, 2],
+        "blank.json": [3, 0, 3],
+    }
+    assert _message(result, "nulls.jsonl", 2).startswith(
+        f"notes/xiaohongshu/dt={DAY}/nulls.jsonl row 2: required field 'note_id' is empty"
+    )
+
+
+def test_a_json_object_or_array_among_integers_is_the_wrong_type(tmp_path):
+    searches = [
+        {"search_id": "s1", "user_id": "u", "event_time": 1704513600, "query": "q"},
+        {"search_id": "s2", "user_id": "u", "event_time": {"at": 1704513600}, "query": "q"},  # 2
+        {"search_id": "s3", "user_id": "u", "event_time": [1704513600], "query": "q"},  # 3
+        {"search_id": 4, "user_id": "u", "event_time": 1704513600, "query": "q"},  # 4: a number id is fine
+        {"search_id": {"id": 5}, "user_id": "u", "event_time": 1704513600, "query": "q"},  # 5
+    ]
+    drop(tmp_path, f"searches/dt={DAY}/s.jsonl", "".join(json.dumps(r) + "\n" for r in searches))
+    good = json.loads((FIXTURES / "notes" / "mediacrawler_douyin_new_types.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    notes = [
+        {**good, "aweme_id": "a1", "create_time": {"t": 1}},  # 1: among whole-number times
+        {**good, "aweme_id": "a2", "title": [1]},  # 2: among text and a number
+        {**good, "aweme_id": "a3", "title": 7},  # 3
+    ]
+    drop(tmp_path, f"notes/douyin/dt={DAY}/n.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in notes))
+    result = run(tmp_path)
+    assert reasons(result, "s.jsonl") == {2: "bad_type", 3: "bad_type", 5: "bad_type"}
+    assert reasons(result, "n.jsonl") == {1: "bad_type", 2: "bad_type"}
+    assert _files(result, "s.jsonl", "n.jsonl") == {"s.jsonl": [5, 2, 3], "n.jsonl": [3, 1, 2]}
+    assert _message(result, "s.jsonl", 2).startswith(
+        f"searches/dt={DAY}/s.jsonl row 2: field 'event_time' holds a JSON object or array"
+    )
+    assert _message(result, "s.jsonl", 5).startswith(
+        f"searches/dt={DAY}/s.jsonl row 5: field 'search_id' holds a JSON object or array"
+    )
+    assert _message(result, "n.jsonl", 2).startswith(
+        f"notes/douyin/dt={DAY}/n.jsonl row 2: field 'title' holds a JSON object or array, not text"
+    )
+    assert sorted(lake.read_table(tmp_path / "lake", "searches").search_id) == ["4", "s1"]
+    assert lake.read_table(tmp_path / "lake", "notes").note_id.tolist() == ["a3"]
 
 
 # ---------------------------------------------------------------- encodings

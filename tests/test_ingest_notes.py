@@ -382,4 +382,4 @@ def test_note_files_mapped_together_give_each_file_what_it_gets_alone():
         assert checks.reason.tolist() == alone_checks.reason.tolist(), ctx.source_file
         assert checks.detail.tolist() == alone_checks.detail.tolist(), ctx.source_file
     hostile_checks = together[-2][1].reason.tolist()
-    assert hostile_checks == ["bad_type", "bad_timestamp", "negative_count", "missing_required"]
+    assert hostile_checks == ["bad_type", "bad_type", "negative_count", "missing_required"]

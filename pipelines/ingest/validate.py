@@ -52,9 +52,9 @@ def as_text(values: pd.Series) -> pd.Series:
 def nested(values: pd.Series, parts: Sequence[int] | None = None) -> pd.Series:
     """True where a value is a JSON object or array (the wrong type for a scalar column).
 
-    A column is looked into only when pandas infers it as mixed. ``parts``: the lengths of the
-    consecutive runs of ``values`` that come from different files, each inferred on its own (as
-    when its file is checked alone).
+    A column is looked into only when pandas infers it as mixed (``mixed-integer`` too: integers
+    among other values). ``parts``: the lengths of the consecutive runs of ``values`` that come
+    from different files, each inferred on its own (as when its file is checked alone).
     """
     s = pd.Series(values, copy=False)
     if parts is not None and s.dtype == object:
@@ -72,7 +72,9 @@ def nested(values: pd.Series, parts: Sequence[int] | None = None) -> pd.Series:
     return s.map(lambda v: isinstance(v, (dict, list, tuple)))
 
 
-_MIXED = ("mixed", "unknown-array")
+#: What pandas infers of values that may hold a dict or list (``infer_dtype`` names any other
+#: column by the one scalar type all its values share).
+_MIXED = ("mixed", "mixed-integer", "unknown-array")
 
 
 def to_utc(values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -118,6 +120,8 @@ def column(
         missing = _flag(text.isna()) if empty_ok else (_flag(text.isna()) | _flag(text.eq("")))
     else:
         missing = _flag(s.isna())
+    if is_nested.any():
+        missing &= ~is_nested  # not empty: the wrong type (bad_type below)
     if not col.nullable:
         checks.flag(missing, "missing_required", f"required field {name!r} is empty")
     checks.flag(
@@ -142,6 +146,9 @@ def column(
             ts, bad = to_utc(ints)  # as parse_timestamps reads their text: epoch s / ms
         else:
             ts, bad = to_utc(s.where(~missing) if missing.any() else s)
+        if bad.any():
+            finer = bad & _flag(as_text(s).str.contains(_FINER_THAN_US, regex=True))
+            checks.flag(finer, "bad_timestamp", name, shown=s, suffix=_FINER_SUFFIX)
         checks.flag(bad, "bad_timestamp", name, shown=s, suffix=" is not a timestamp")
         if day is not None:
             low, high = timestamp_bounds(day)
@@ -196,6 +203,11 @@ def column(
 
     raise NotImplementedError(f"ingestion does not read columns of type {col.type} ({name})")
 
+
+#: A time of day whose fraction of a second is finer than microseconds (``parse_timestamps``
+#: never rounds it: it is bad).
+_FINER_THAN_US = r":\d{2}[.,]\d{6}0*[1-9]"
+_FINER_SUFFIX = " is not a timestamp: its fraction of a second has more than 6 digits (finer than microseconds)"
 
 #: The largest integer every float64 holds exactly.
 _EXACT_INT = 2**53

@@ -436,6 +436,8 @@ def _parse_count_fields(
 def id_from_url(urls: pd.Series, prefix: str = "") -> pd.Series:
     """The last path segment of each URL (query and fragment dropped), less ``prefix``."""
     path = as_text(urls).str.replace(r"[?#].*$", "", regex=True).str.rstrip("/")
+    if not path.notna().any():
+        return path  # all missing (pandas cannot take a segment of no string at all)
     last = path.str.rsplit("/", n=1).str[-1]
     if prefix:
         last = last.str.removeprefix(prefix)
