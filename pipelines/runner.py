@@ -120,7 +120,6 @@ def ingest_pending(
             f"landing folder {landing} does not exist; pass the landing zone (--landing or "
             f"Settings(landing=...)) or set SEEDFUNNEL_LANDING"
         )
-    params = settings.funnel
     todo = []
     for d in delivery_days(landing):
         if d > day:
@@ -138,29 +137,17 @@ def ingest_pending(
     totals: dict = {}
     errors: list[str] = []
     done: list[date] = []
+    # Before the first computation every day is computed anyway: what each delivery changed
+    # is not needed (finding it reads the lake around every delivery).
+    detect = state.computed is not None
     for d, fp in todo:
         say(f"ingesting delivery {d}")
-        before = {s: lake.read_table(settings.lake, s, [d]) for s in arrival.EVENTS}
-        dims_before = arrival.resolved_dimensions(settings.lake)
+        if detect:
+            before = {s: lake.read_table(settings.lake, s, [d]) for s in arrival.EVENTS}
+            dims_before = arrival.resolved_dimensions(settings.lake)
         result = ingest_day(settings, d, run_id=run_id)
-        changed: dict[str, pd.DataFrame] = {}
-        for source in arrival.EVENTS:
-            after = lake.read_table(settings.lake, source, [d])
-            changed[source] = arrival.changed_rows(before[source], after, schemas.table(source))
-            state.pending.add(arrival.affected_from(settings.lake, source, changed[source], params), f"{source}/dt={d}")
-        dims_after = arrival.resolved_dimensions(settings.lake)
-        for source, (key, _) in arrival.DIMENSIONS.items():
-            changed[source] = arrival.changed_keys(dims_before[source], dims_after[source], key)
-            state.pending.add(arrival.affected_from(settings.lake, source, changed[source], params), f"{source}/dt={d}")
-        state.pending.add_users(
-            arrival.boost_users(
-                settings.lake,
-                changed["exposures"],
-                changed["id_links"],
-                changed["notes"],
-                (dims_before["id_links"], dims_after["id_links"]),
-            )
-        )
+        if detect:
+            _record_changes(settings, state, d, before, dims_before)
         state.deliveries[d.isoformat()] = fp
         state.mark_unpublished(schemas.QUARANTINE.name, [d])
         state.mark_unpublished(schemas.INGEST_FILES.name, [d])
@@ -177,6 +164,32 @@ def ingest_pending(
         state.generation += 1
         state.save(settings)
     return done, {"totals": totals, "errors": errors}
+
+
+def _record_changes(
+    settings: Settings, state: arrival.State, d: date, before: dict[str, pd.DataFrame], dims_before: dict[str, pd.DataFrame]
+) -> None:
+    """Add to ``state.pending`` what ingesting delivery ``d`` changed: the first day it may move,
+    and the users whose boost snapshots it may move (``arrival.affected_from``, ``boost_users``)."""
+    params = settings.funnel
+    changed: dict[str, pd.DataFrame] = {}
+    for source in arrival.EVENTS:
+        after = lake.read_table(settings.lake, source, [d])
+        changed[source] = arrival.changed_rows(before[source], after, schemas.table(source))
+        state.pending.add(arrival.affected_from(settings.lake, source, changed[source], params), f"{source}/dt={d}")
+    dims_after = arrival.resolved_dimensions(settings.lake)
+    for source, (key, _) in arrival.DIMENSIONS.items():
+        changed[source] = arrival.changed_keys(dims_before[source], dims_after[source], key)
+        state.pending.add(arrival.affected_from(settings.lake, source, changed[source], params), f"{source}/dt={d}")
+    state.pending.add_users(
+        arrival.boost_users(
+            settings.lake,
+            changed["exposures"],
+            changed["id_links"],
+            changed["notes"],
+            (dims_before["id_links"], dims_after["id_links"]),
+        )
+    )
 
 
 def stage_ingest(settings: Settings, day: date, run_id: str | None = None, say: Say = _quiet) -> dict:
