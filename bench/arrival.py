@@ -173,14 +173,19 @@ def render(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(r: dict, path: Path) -> None:
+def replace_section(path: Path, block: str, begin: str, end: str, heading: str) -> None:
+    """Put ``block`` (starting with ``begin``, ending with ``end``) in place of the generated section
+    of ``path``; appended under ``heading`` when the file has none."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = render(r)
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     else:
-        text = text.rstrip() + "\n\n## Late data (issue 14)\n\n" + block + "\n"
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+def write_docs(r: dict, path: Path) -> None:
+    replace_section(path, render(r), BEGIN, END, "Late data (issue 14)")
 
 
 def main(argv: list[str] | None = None) -> None:

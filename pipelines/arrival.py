@@ -199,7 +199,7 @@ class State:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         pq.write_table(pa.table({"key": keys.cast(pa.large_string())}), tmp)
         os.replace(tmp, path)
-        self.mark_unpublished(table, [day], lake_root=None)
+        self.mark_unpublished(table, [day])
 
     def published(self, lake_root: Path) -> None:
         """Everything unpublished was published."""

@@ -278,13 +278,15 @@ def _write_boost_scope(settings: Settings, plan: Plan, users: dict[str, str]) ->
     each from its first day (never before the plan's start)."""
     out = run_dir(settings, plan)
     out.mkdir(parents=True, exist_ok=True)
-    scope = pd.DataFrame({"user_id": list(users), "from_dt": list(users.values())}, dtype=object)
-    scope["from_dt"] = np.maximum(scope["from_dt"].astype(str), plan.start) if len(scope) else scope["from_dt"]
-    scope = scope.loc[scope["from_dt"].astype(str) < plan.boost_all_from]
-    pq.write_table(
-        pa.table({"user_id": pa.array(scope["user_id"], pa.large_string()), "from_dt": pa.array(scope["from_dt"].astype(str)).cast(pa.date32())}),
-        out / BOOST_SCOPE,
+    first = {user: max(day, plan.start) for user, day in users.items()}  # ISO dates order as strings
+    first = {user: day for user, day in first.items() if day < plan.boost_all_from}
+    scope = pa.table(
+        {
+            "user_id": pa.array(list(first), pa.large_string()),
+            "from_dt": pa.array(list(first.values()), pa.string()).cast(pa.date32()),
+        }
     )
+    pq.write_table(scope, out / BOOST_SCOPE)
 
 
 def boost_scope(settings: Settings, plan: Plan) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opened import watch_opens
 
 from pipelines import lake
 from pipelines.ingest.day import ingest_day
@@ -187,18 +188,6 @@ def independent_count(data: bytes) -> tuple[str, int]:
 
 # ---------------------------------------------------------------- watching what is opened
 
-_opened: list[str] | None = None
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _opened is not None and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
-        path, flags = os.fsdecode(args[0]), args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-        if flags & os.O_NOFOLLOW and os.path.islink(path):
-            return  # the kernel refuses to open it: nothing is read through the link
-        _opened.append(os.path.realpath(path))  # where it leads, links followed
-
-
-sys.addaudithook(_audit)  # inert unless a test is watching (an audit hook cannot be removed)
 #: What reading a file may open besides it: Python's own modules and the time zone database.
 _PYTHON = tuple(
     {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *zoneinfo.TZPATH)}
@@ -206,12 +195,9 @@ _PYTHON = tuple(
 
 
 def _ingest_watched(settings: Settings) -> tuple[object, list[str]]:
-    global _opened
-    _opened = []
-    try:
-        return ingest_day(settings, DAY), list(_opened)
-    finally:
-        _opened = None
+    with watch_opens() as opened:
+        result = ingest_day(settings, DAY)
+    return result, list(opened)
 
 
 def _check(name: str, data: bytes) -> None:

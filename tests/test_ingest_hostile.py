@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import os
-import sys
 import threading
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from opened import watch_opens
 from test_ingest_helpers import DAY, FIXTURES, drop, reasons, run, settings_for, sqlite_from_sql
 
 from pipelines import lake, runner, schemas
@@ -26,35 +26,6 @@ from pipelines.settings import Settings
 SECRET = "root:x:0:0:CANARY-SECRET-LINE:/root:/bin/bash\n"
 SEARCH_HEADER = "search_id,user_id,event_time,query\n"
 ORDER_HEADER = "order_id,user_id,item_id,brand_id,category_id,amount_fen,paid_at,status\n"
-
-
-# ---------------------------------------------------------------- watching what is opened
-
-_opened: list[str] | None = None
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _opened is not None and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
-        path, flags = os.fsdecode(args[0]), args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-        if flags & os.O_NOFOLLOW and os.path.islink(path):
-            return  # the kernel refuses to open it: nothing is read through the link
-        _opened.append(os.path.realpath(path))  # where it leads, links followed
-
-
-sys.addaudithook(_audit)  # inert unless a test is watching (an audit hook cannot be removed)
-
-
-class watch_opens:  # noqa: N801 - used as a context manager
-    """Every file ``open`` / ``os.open`` reached while the block runs (links resolved)."""
-
-    def __enter__(self) -> list[str]:
-        global _opened
-        _opened = []
-        return _opened
-
-    def __exit__(self, *exc) -> None:
-        global _opened
-        _opened = None
 
 
 def _secret(tmp_path: Path) -> Path:
