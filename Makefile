@@ -8,6 +8,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 ARRIVAL_ARGS ?=
 DAILY_ARGS ?=
+COVERAGE_ARGS ?=
 
 .PHONY: setup demo cluster-demo test lint bench clean help
 
@@ -48,6 +49,7 @@ bench: setup
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 	$(VENV)/bin/python bench/arrival.py $(ARRIVAL_ARGS)
 	$(VENV)/bin/python bench/daily.py $(DAILY_ARGS)
+	$(VENV)/bin/python bench/coverage.py $(COVERAGE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .seedfunnel .pytest_cache

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import lake, schemas, windows
-from .settings import PROJECT_ROOT, FunnelParams, Settings
+from .settings import PROJECT_ROOT, FunnelParams, ModelParams, Settings
 from .timeutil import business_day
 
 #: The lake folder of computed funnel tables (one partition per day), before publishing.
@@ -58,6 +58,9 @@ SOURCES = ("notes", "exposures", "id_links", "searches", "orders")
 EVENTS = ("exposures", "searches", "orders")
 #: The event-time column of each event table (the one its rows' own day comes from).
 EVENT_TIME = {"exposures": "event_time", "searches": "event_time", "orders": "paid_at"}
+#: Inputs only the models of SPEC 5.11 read (source -> time column): a changed row restates the
+#: snapshots from its own day (the funnel days from there are recomputed too, and do not change).
+MODEL_INPUTS = {"spend": "spent_at"}
 #: Dimensions: compared as resolved (SPEC 3), on what the funnel reads of them, so a re-delivered
 #: note with fresher like counts, or a weekly batch naming the same links again, changes nothing.
 DIMENSIONS: dict[str, tuple[list[str], list[str]]] = {
@@ -298,8 +301,11 @@ def files_fingerprint(
     return h.hexdigest()[:24]
 
 
-def params_fingerprint(params: FunnelParams) -> str:
-    return hashlib.sha256(repr(asdict(params)).encode()).hexdigest()[:16]
+def params_fingerprint(params: FunnelParams | ModelParams) -> str:
+    values = asdict(params)
+    if values.get("category_windows") == ():  # none set: the fingerprint of before they existed
+        del values["category_windows"]
+    return hashlib.sha256(repr(values).encode()).hexdigest()[:16]
 
 
 def reference_fingerprint(settings: Settings) -> str:
@@ -436,6 +442,8 @@ def affected_from(lake_root: Path, source: str, changed: pd.DataFrame, params: F
         return None
     if source == "exposures":
         return _first_day(changed["event_time"])
+    if source in MODEL_INPUTS:
+        return _first_day(changed[MODEL_INPUTS[source]])
     if source == "notes":
         return _first_day(_exposure_times(lake_root, "note_id", changed))
     if source == "id_links":

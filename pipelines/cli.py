@@ -225,9 +225,13 @@ def _require_seeds(settings: Settings) -> None:
     from .reference import SeedError, load_reference
 
     try:
-        load_reference(settings.seeds)
+        ref = load_reference(settings.seeds)
     except SeedError as e:
         _fail(f"{e} (pass --seeds DIR or set {ENV_SEEDS})")
+    try:
+        settings.funnel.check_categories(ref.categories["category_id"], str(Path(settings.seeds) / "categories.csv"))
+    except SettingsError as e:
+        _fail(f"{e} (from {settings.sources.get('funnel.category_windows', 'default')})")
 
 
 def _require_warehouse(settings: Settings) -> None:
@@ -668,9 +672,10 @@ def show_settings(
 ) -> None:
     """Print every resolved setting with where it came from: argument, env VAR, file PATH or default.
 
-    Folders, warehouse URL (password masked), buckets, funnel parameters (SPEC 5) and quality
-    thresholds. Each resolves as: command-line flag > environment variable > settings file
-    (`--config`, `SEEDFUNNEL_CONFIG`, or ./seedfunnel.toml) > default (docs/settings.md).
+    Folders, warehouse URL (password masked), buckets, funnel parameters (SPEC 5; windows per
+    category: `[funnel.category_windows.<category_id>]`) and quality thresholds. Each resolves as:
+    command-line flag > environment variable > settings file (`--config`, `SEEDFUNNEL_CONFIG`, or
+    ./seedfunnel.toml) > default (docs/settings.md).
     """
     s = _settings(home=home, seeds=seeds, landing=landing, warehouse_url=warehouse_url)
     if as_toml:

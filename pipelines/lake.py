@@ -193,6 +193,32 @@ def read_table(
     return schemas.conform(name, data.to_pandas())
 
 
+def resolve_spend(spend: pd.DataFrame) -> pd.DataFrame:
+    """One row per spend_id: the version of its latest delivery (largest ``dt``), SPEC 3's rule for
+    orders. ``dt`` is kept: the delivery of the winning version. Rows equal in every column but
+    ``dt`` are one version. Two versions of a spend_id in one delivery are an error (ingestion
+    quarantines them as ``conflicting_version``, so the lake never holds them)."""
+    if spend.empty:
+        return spend.reset_index(drop=True)
+    content = [n for n in schemas.SPEND.names if n != "dt"]
+    newest = spend.groupby("spend_id", sort=False)["dt"].transform("max")
+    latest = spend.loc[spend["dt"].eq(newest).to_numpy(dtype=bool)]
+    latest = latest.drop_duplicates(content)
+    clash = latest["spend_id"].duplicated(keep=False)
+    if clash.any():
+        first = latest.loc[clash].iloc[0]
+        raise ValueError(
+            f"spend: spend_id {first['spend_id']!r} has different versions in one delivery "
+            f"(dt={first['dt']}); ingestion should have quarantined them"
+        )
+    return latest.sort_values("spend_id", ignore_index=True)
+
+
+def read_spend(lake: Path, days: Iterable[date] | None = None) -> pd.DataFrame:
+    """Spend as it stands after the given deliveries (all when None): ``resolve_spend`` over them."""
+    return resolve_spend(read_table(lake, schemas.SPEND.name, days))
+
+
 def resolve_notes(notes: pd.DataFrame) -> pd.DataFrame:
     """One row per (platform, note_id): latest delivery day, then last file name, then last record."""
     if notes.empty:

@@ -143,7 +143,7 @@ def ingest_pending(
     for d, fp in todo:
         say(f"ingesting delivery {d}")
         if detect:
-            before = {s: lake.read_table(settings.lake, s, [d]) for s in arrival.EVENTS}
+            before = {s: lake.read_table(settings.lake, s, [d]) for s in (*arrival.EVENTS, *arrival.MODEL_INPUTS)}
             dims_before = arrival.resolved_dimensions(settings.lake)
         result = ingest_day(settings, d, run_id=run_id)
         if detect:
@@ -173,7 +173,7 @@ def _record_changes(
     and the users whose boost snapshots it may move (``arrival.affected_from``, ``boost_users``)."""
     params = settings.funnel
     changed: dict[str, pd.DataFrame] = {}
-    for source in arrival.EVENTS:
+    for source in (*arrival.EVENTS, *arrival.MODEL_INPUTS):
         after = lake.read_table(settings.lake, source, [d])
         changed[source] = arrival.changed_rows(before[source], after, schemas.table(source))
         state.pending.add(arrival.affected_from(settings.lake, source, changed[source], params), f"{source}/dt={d}")
@@ -212,7 +212,10 @@ def stage_plan(settings: Settings, day: date, run_id: str | None = None, say: Sa
     """Ingest what is pending up to ``day`` and decide the days to recompute; returns the Plan as a dict."""
     from .reference import load_reference
 
-    load_reference(settings.seeds)  # a broken seeds folder stops the run before anything is ingested
+    # A broken seeds folder, or windows of a category it does not list, stops the run before
+    # anything is ingested.
+    ref = load_reference(settings.seeds)
+    settings.funnel.check_categories(ref.categories["category_id"], str(Path(settings.seeds) / "categories.csv"))
     with arrival.locked(settings, say, f"plan {day}"):
         state = arrival.State.load(settings)
         state.runs += 1
@@ -221,7 +224,9 @@ def stage_plan(settings: Settings, day: date, run_id: str | None = None, say: Sa
         latest = state.latest_delivery
         first = first_data_day(settings, latest) if latest else None
         params = settings.funnel
-        reference = arrival.reference_fingerprint(settings) + ":" + arrival.params_fingerprint(params)
+        reference = ":".join(
+            (arrival.reference_fingerprint(settings), arrival.params_fingerprint(params), arrival.params_fingerprint(settings.models))
+        )
         causes = list(state.pending.causes)
         start = boost_all_from = None
         if latest is not None and first is not None:
@@ -405,8 +410,67 @@ def one_shot(settings: Settings, engine: str = "pandas", run_id: str = "one-shot
     latest = arrival.State.load(settings).latest_delivery
     first = first_data_day(settings, latest)
     if latest is None or first is None:
-        return {t.name: schemas.empty_frame(t) for t in schemas.FUNNEL_TABLES}
-    return engine_module(engine).compute(load_inputs(settings), settings.funnel, first, latest, run_id)
+        return {t.name: schemas.empty_frame(t) for t in schemas.COMPUTED_TABLES}
+    inputs = load_inputs(settings)
+    out = engine_module(engine).compute(inputs, settings.funnel, first, latest, run_id)
+    facts = model_facts(settings, out, inputs.note_brands, inputs.brands)
+    out.update(model_tables(settings, facts, first, day_range(first, latest), run_id))
+    return out
+
+
+#: The funnel facts the models of SPEC 5.11 read.
+FACT_TABLES = (schemas.FCT_TOUCHES, schemas.FCT_SEARCH_PAIRS, schemas.FCT_SEEDED_ORDERS, schemas.FCT_ATTRIBUTION_CREDITS)
+
+
+def model_facts(settings: Settings, frames: dict[str, pd.DataFrame], note_brands: pd.DataFrame, brands: pd.DataFrame):
+    from .funnel.models import Facts
+
+    return Facts(
+        touches=frames[schemas.FCT_TOUCHES.name],
+        search_pairs=frames[schemas.FCT_SEARCH_PAIRS.name],
+        seeded_orders=frames[schemas.FCT_SEEDED_ORDERS.name],
+        credits=frames[schemas.FCT_ATTRIBUTION_CREDITS.name],
+        spend=lake.read_spend(settings.lake),
+        note_brands=note_brands,
+        brands=brands,
+    )
+
+
+FACT_NAMES = {t.name for t in FACT_TABLES}
+
+
+def _model_days(plan: Plan, span: list[date], changed: set[date]) -> list[date]:
+    """The as-of days whose model snapshots the run recomputes (``stage_reduce``)."""
+    if any(c.startswith(f"{source}/") for c in plan.causes for source in arrival.MODEL_INPUTS):
+        return span
+    # Boost restates whole days from boost_all_from: new days, or every day after a change of
+    # seeds, settings or the first data day (stage_plan).
+    whole = date.fromisoformat(plan.boost_all_from) if plan.boost_all_from else span[-1] + timedelta(days=1)
+    first = min([whole, *changed])
+    return [d for d in span if d >= first]
+
+
+def _marts_facts(settings: Settings, first_as_of: date, latest: date):
+    """The facts of the marts the snapshots as of first_as_of..latest read (``models.reach_days``)."""
+    from .funnel.models import reach_days
+    from .reference import load_reference
+
+    since = first_as_of - timedelta(days=reach_days(settings.funnel, settings.models))
+    marts = settings.lake / MARTS
+    frames = {}
+    for t in FACT_TABLES:
+        days = [d for d in lake.partitions(marts, t.name) if since <= d <= latest]
+        frames[t.name] = lake.read_table(marts, t.name, days) if days else schemas.empty_frame(t)
+    evidence = lake.read_table(settings.lake, schemas.NOTE_BRAND_EVIDENCE.name)
+    counted = evidence.loc[evidence["is_counted"].to_numpy(dtype=bool)]  # note_brands (SPEC 4)
+    return model_facts(settings, frames, counted, load_reference(settings.seeds).brands)
+
+
+def model_tables(settings: Settings, facts, first: date, as_of_days: list[date], run_id: str) -> dict[str, pd.DataFrame]:
+    """The tables of schemas.MODEL_TABLES as of each given day (``funnel.models``)."""
+    from .funnel import models
+
+    return models.compute(facts, settings.funnel, settings.models, as_of_days, first, run_id)
 
 
 # ---------------------------------------------------------------- stage 3: funnel per bucket
@@ -644,15 +708,16 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
     before = state.computed or {}
     latest_before = date.fromisoformat(before["latest"]) if before.get("latest") else None
     marts = settings.lake / MARTS
-    records = []
+    records: list[dict] = []
     counts: dict[str, int] = {}
     span = day_range(start, latest)
     scoped = _scoped_days(settings, plan)
-    for t in schemas.FUNNEL_TABLES:
-        frame, hashes, slices = _day_slices(merged[t.name], t)
+
+    def restate(t: schemas.Table, table_frame: pd.DataFrame, days: list[date]) -> int:
+        frame, hashes, slices = _day_slices(table_frame, t)
         have = set(lake.partitions(marts, t.name))
         written = 0
-        for d in span:
+        for d in days:
             part = slices.get((d - _EPOCH).days, slice(0, 0))
             if t.name in arrival.SCOPED and d in scoped:
                 if not len(scoped[d]):
@@ -681,7 +746,17 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
                     "run_id": plan.run_id,
                 }
             )
-        counts[t.name] = written
+        return written
+
+    for t in schemas.FUNNEL_TABLES:
+        counts[t.name] = restate(t, merged[t.name], span)
+    # The models read the funnel facts as the marts now hold them (SPEC 5.11 snapshots), from the
+    # first day whose snapshot can differ: the first fact day that changed, a new day, or (spend,
+    # seeds, settings, the first data day) every day the run computes.
+    days = _model_days(plan, span, {r["dt"] for r in records if r["table_name"] in FACT_NAMES})
+    models = model_tables(settings, _marts_facts(settings, days[0], latest), date.fromisoformat(plan.first), days, plan.run_id) if days else {}
+    for t in schemas.MODEL_TABLES:
+        counts[t.name] = restate(t, models[t.name], days) if days else 0
     if records:
         folder = settings.lake / RESTATED
         folder.mkdir(parents=True, exist_ok=True)
@@ -720,7 +795,7 @@ def publish_frames(
     frames: dict[str, pd.DataFrame] = {}
     days: dict[str, list[date]] = {}
     scoped: dict[str, dict[date, pa.Array]] = {}
-    for t in schemas.FUNNEL_TABLES:
+    for t in schemas.COMPUTED_TABLES:
         scope = arrival.scopes(settings.lake, state, t.name)
         days[t.name] = [d for d, keys in scope.items() if keys is None]
         scoped[t.name] = {d: keys for d, keys in scope.items() if keys is not None}

@@ -9,7 +9,7 @@ Logical types: ``str``, ``int64``, ``float64``, ``bool``, ``ts`` (aware UTC time
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 
@@ -17,6 +17,8 @@ PLATFORMS: tuple[str, ...] = ("xiaohongshu", "douyin", "bilibili", "kuaishou", "
 EXPOSURE_KINDS: tuple[str, ...] = ("impression", "read", "like", "collect", "comment", "share")
 NOTE_TYPES: tuple[str, ...] = ("image", "video", "unknown")
 ORDER_STATUSES: tuple[str, ...] = ("paid", "refunded")
+#: SPEC 5.11 spend: a fee paid to a creator (per note, or per creator), or a paid boost of a note.
+SPEND_TYPES: tuple[str, ...] = ("creator_fee", "paid_boost")
 ATTRIBUTION_MODELS: tuple[str, ...] = (
     "last_touch",
     "first_touch",
@@ -24,6 +26,11 @@ ATTRIBUTION_MODELS: tuple[str, ...] = (
     "time_decay",
     "position_based",
 )
+#: SPEC 5.11: the data-driven models, split over channels; published beside ATTRIBUTION_MODELS.
+DATA_DRIVEN_MODELS: tuple[str, ...] = ("markov", "shapley")
+CHANNEL_KINDS: tuple[str, ...] = ("platform", "vertical", "creator")
+COST_LEVELS: tuple[str, ...] = ("platform", "creator", "brand")
+ROI_DAYS: tuple[int, ...] = (1, 3, 7, 15, 30)
 ALL = "all"  # the platform / slice value that means "every platform together"
 
 
@@ -210,6 +217,49 @@ ORDERS = Table(
         C("amount_fen", doc="Paid amount in fen (1/100 yuan), 0 < amount <= 10^12", **AMOUNT),
         C("paid_at", "ts", "When the order was paid"),
         C("status", "str", "paid or refunded", enum=ORDER_STATUSES),
+        DT_DELIVERY,
+    ),
+)
+
+#: What identifies a payment when the spend file carries no spend_id: the derived spend_id joins
+#: these (typed and canonical: platform name, author_id as creator_hash, spent_at in UTC) with "|".
+SPEND_ID_FROM: tuple[str, ...] = ("platform", "author_id", "note_id", "spend_type", "spent_at")
+
+SPEND = Table(
+    "spend",
+    grain="one spend (a payment) as delivered",
+    key=("spend_id",),
+    layer="input",
+    doc="Money paid to seed notes (SPEC 5.11): a creator's fee for one note, or for the creator as a "
+    "whole (note_id empty), and paid boosts of a note (Xiaohongshu 薯条, Douyin DOU+, ...). "
+    "Optional: a day without a spend folder has no spend. spend_id is the file's own when it has "
+    "one, else derived from platform|author_id|note_id|spend_type|spent_at, so a re-sent file "
+    "names the same spends. A later delivery of a spend_id is a new version of it (a corrected "
+    "amount): the latest delivery wins, every version stays in the lake (resolved when the lake is "
+    "read: lake.read_spend).",
+    columns=(
+        C(
+            "spend_id",
+            "str",
+            "Spend id: the file's spend_id, else platform|author_id|note_id|spend_type|spent_at "
+            "(spent_at as YYYY-MM-DDTHH:MM:SS.ffffffZ, note_id empty for a fee per creator)",
+        ),
+        replace(PLATFORM, doc="Platform of the creator (and note) paid for"),
+        replace(
+            AUTHOR_ID,
+            doc="Creator paid, or whose note was boosted: 16-hex creator_hash (a raw platform user id "
+            "in the file is hashed on load, as in creators.csv)",
+        ),
+        replace(NOTE_ID, doc="Note paid for or boosted; empty for a fee paid per creator", nullable=True),
+        C(
+            "spend_type",
+            "str",
+            "creator_fee (paid to the creator) or paid_boost (paid to the platform to promote the "
+            "note); creator_fee when the file names none",
+            enum=SPEND_TYPES,
+        ),
+        C("amount_fen", doc="Amount paid in fen (1/100 yuan), 0 < amount <= 10^12", **AMOUNT),
+        C("spent_at", "ts", "When the money was paid"),
         DT_DELIVERY,
     ),
 )
@@ -629,6 +679,100 @@ BRAND_BOOST_SIGNALS = Table(
     ),
 )
 
+# ---------------------------------------------------------------- models over a reporting window (SPEC 5.11)
+
+AS_OF_DT = C("as_of_dt", "date", "Snapshot as of the end of this day, fitted over the model_window days up to it")
+WINDOW_START = C("window_start_dt", "date", "First day of the reporting window the snapshot covers")
+ALL_MODELS = ATTRIBUTION_MODELS + DATA_DRIVEN_MODELS
+
+
+def _interval(name: str, doc: str, **kw) -> tuple[Column, ...]:
+    """A float figure with its 95% bootstrap interval (users resampled), all nullable."""
+    return (
+        C(name, "float64", doc, nullable=True, **kw),
+        C(f"{name}_ci_low", "float64", f"95% bootstrap interval of {name}, users resampled", nullable=True, **kw),
+        C(f"{name}_ci_high", "float64", f"95% bootstrap interval of {name}, users resampled", nullable=True, **kw),
+    )
+
+
+AGG_ATTRIBUTION_CHANNELS = Table(
+    "agg_attribution_channels",
+    grain="one (as-of day, model, channel kind, channel) over the reporting window",
+    key=("as_of_dt", "model", "channel_kind", "channel"),
+    layer="warehouse",
+    partition="as_of_dt",
+    doc="Every model's split of the seeded GMV of the reporting window (seeded orders paid in it) over "
+    "channels: the five heuristic models of SPEC 5.6 and the data-driven Markov and Shapley models of "
+    "5.11, with 95% intervals from a bootstrap over users (docs/attribution.md).",
+    columns=(
+        AS_OF_DT,
+        WINDOW_START,
+        C("model", "str", "Attribution model", enum=ALL_MODELS),
+        C("channel_kind", "str", "platform, vertical (the author's) or creator", enum=CHANNEL_KINDS),
+        C("channel", "str", "A platform; a vertical (category_id, or 'unknown'); a creator as platform:author_id ('(other)' pools the creators beyond max_creators)"),
+        C("credit_fen", "float64", "Seeded GMV of the window credited to the channel", min=0),
+        *_interval("share", "credit_fen / the model's credit over every channel of the kind", min=0, max=1),
+        C("tied_with", "str", "Platforms and verticals: the channels of the same model and kind whose share cannot be told apart from this one (the bootstrap interval of the difference contains 0), |-joined; null for creators", nullable=True),
+        C("markov_order", "int64", "Markov rows: the chain order k chosen on held-out users", nullable=True, min=1, max=3),
+        RUN_ID,
+    ),
+)
+
+AGG_COST = Table(
+    "agg_cost",
+    grain="one (as-of day, model, level, subject) over the reporting window",
+    key=("as_of_dt", "model", "level", "subject_id"),
+    layer="warehouse",
+    partition="as_of_dt",
+    doc="Spend of the reporting window against what it bought, per model: cost per touch, per "
+    "search-back user and per seeded order, and ROAS, with 95% intervals from a bootstrap over "
+    "users (docs/attribution.md says how spend and orders are assigned to a subject).",
+    columns=(
+        AS_OF_DT,
+        WINDOW_START,
+        C("model", "str", "Attribution model that assigns orders and GMV to subjects", enum=ALL_MODELS),
+        C("level", "str", "platform, creator or brand", enum=COST_LEVELS),
+        C("subject_id", "str", "A platform, a creator as platform:author_id ('(other)' pools the creators beyond max_creators) or a brand_id"),
+        C("spend_fen", "float64", "Spend of the window assigned to the subject", min=0),
+        C("touches", "float64", "Touches on the subject's notes in the window", min=0),
+        C("search_back_users", "float64", "Distinct users with a seeded pair in the window whose last touch is the subject's", min=0),
+        C("seeded_orders", "float64", "Seeded orders of the window credited to the subject (fractions of orders)", min=0),
+        C("attributed_gmv_fen", "float64", "Seeded GMV of the window credited to the subject", min=0),
+        *_interval("cost_per_touch", "spend_fen / touches; null without touches or spend", min=0),
+        *_interval("cost_per_search_back_user", "spend_fen / search_back_users", min=0),
+        *_interval("cost_per_seeded_order", "spend_fen / seeded_orders", min=0),
+        *_interval("roas", "attributed_gmv_fen / spend_fen; null without spend", min=0),
+        RUN_ID,
+    ),
+)
+
+AGG_ROI_CURVE = Table(
+    "agg_roi_curve",
+    grain="one (as-of day, category, brand, x days)",
+    key=("as_of_dt", "category_id", "brand_id", "x_days"),
+    layer="warehouse",
+    partition="as_of_dt",
+    doc="ROI(T+x) per brand, as Xiaohongshu's AIPS measures return: a cohort of model_window touch "
+    "and spend days ending x days before the as-of day, so every touch of it had x whole days to "
+    "convert; its GMV is the linear-model credit of its touches from orders paid within x days of "
+    "the touch, over the brand's spend of the cohort days. x in 1, 3, 7, 15, 30 and the category's "
+    "own decision cycle (its seed window, rounded up).",
+    columns=(
+        AS_OF_DT,
+        CATEGORY_ID,
+        BRAND_ID,
+        C("x_days", "int64", "Days after the touch an order may be paid to count", min=1),
+        C("cohort_start_dt", "date", "First touch and spend day of the cohort"),
+        C("cohort_end_dt", "date", "Last touch and spend day of the cohort: as_of_dt - x_days"),
+        C("is_decision_cycle", "bool", "x_days is the category's own seed window (rounded up)"),
+        C("is_complete", "bool", "The cohort lies within the data: it starts on or after the first data day"),
+        C("gmv_fen", "float64", "Linear-model credit of the cohort's touches from orders paid within x_days of the touch", min=0),
+        C("spend_fen", "float64", "The brand's spend of the cohort days", min=0),
+        C("roi", "float64", "gmv_fen / spend_fen; null without spend", nullable=True, min=0),
+        RUN_ID,
+    ),
+)
+
 DQ_RESULTS = Table(
     "dq_results",
     grain="one validation result per (run, table, expectation)",
@@ -673,7 +817,10 @@ RESTATEMENTS = Table(
     ),
 )
 
-INPUT_TABLES = (NOTES, EXPOSURES, ID_LINKS, SEARCHES, ORDERS, ITEMS)
+INPUT_TABLES = (NOTES, EXPOSURES, ID_LINKS, SEARCHES, ORDERS, SPEND, ITEMS)
+#: Inputs a delivery may lack with nothing missing (money is paid when it is paid): no
+#: freshness expectation on them (docs/quality.md).
+OPTIONAL_INPUTS = (SPEND,)
 SEED_TABLES = (BRANDS, CATEGORIES, CREATORS)
 DERIVED_TABLES = (NOTE_BRANDS, NOTE_BRAND_EVIDENCE, SEARCH_CATEGORIES)
 FUNNEL_TABLES = (
@@ -686,12 +833,16 @@ FUNNEL_TABLES = (
     AGG_UPLIFT_STRATA,
     BRAND_BOOST_SIGNALS,
 )
+#: SPEC 5.11 snapshots fitted over the reporting window from the funnel tables (and spend).
+MODEL_TABLES = (AGG_ATTRIBUTION_CHANNELS, AGG_COST, AGG_ROI_CURVE)
 #: Per-user funnel tables a run may restate for some users of a day only (SPEC 5, Arrival: a late
 #: exposure, id link or note moves the boost snapshots of its users alone): table -> user column.
 RESTATED_BY_USER = {BRAND_BOOST_SIGNALS.name: "user_id"}
 #: Logs: they only grow. A run appends its own rows (replacing only rows of its own run_id).
 LOG_TABLES = (DQ_RESULTS, QUARANTINE, INGEST_FILES, RESTATEMENTS)
-WAREHOUSE_TABLES = FUNNEL_TABLES + LOG_TABLES
+#: Every table a run computes, restates, validates and publishes.
+COMPUTED_TABLES = FUNNEL_TABLES + MODEL_TABLES
+WAREHOUSE_TABLES = COMPUTED_TABLES + LOG_TABLES
 TABLES: dict[str, Table] = {
     t.name: t for t in INPUT_TABLES + SEED_TABLES + DERIVED_TABLES + WAREHOUSE_TABLES
 }

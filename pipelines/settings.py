@@ -17,6 +17,7 @@ import difflib
 import json
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
@@ -58,8 +59,12 @@ class SettingsError(ValueError):
 
 
 # A field's rule: (kind, check) in its metadata. kind: "float", "int", "kinds" (a list of exposure
-# kinds), "weights" (exposure kind -> weight); check: POSITIVE, NON_NEGATIVE, FRACTION, AT_LEAST_ONE.
+# kinds), "weights" (exposure kind -> weight), "category_windows" (category id -> its own windows);
+# check: POSITIVE, NON_NEGATIVE, FRACTION, AT_LEAST_ONE.
 POSITIVE, NON_NEGATIVE, FRACTION, AT_LEAST_ONE = "> 0", ">= 0", "within [0, 1]", ">= 1"
+
+#: The windows a category may set for itself (SPEC 5.11, decision cycles): keys of FunnelParams.
+WINDOW_KEYS = ("seed_window_days", "conversion_window_days")
 
 
 def _param(default, kind: str, check: str | None, doc: str, *, suite: bool = True):
@@ -101,12 +106,63 @@ def _problem(kind: str, check: str | None, value) -> str | None:
             if why:
                 return f"weight of {k!r} {why}"
         return None
+    if kind == "category_windows":
+        # The message continues the key: "funnel.category_windows" + ".cat_baby.seed_window_days = ...".
+        for category, windows in value:
+            if not isinstance(category, str) or not category.strip():
+                return f": category id {category!r} must be a non-empty string"
+            if not windows:
+                return f".{category} names no window; set {' and/or '.join(WINDOW_KEYS)}"
+            for key, days in windows:
+                if key not in WINDOW_KEYS:
+                    close = difflib.get_close_matches(str(key), WINDOW_KEYS, n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    return f".{category}: unknown window {key!r}; {hint}known: {', '.join(WINDOW_KEYS)}"
+                why = _problem("float", POSITIVE, days)
+                if why:
+                    return f".{category}.{key} = {days!r} {why}"
+        return None
     raise KeyError(kind)
 
 
 def _number(v):
     """A weight as float when it is a number (left as it is otherwise, for the check to name)."""
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
+def _pairs(value) -> list:
+    """(key, value) pairs of a mapping or of a sequence of pairs."""
+    return list(value.items()) if isinstance(value, Mapping) else [tuple(pair) for pair in value]
+
+
+def _category_windows(value) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+    """Per-category windows as ``((category_id, ((key, days), ...)), ...)``: categories sorted,
+    keys in WINDOW_KEYS order (unknown keys after them, for the check to name), numbers as float.
+    Takes a mapping {category: {key: days}} or the same as nested pairs (the stored form)."""
+    rank = {k: i for i, k in enumerate(WINDOW_KEYS)}
+    try:
+        out = []
+        for category, windows in dict(_pairs(value)).items():
+            own = sorted(dict(_pairs(windows)).items(), key=lambda kv: (rank.get(kv[0], len(rank)), str(kv[0])))
+            out.append((category, tuple((k, _number(v)) for k, v in own)))
+    except (TypeError, ValueError):
+        raise SettingsError(
+            f"funnel.category_windows = {value!r} must map category ids to tables of "
+            f"{' and/or '.join(WINDOW_KEYS)}"
+        ) from None
+    return tuple(sorted(out, key=lambda cw: str(cw[0])))
+
+
+def _merge(kind: str, base, extra):
+    """A value given over another: weights and per-category windows change only what they name."""
+    if kind == "weights":
+        return {**dict(base), **extra}
+    if kind == "category_windows":
+        out = {c: dict(_pairs(w)) for c, w in _pairs(base)}
+        for c, w in _pairs(extra):
+            out[c] = {**out.get(c, {}), **dict(_pairs(w))}
+        return out
+    return extra
 
 
 def _validate(params, section: str) -> None:
@@ -120,7 +176,10 @@ def _validate(params, section: str) -> None:
     for f in fields(params):
         why = _problem(f.metadata["kind"], f.metadata["check"], getattr(params, f.name))
         if why:
-            error = SettingsError(f"{section}.{f.name} = {getattr(params, f.name)!r} {why}")
+            if f.metadata["kind"] == "category_windows":
+                error = SettingsError(f"{section}.{f.name}{why}")
+            else:
+                error = SettingsError(f"{section}.{f.name} = {getattr(params, f.name)!r} {why}")
             error.key = f"{section}.{f.name}"
             raise error
 
@@ -144,11 +203,21 @@ class FunnelParams:
     #: SPEC 5.10: a unit's activity stratum counts the user's searches (and category orders) in
     #: [t_s - activity_window, t_s).
     activity_window_days: float = _param(14, "float", POSITIVE, "SPEC 5.10: the strata count searches and orders this many days back")
+    #: SPEC 5.11, decision cycles: category id -> its own seed_window_days and/or
+    #: conversion_window_days. Every rule of SPEC 5 then reads the windows of the brand's category
+    #: (``windows_of``); a key left out, and every category not named, keeps the global window.
+    #: Stored as ``((category_id, ((key, days), ...)), ...)``; a mapping is accepted too.
+    category_windows: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = _param(
+        (), "category_windows", None,
+        "SPEC 5.11: a category's own seed_window_days / conversion_window_days (its decision cycle); "
+        "a table per category, [funnel.category_windows.<category_id>]",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "touch_kinds", tuple(self.touch_kinds))
         weights = dict(self.kind_weights)
         object.__setattr__(self, "kind_weights", tuple((str(k), _number(w)) for k, w in weights.items()))
+        object.__setattr__(self, "category_windows", _category_windows(self.category_windows))
         _validate(self, "funnel")
 
     @property
@@ -166,6 +235,49 @@ class FunnelParams:
     @property
     def kind_weight(self) -> dict[str, float]:
         return dict(self.kind_weights)
+
+    def windows_of(self, category_id: str | None) -> tuple[timedelta, timedelta]:
+        """(seed_window, conversion_window) of a category (SPEC 5.11): its own where
+        ``category_windows`` names it, the global ones otherwise (and for no category)."""
+        own = dict(dict(self.category_windows).get(category_id, ()))
+        return (
+            timedelta(days=own.get("seed_window_days", self.seed_window_days)),
+            timedelta(days=own.get("conversion_window_days", self.conversion_window_days)),
+        )
+
+    def all_windows(self) -> list[tuple[timedelta, timedelta]]:
+        """The (seed_window, conversion_window) pairs in use: the global one (every category not
+        named) and each named category's. Lookbacks and restatement reach take their maxima."""
+        return [self.windows_of(None), *(self.windows_of(c) for c, _ in self.category_windows)]
+
+    def category_seed_windows(self) -> dict[str, float]:
+        """category_id -> seed window in days of every category ``category_windows`` names (a
+        category's decision cycle, SPEC 5.11; the others have the global ``seed_window_days``)."""
+        return {c: self.windows_of(c)[0] / timedelta(days=1) for c, _ in self.category_windows}
+
+    @property
+    def max_seed_window(self) -> timedelta:
+        """The longest seed window of any category."""
+        return max(seed for seed, _ in self.all_windows())
+
+    @property
+    def max_conversion_window(self) -> timedelta:
+        """The longest conversion window of any category."""
+        return max(conv for _, conv in self.all_windows())
+
+    def check_categories(self, known, where: str = "categories.csv") -> None:
+        """Raise SettingsError when ``category_windows`` names a category that ``known`` (the
+        category ids of the reference data, read from ``where``) does not list."""
+        known = {str(c) for c in known}
+        unknown = [c for c, _ in self.category_windows if c not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise SettingsError(
+                f"funnel.category_windows names category {unknown[0]!r}, which {where} does not list "
+                f"({len(unknown)} unknown: {', '.join(map(repr, unknown))}); {hint}"
+                f"known: {', '.join(sorted(known))}. Fix the id in the settings or add the category."
+            )
 
 
 @dataclass(frozen=True)
@@ -207,7 +319,23 @@ class QualityParams:
 
 #: Top-level keys of the settings file besides the sections: location and scale settings.
 _TOP = ("home", "landing", "seeds", "warehouse_url", "buckets")
-_SECTIONS = {"funnel": FunnelParams, "quality": QualityParams}
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The models over a reporting window of SPEC 5.11: data-driven attribution, cost and ROI
+    (section ``[models]`` of the settings file; docs/attribution.md)."""
+
+    model_window_days: int = _param(28, "int", AT_LEAST_ONE, "SPEC 5.11: the models are fitted over the paths of the last this-many days up to each as-of day")
+    bootstrap_replicates: int = _param(100, "int", AT_LEAST_ONE, "replicates of the bootstrap over users behind every 95% interval of the models")
+    bootstrap_seed: int = _param(0, "int", NON_NEGATIVE, "seed of the bootstrap: the same inputs give the same intervals")
+    max_creators: int = _param(200, "int", AT_LEAST_ONE, "creators kept as channels of their own (by touches); the rest are pooled as '(other)'")
+
+    def __post_init__(self) -> None:
+        _validate(self, "models")
+
+
+_SECTIONS = {"funnel": FunnelParams, "quality": QualityParams, "models": ModelParams}
 _ENV = {"home": ENV_HOME, "landing": ENV_LANDING, "seeds": ENV_SEEDS, "warehouse_url": ENV_WAREHOUSE_URL, "buckets": ENV_BUCKETS}
 DEFAULT = "default"
 
@@ -280,6 +408,14 @@ def _from_file(path: Path, key: str, f, value):
         if not isinstance(value, dict):
             raise SettingsError(f"{path}: {key} must be a table of exposure kind = weight, got {value!r}")
         return value
+    if kind == "category_windows":
+        bad = value if not isinstance(value, dict) else next((w for w in value.values() if not isinstance(w, dict)), None)
+        if bad is not None:
+            raise SettingsError(
+                f"{path}: {key} must hold a table per category, [{key}.<category_id>] with "
+                f"{' and/or '.join(WINDOW_KEYS)}, got {bad!r}"
+            )
+        return value
     return value
 
 
@@ -291,13 +427,21 @@ def _from_env(var: str, f, text: str):
         if kind == "weights":
             pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
             return {k.strip(): float(w) for k, w in pairs}
+        if kind == "category_windows":
+            out: dict[str, dict[str, float]] = {}
+            for item in (i for i in text.split(",") if i.strip()):
+                name, days = item.split("=", 1)
+                category, window = name.strip().rsplit(".", 1)
+                out.setdefault(category, {})[window] = float(days)
+            return out
         return int(text) if kind == "int" else float(text)
     except ValueError:
         raise SettingsError(f"{var}={text!r} is not a valid {f.name} ({kind}: {_EXAMPLE[kind]})") from None
 
 
 _EXAMPLE = {"float": "a number", "int": "a whole number", "kinds": "comma-separated kinds, e.g. read,like",
-            "weights": "kind=weight pairs, e.g. impression=0.2,read=1"}
+            "weights": "kind=weight pairs, e.g. impression=0.2,read=1",
+            "category_windows": "category.window=days pairs, e.g. cat_baby.seed_window_days=70,cat_baby.conversion_window_days=7"}
 
 
 def _section(name: str, given, config: dict, config_source: str) -> tuple[object, dict[str, str]]:
@@ -312,13 +456,11 @@ def _section(name: str, given, config: dict, config_source: str) -> tuple[object
         default = f.default if f.default is not MISSING else f.default_factory()
         values[f.name], sources[key] = default, DEFAULT
         if key in config:
-            v = config[key]
-            values[f.name] = {**dict(default), **v} if f.metadata["kind"] == "weights" else v
+            values[f.name] = _merge(f.metadata["kind"], default, config[key])
             sources[key] = config_source
         var = env_name(name, f.name)
         if os.environ.get(var):
-            v = _from_env(var, f, os.environ[var])
-            values[f.name] = {**dict(values[f.name]), **v} if f.metadata["kind"] == "weights" else v
+            values[f.name] = _merge(f.metadata["kind"], values[f.name], _from_env(var, f, os.environ[var]))
             sources[key] = f"env {var}"
     prefix = env_name(name, "")
     known = {env_name(name, f.name) for f in fields(cls)}
@@ -347,6 +489,7 @@ class Settings:
     buckets: int | None = None
     funnel: FunnelParams | None = None
     quality: QualityParams | None = None
+    models: ModelParams | None = None
     #: The settings file to read (``--config``); None: SEEDFUNNEL_CONFIG, else ./seedfunnel.toml.
     config: Path | None = None
     sources: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
@@ -452,7 +595,8 @@ class Settings:
             for f in fields(params):
                 value = getattr(params, f.name)
                 shown = json.dumps(dict(value) if f.metadata["kind"] == "weights" else
-                                   list(value) if f.metadata["kind"] == "kinds" else value)
+                                   list(value) if f.metadata["kind"] == "kinds" else
+                                   {c: dict(w) for c, w in value} if f.metadata["kind"] == "category_windows" else value)
                 rows.append((f"{name}.{f.name}", shown, src.get(f"{name}.{f.name}", DEFAULT)))
         return rows
 
@@ -485,11 +629,21 @@ class Settings:
                 if f.metadata["kind"] == "weights":
                     tables.append((f.name, dict(value)))
                     continue
+                if f.metadata["kind"] == "category_windows":
+                    if not value:
+                        lines.append(f"# {f.name}: none  # {f.metadata['doc']}")
+                    tables += [(f"{f.name}.{_toml_key(c)}", dict(w)) for c, w in value]
+                    continue
                 lines.append(f"{f.name} = {lit(value)}  # {f.metadata['doc']}")
             for table, mapping in tables:
                 lines.append(f"\n[{name}.{table}]")
                 lines += [f"{k} = {lit(v)}" for k, v in mapping.items()]
         return "\n".join(lines) + "\n"
+
+
+def _toml_key(key: str) -> str:
+    """A TOML key: bare when it may be, else quoted."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
 
 
 def worker_hostname() -> str:

@@ -11,6 +11,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("SEEDFUNNEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# The suite runs the pipeline hundreds of times on small worlds: 20 bootstrap replicates (the
+# setting's default is 100) keep every interval defined and the runs quick. Tests of the intervals
+# themselves set their own counts.
+os.environ.setdefault("SEEDFUNNEL_MODELS__BOOTSTRAP_REPLICATES", "20")
+#: Passed on to the processes tests start with a clean environment (Airflow tasks, Celery workers),
+#: so they compute with the same settings as the test process.
+MODEL_ENV = {k: v for k, v in os.environ.items() if k.startswith("SEEDFUNNEL_MODELS__")}
 
 
 def _pg_reachable(url: str) -> str | None:

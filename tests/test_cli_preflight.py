@@ -68,6 +68,20 @@ def test_a_sqlite_warehouse_in_an_unwritable_folder_does_not_say_check_the_serve
     assert "server is up" not in out
 
 
+def test_windows_of_an_unknown_category_stop_the_run_before_anything_is_ingested(tmp_path):
+    landing = _landing(tmp_path)
+    home = tmp_path / "home"
+    config = tmp_path / "seedfunnel.toml"
+    config.write_text("[funnel.category_windows.cat_babby]\nseed_window_days = 70\n", encoding="utf-8")
+    result = runner.invoke(
+        app,
+        ["--config", str(config), "run", "--start", str(DAY), "--landing", str(landing), "--home", str(home),
+         "--warehouse-url", f"sqlite:///{tmp_path / 'w.sqlite'}"],
+    )
+    _one_message(result, "funnel.category_windows names category 'cat_babby'", "categories.csv", "did you mean 'cat_baby'", str(config))
+    assert not (home / "lake").exists()
+
+
 def test_missing_seeds_stop_the_run_before_anything_is_ingested(tmp_path):
     landing = _landing(tmp_path)
     home = tmp_path / "home"

@@ -21,6 +21,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 import pytest
+from conftest import MODEL_ENV
 
 from pipelines import runner, schemas, warehouse
 from pipelines.settings import Settings
@@ -32,7 +33,7 @@ WORKERS = ("worker-a", "worker-b")
 VICTIM, SURVIVOR = WORKERS[1], WORKERS[0]
 REDIS_URL = os.environ.get("SEEDFUNNEL_TEST_REDIS_URL", cluster.DEFAULT_REDIS_URL)
 #: Compared after every day: every funnel table plus the ingestion accounting.
-COMPARED = [t.name for t in schemas.FUNNEL_TABLES] + [
+COMPARED = [t.name for t in schemas.COMPUTED_TABLES] + [
     schemas.QUARANTINE.name,
     schemas.INGEST_FILES.name,
 ]
@@ -98,6 +99,7 @@ def scaled(services: str, tmp_path_factory) -> dict:
         warehouse_db=f"sf_test_dwh_{token}",
         workers=WORKERS,
         concurrency=BUCKETS // len(WORKERS),
+        extra_env=MODEL_ENV,
     )
     reference_thread = threading.Thread(target=run_reference)
     reference_thread.start()
@@ -170,7 +172,7 @@ def test_a_killed_workers_bucket_tasks_are_retried_on_the_other_worker(scaled):
     others = [b for i, b in buckets.items() if i not in kill.buckets]
     assert all(b["hostname"] == SURVIVOR and b["state"] == "success" for b in others), others
     # Nothing lost or duplicated: the tables equal the reference (above) and have unique keys.
-    for name in [t.name for t in schemas.FUNNEL_TABLES]:
+    for name in [t.name for t in schemas.COMPUTED_TABLES]:
         frame = scaled["published"][name]
         key = list(schemas.table(name).key)
         assert not frame.duplicated(key).any(), name

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import fresh_pg_schema
+from conftest import MODEL_ENV, fresh_pg_schema
 
 from pipelines import runner, schemas, warehouse
 from pipelines.settings import (
@@ -131,7 +131,7 @@ def test_dag_structure(bag):
     }
     assert [k for k, v in funnel.items() if v["mapped"]] == ["funnel_bucket"]
     assert funnel["plan"]["inlets"] == sorted(f"seedfunnel://lake/{t.name}" for t in schemas.INPUT_TABLES)
-    published = [t.name for t in schemas.FUNNEL_TABLES] + [
+    published = [t.name for t in schemas.COMPUTED_TABLES] + [
         t.name for t in schemas.LOG_TABLES if t is not schemas.DQ_RESULTS
     ]
     assert funnel["publish"]["outlets"] == sorted(f"seedfunnel://warehouse/{n}" for n in published)
@@ -224,6 +224,7 @@ def e2e(tmp_path_factory, pg_schema_url) -> dict:
                 ENV_BUCKETS: str(buckets),
                 ENV_WAREHOUSE_URL: urls[backend],
                 ENV_RETRY_DELAY: "1",
+                **MODEL_ENV,
             },
         )
         runs[backend] = _runs(with_no_day=backend == "sqlite")
@@ -314,7 +315,7 @@ def test_dag_runs_publish_the_runners_warehouse_tables(e2e, backend):
     assert len(want["fct_touches"]) > 0 and len(want["agg_brand_funnel_daily"]) > 0
     # The runner reached the last day in one run, the DAGs day by day: the funnel tables are equal
     # (SPEC 5, Arrival) and every delivery was ingested once, with the same quarantined rows.
-    for name in [t.name for t in schemas.FUNNEL_TABLES] + [schemas.QUARANTINE.name, schemas.INGEST_FILES.name]:
+    for name in [t.name for t in schemas.COMPUTED_TABLES] + [schemas.QUARANTINE.name, schemas.INGEST_FILES.name]:
         pd.testing.assert_frame_equal(
             _without_run_id(got[name]), _without_run_id(want[name]),
             obj=f"{name} ({backend}, {BACKENDS[backend]} buckets)",

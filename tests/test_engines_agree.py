@@ -7,6 +7,7 @@ and floats (money, scores, ratios, intervals) equal to 1e-9 relative.
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,21 @@ CASES = [(seed, *SIZES[seed % len(SIZES)]) for seed in range(30)]
 
 def _params(seed: int) -> FunnelParams:
     return FunnelParams() if seed < 6 else random_params(np.random.default_rng(10_000 + seed))
+
+
+#: Decision cycles (SPEC 5.11): c1 a long one (face serum, ~29 days), c2 a short one, c3 only its
+#: own conversion window (its seed window stays the global one).
+CATEGORY_WINDOWS = {
+    "c1": {"seed_window_days": 29, "conversion_window_days": 7},
+    "c2": {"seed_window_days": 5, "conversion_window_days": 1},
+    "c3": {"conversion_window_days": 0.25},
+}
+# Worlds of two or three categories: the first few with the global defaults, the rest random.
+WINDOW_CASES = [(100 + i, *[s for s in SIZES if s[3] >= 2][i % 4]) for i in range(12)]
+
+
+def _window_params(seed: int) -> FunnelParams:
+    return replace(_params(seed - 100 + 4), category_windows=CATEGORY_WINDOWS)
 
 
 def _sorted(t: schemas.Table, df: pd.DataFrame) -> pd.DataFrame:
@@ -97,6 +113,51 @@ def test_engines_agree(seed: int, users: int, days: int, brands: int, categories
     assert set(theirs) == {t.name for t in schemas.FUNNEL_TABLES}
     problems = [p for t in schemas.FUNNEL_TABLES for p in differences(t, ours[t.name], theirs[t.name])]
     assert not problems, f"seed {seed}, {params}, days {start}..{end}:\n" + "\n".join(problems)
+
+
+@needs_pandas_engine
+@pytest.mark.parametrize(("seed", "users", "days", "brands", "categories"), WINDOW_CASES)
+def test_engines_agree_with_windows_per_category(seed: int, users: int, days: int, brands: int, categories: int):
+    params = _window_params(seed)
+    inputs, start, end = random_inputs(
+        seed, users=users, days=days, brands=brands, categories=categories, params=params
+    )
+    ours = duckdb_engine.compute(inputs, params, start, end, "run-x")
+    theirs = pandas_engine.compute(inputs, params, start, end, "run-x")
+    problems = [p for t in schemas.FUNNEL_TABLES for p in differences(t, ours[t.name], theirs[t.name])]
+    assert not problems, f"seed {seed}, {params}, days {start}..{end}:\n" + "\n".join(problems)
+
+
+def test_worlds_with_windows_per_category_are_not_trivial():
+    """Each category's own window edges are planted (a touch exactly seed_window(c) before a search
+    of c, an order of a brand of c exactly conversion_window(c) after one), and the figures differ
+    from those with the global windows only."""
+    edges = {(c, e): 0 for c in CATEGORY_WINDOWS for e in ("touch at -seed", "order at +conversion")}
+    moved = dict.fromkeys(
+        ("fct_search_pairs", "fct_seeded_orders", "agg_brand_funnel_daily", "brand_boost_signals"), 0
+    )
+    for seed, users, days, brands, categories in WINDOW_CASES:
+        params = _window_params(seed)
+        inputs, start, end = random_inputs(
+            seed, users=users, days=days, brands=brands, categories=categories, params=params
+        )
+        searched = inputs.searches.merge(inputs.search_categories, on="search_id")
+        seen = inputs.exposures.merge(inputs.id_links, on=["platform", "ext_user_id"])
+        seen = seen.merge(searched, on="user_id", suffixes=("_e", "_s"))
+        bought = inputs.orders.merge(inputs.brands[["brand_id", "category_id"]], on="brand_id", suffixes=("_o", ""))
+        bought = bought.merge(searched, on=["user_id", "category_id"])
+        for c in CATEGORY_WINDOWS:
+            seed_window, conversion_window = params.windows_of(c)
+            mine = seen[seen["category_id"] == c]
+            edges[(c, "touch at -seed")] += int((mine["event_time_s"] - mine["event_time_e"] == seed_window).sum())
+            mine = bought[bought["category_id"] == c]
+            edges[(c, "order at +conversion")] += int((mine["paid_at"] - mine["event_time"] == conversion_window).sum())
+        out = duckdb_engine.compute(inputs, params, start, end, "run-x")
+        plain = duckdb_engine.compute(inputs, replace(params, category_windows=()), start, end, "run-x")
+        for name in moved:
+            moved[name] += len(differences(schemas.table(name), out[name], plain[name]))
+    assert all(n > 0 for n in edges.values()), edges
+    assert all(n > 0 for n in moved.values()), moved
 
 
 def _contents(df: pd.DataFrame, key: str) -> pd.Series:

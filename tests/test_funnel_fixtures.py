@@ -1016,6 +1016,103 @@ def test_finality_rule_of_windows(seed, conv, pairs_lag, daily_lag, lookback):
     assert {k: bool(v) for k, v in d.items()} == {k: (D0 - k).days > daily_lag for k in d.index}
 
 
+# ------------------------------------------------------------------ windows per category (SPEC 5.11)
+
+#: c2 has a decision cycle of its own: touches seed its searches for 29 days, orders convert them
+#: for 7; c1 keeps the global 15 / 3.
+C2_WINDOWS = {"c2": {"seed_window_days": 29, "conversion_window_days": 7}}
+
+
+def _cycle_world() -> FunnelInputs:
+    # u1 reads n1 (b1, c1) and n4 (b3, c2) on D0 - 20 at noon, searches "c1 c2" at T0 and buys
+    # b1 and b3 five days later.
+    return world(
+        exposures=[("x1", "n1", T0 - 20 * DAY, "read"), ("k1", "n4", T0 - 20 * DAY, "read")],
+        searches=[("s1", "u1", T0, "c1|c2")],
+        orders=[("o1", "u1", "b1", 500, T0 + 5 * DAY), ("o3", "u1", "b3", 700, T0 + 5 * DAY)],
+    )
+
+
+def test_every_rule_reads_the_windows_of_the_brands_category():
+    touch_day, end = D0 - timedelta(days=20), D0 + timedelta(days=5)
+    out = run(_cycle_world(), start=touch_day, end=end, category_windows=C2_WINDOWS)
+    # 5.3 / 5.4: for (s1, c2) the touch 20 days before lies within c2's 29 days and the order 5
+    # days after within its 7; for (s1, c1) both lie outside c1's 15 / 3.
+    assert (pair(out, "s1", "c2")["seeded_brand_ids"], pair(out, "s1", "c2")["converted_brand_ids"]) == ("b3", "b3")
+    assert (pair(out, "s1", "c1")["seeded_brand_ids"], pair(out, "s1", "c1")["converted_brand_ids"]) == ("", "")
+    # 5.5: o3 is seeded (anchor s1, the touch eligible: 20 days <= 29); o1 is not.
+    orders = out["fct_seeded_orders"]
+    assert orders[["order_id", "anchor_search_id", "touch_count"]].values.tolist() == [["o3", "s1", 1]]
+    assert out["fct_attribution_credits"].groupby("model")["credit_fen"].sum().eq(700).all()
+    # 5.9: of the touch day's exposed users, b3's searched c2 20 days later (<= 29), b1's did not
+    # search c1 within 15.
+    assert daily(out, "b3", day=touch_day)[["exposed_users", "searched_back_users"]].tolist() == [1, 1]
+    assert daily(out, "b1", day=touch_day)[["exposed_users", "searched_back_users"]].tolist() == [1, 0]
+    # 5.8: as of the end of D0 - 1 the touches are 19.5 days old: inside b3's window, not b1's;
+    # as of the end of D0 - 7 (13.5 days) inside both.
+    boost = out["brand_boost_signals"]
+    brands_on = lambda day: boost.loc[boost["as_of_dt"] == day, "brand_id"].tolist()  # noqa: E731
+    assert brands_on(D0 - timedelta(days=1)) == ["b3"]
+    assert brands_on(D0 - timedelta(days=7)) == ["b1", "b3"]
+    # The global windows alone seed and convert nothing here.
+    plain = run(_cycle_world(), start=touch_day, end=end)
+    assert plain["fct_seeded_orders"].empty and pair(plain, "s1", "c2")["seeded_brand_ids"] == ""
+    # A category given the global windows changes nothing, to the bit.
+    same = run(_cycle_world(), start=touch_day, end=end, category_windows={"c1": {"seed_window_days": 15}})
+    for t in schemas.FUNNEL_TABLES:
+        pd.testing.assert_frame_equal(same[t.name], plain[t.name], check_exact=True, obj=t.name)
+
+
+def test_finality_follows_the_rows_own_category():
+    end = D0 + timedelta(days=5)
+    out = run(_cycle_world(), start=D0 - timedelta(days=20), end=end, category_windows=C2_WINDOWS)
+    # Pairs of D0: c1's close at D0 + 3 < W (final), c2's at D0 + 7 (open).
+    assert bool(pair(out, "s1", "c1")["is_final"]) and not bool(pair(out, "s1", "c2")["is_final"])
+    # Uplift: brand b1 and category c1 final, b3 and c2 open; level all pools every category, so it
+    # waits for the longest conversion window (7 days).
+    final = {
+        (level, subject): bool(uplift_row(out, level, subject, "all", "all")["is_final"])
+        for level, subject in (("brand", "b1"), ("category", "c1"), ("brand", "b3"), ("category", "c2"), ("all", "all"))
+    }
+    assert final == {("brand", "b1"): True, ("category", "c1"): True, ("brand", "b3"): False, ("category", "c2"): False, ("all", "all"): False}
+    strata = out["agg_uplift_strata"]
+    strata = strata[strata["dt"] == D0].groupby(["level", "subject_id"])["is_final"].all().to_dict()
+    assert strata[("brand", "b1")] and not strata[("brand", "b3")] and not strata[("all", "all")]
+    # Daily of D0 - 20: b1 (c1) closes at D0 - 5 (final), b3 (c2) at D0 + 9 (open).
+    assert bool(daily(out, "b1", day=D0 - timedelta(days=20))["is_final"])
+    assert not bool(daily(out, "b3", day=D0 - timedelta(days=20))["is_final"])
+    # The rules of days: each category's own, and the longest for what pools or restates them all.
+    params = FunnelParams(category_windows=C2_WINDOWS)
+    assert windows.pairs_final_before(params, D0, "c1") == D0 - timedelta(days=3)
+    assert windows.pairs_final_before(params, D0, "c2") == windows.pairs_final_before(params, D0) == D0 - timedelta(days=7)
+    assert windows.daily_final_before(params, D0, "c1") == D0 - timedelta(days=15)
+    assert windows.daily_final_before(params, D0) == D0 - timedelta(days=29)
+    assert windows.touch_lookback_days(params) == 36 and windows.event_lookback_days(params) == 36
+    assert windows.affected_by_search(params, D0) == D0 - timedelta(days=29)
+    assert windows.affected_by_order(params, D0) == D0 - timedelta(days=7)
+    seed_us, conv_us = windows.window_us(params, pd.Series(["c1", "c2", None, "c9"]))
+    assert (seed_us // 86_400_000_000).tolist() == [15, 29, 15, 15] and (conv_us // 86_400_000_000).tolist() == [3, 7, 3, 3]
+
+
+def test_restatement_reads_back_the_longest_windows():
+    # A c2 order paid on the restated day has its anchor search up to 7 days before it and that
+    # search's touches 29 days before that: the restatement reads 36 days back.
+    params = FunnelParams(category_windows=C2_WINDOWS)
+    inputs = _cycle_world()
+    start, end = D0 - timedelta(days=25), D0 + timedelta(days=6)
+    whole = compute(inputs, params, start, end, "r")
+    restate = D0 + timedelta(days=5)
+    part = compute(_since(inputs, restate - timedelta(days=windows.event_lookback_days(params))), params, restate, end, "r")
+    for t in schemas.FUNNEL_TABLES:
+        day = whole[t.name][t.partition]
+        want = whole[t.name][(day >= restate).to_numpy(dtype=bool)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(part[t.name], want, check_exact=False, rtol=1e-12, obj=t.name)
+    assert part["fct_seeded_orders"]["order_id"].tolist() == ["o3"]
+    # The global lookback (18 days) would lose o3's touch.
+    short = compute(_since(inputs, restate - timedelta(days=18)), params, restate, end, "r")
+    assert short["fct_seeded_orders"].empty
+
+
 def _since(inputs: FunnelInputs, day: date) -> FunnelInputs:
     """The inputs a restatement from ``day`` reads: events of that day on, every version of a
     searched or ordered key that has a version since then (as ``runner.load_inputs`` reads)."""

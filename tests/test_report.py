@@ -32,7 +32,9 @@ from pipelines.text.normalize import normalize
 
 START, DAYS = date(2026, 3, 1), 3
 DAY = START + timedelta(days=DAYS - 1)
-CHARTS = ("funnel", "search_back_rate", "uplift", "attribution_platform", "attribution_creator", "boost")
+CHARTS = ("funnel", "search_back_rate", "uplift", "attribution_platform", "attribution_creator", "attribution_shares", "boost")
+#: Charts drawn only when the window has spend (a world without spend files shows a sentence instead).
+SPEND_CHARTS = ("cost_platform", "roi_curve")
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = {
     "script": "<script>alert(1)</script>",
@@ -184,7 +186,7 @@ def test_report_renders_in_chromium_without_errors(page):
     width, height = struct.unpack(">II", page["shot"].read_bytes()[16:24])
     assert width == 1300 and height > 3000
     found = {c["chart"]: c for c in page["charts"]}
-    assert sorted(found) == sorted(CHARTS)
+    assert sorted(set(found) - set(SPEND_CHARTS)) == sorted(CHARTS)
     for name, c in found.items():
         assert c["loaded"], f"chart {name} did not render"
         assert c["rows"] > 0, f"chart {name} states no numbers"
@@ -686,7 +688,7 @@ def test_hostile_text_is_shown_as_text_and_runs_nothing(world, browser, tmp_path
     tables, found, problems, dialogs, probe = (seen[k] for k in ("tables", "charts", "problems", "dialogs", "probe"))
     assert problems == [] and dialogs == [] and seen["outside"] == []
     assert probe["scripts"] == 0 and probe["pwned"] == 0 and probe["title"] != "pwned"
-    assert len(found) == len(CHARTS) and all(c["loaded"] for c in found)
+    assert {c["chart"] for c in found} - set(SPEND_CHARTS) == set(CHARTS) and all(c["loaded"] for c in found)
     cells = set(probe["cells"])
     for text in HOSTILE.values():  # each shows verbatim, as text
         assert text in cells, text
@@ -715,7 +717,8 @@ def test_postgres_warehouse_gives_the_same_figures(world, pg_url):
     finally:
         source.dispose()
         target.dispose()
-    for field in ("funnel", "rate", "uplift", "credit_platform", "credit_creator", "boost", "ingest", "quarantine", "top_notes", "top_queries"):
+    for field in ("funnel", "rate", "uplift", "credit_platform", "credit_creator", "boost", "ingest", "quarantine", "top_notes",
+                  "top_queries", "channels", "cost", "roi"):
         pd.testing.assert_frame_equal(
             getattr(got, field).reset_index(drop=True), getattr(want, field).reset_index(drop=True),
             check_dtype=False, obj=field,
@@ -752,3 +755,314 @@ def test_the_demo_worlds_headline_covers_its_realised_pooled_uplift(tmp_path):
     uplift, low, high = (float(x) for x in re.search(r"([\d.]+)x \[([\d.]+), ([\d.]+)\]", card).groups())
     realised = json.loads((settings.landing / "ground_truth.json").read_text())["estimand"]["realised_uplift"]["seeded"]
     assert low <= realised <= high, (uplift, low, high, realised)
+
+
+# ---------------------------------------------------------------- SPEC 5.11 snapshots (models section)
+# The model tables are written directly (as the hostile home writes dq_results): a warehouse holding
+# one funnel row for DAY (so the day has a report) and the snapshot rows each test chooses.
+
+PREVIOUS = DAY - timedelta(days=1)
+STALE = 0.987654321  # a share / spend only rows of the day before hold: never on DAY's page
+VERTICALS = [f"cat_v{i:02d}" for i in range(12)]
+MARKOV_TIES = {"douyin": "weibo", "weibo": "douyin", "bilibili": "kuaishou", "kuaishou": "bilibili"}
+INTERVALS = ("cost_per_touch", "cost_per_search_back_user", "cost_per_seeded_order", "roas")
+
+
+def _funnel_row(day: date) -> dict:
+    row = {c.name: 0 for c in schemas.AGG_BRAND_FUNNEL_DAILY.columns}
+    row.update(
+        dt=day, brand_id="b_x", platform=schemas.ALL, search_back_rate=None, cvr_seeded=None, cvr_baseline=None,
+        uplift=None, uplift_ci_low=None, uplift_ci_high=None, is_final=False, run_id="models",
+        **{f"attributed_gmv_{m}_fen": 0.0 for m in schemas.ATTRIBUTION_MODELS},
+    )
+    return row
+
+
+def _share(model: str, kind: str, i: int, day: date) -> float:
+    """A distinct share per (model, channel), exactly representable as stored."""
+    if day != DAY:
+        return STALE
+    return round(0.01 * (i + 1) + 0.001 * schemas.ALL_MODELS.index(model) + (0.0001 if kind == "vertical" else 0.0), 6)
+
+
+def _channel_rows(day: date) -> list[dict]:
+    rows = []
+    kinds = [("platform", list(schemas.PLATFORMS)), ("vertical", VERTICALS), ("creator", ["douyin:abc", "(other)"])]
+    for model in schemas.ALL_MODELS:
+        for kind, channels in kinds:
+            for i, channel in enumerate(channels):
+                share = _share(model, kind, i, day)
+                tied = MARKOV_TIES.get(channel) if (model == "markov" and kind == "platform") else None
+                rows.append({
+                    "as_of_dt": day, "window_start_dt": day - timedelta(days=27), "model": model,
+                    "channel_kind": kind, "channel": channel, "credit_fen": share * 1e6, "share": share,
+                    "share_ci_low": share / 2, "share_ci_high": share * 1.5, "tied_with": tied,
+                    "markov_order": 2 if model == "markov" else None, "run_id": "models",
+                })
+    return rows
+
+
+def _cost_row(day: date, model: str, level: str, subject: str, spend: float) -> dict:
+    row = {
+        "as_of_dt": day, "window_start_dt": day - timedelta(days=27), "model": model, "level": level,
+        "subject_id": subject, "spend_fen": spend, "touches": 1000.0, "search_back_users": 40.0,
+        "seeded_orders": 12.5, "attributed_gmv_fen": 2.5 * spend if spend else 30_000.0, "run_id": "models",
+    }
+    for name in INTERVALS:
+        value = None if not spend else (2.5 if name == "roas" else spend / 1000.0)
+        row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = (
+            (value, value * 0.8, value * 1.2) if value is not None else (None, None, None)
+        )
+    return row
+
+
+def _cost_rows(day: date, brands: pd.DataFrame, spend: bool = True) -> list[dict]:
+    rows = []
+    for model in ("shapley", "linear"):  # only shapley is shown
+        for i, p in enumerate(schemas.PLATFORMS):
+            amount = (STALE if day != DAY or model != "shapley" else 10_000.0 * (i + 1)) if spend else 0.0
+            rows.append(_cost_row(day, model, "platform", p, amount))
+        for i, b in enumerate(brands["brand_id"][:14]):
+            amount = (STALE if day != DAY or model != "shapley" else 1_000.0 * (i + 1)) if spend else 0.0
+            rows.append(_cost_row(day, model, "brand", b, amount))
+        rows.append(_cost_row(day, model, "creator", "douyin:abc", 5.0 if spend else 0.0))
+    return rows
+
+
+def _roi_rows(day: date, brands: pd.DataFrame, spend: bool = True) -> list[dict]:
+    """11 brands: the first 10 with spend (the 10th only at T+1), the 11th without any."""
+    rows = []
+    for i, (b, c) in enumerate(zip(brands["brand_id"][:11], brands["category_id"][:11], strict=True)):
+        for x in (*schemas.ROI_DAYS, 10):
+            has = spend and i < 10 and (i < 9 or x == 1)
+            amount = 100.0 * (i + 1) * x if has else 0.0
+            rows.append({
+                "as_of_dt": day, "category_id": c, "brand_id": b, "x_days": x,
+                "cohort_start_dt": day - timedelta(days=x + 27), "cohort_end_dt": day - timedelta(days=x),
+                "is_decision_cycle": x == 10, "is_complete": x <= 15, "gmv_fen": 50.0 * x * (i + 1),
+                "spend_fen": amount, "roi": (50.0 * x * (i + 1)) / amount if amount else None, "run_id": "models",
+            })
+    return rows
+
+
+def _models_home(tmp_path: Path, *, today: bool = True, spend: bool = True) -> Settings:
+    """A warehouse with one funnel row of DAY, snapshot rows of the day before (never shown) and,
+    when ``today``, snapshot rows of DAY (with spend or without)."""
+    settings = Settings(home=tmp_path / "home", landing=tmp_path / "landing", warehouse_url=f"sqlite:///{tmp_path / 'w.sqlite'}")
+    brands = pd.read_csv(settings.seeds / "brands.csv", dtype=str, keep_default_na=False)
+    days = [PREVIOUS, DAY] if today else [PREVIOUS]
+    frames = {
+        "agg_brand_funnel_daily": pd.DataFrame([_funnel_row(DAY)]),
+        "agg_attribution_channels": pd.DataFrame([r for d in days for r in _channel_rows(d)]),
+        "agg_cost": pd.DataFrame([r for d in days for r in _cost_rows(d, brands, spend)]),
+        "agg_roi_curve": pd.DataFrame([r for d in days for r in _roi_rows(d, brands, spend)]),
+    }
+    db.upgrade(settings.resolved_warehouse_url())
+    engine = _engine(settings)
+    try:
+        warehouse.publish(engine, frames, {name: [DAY, PREVIOUS] for name in frames})
+    finally:
+        engine.dispose()
+    return settings
+
+
+def _models_page(settings: Settings) -> tuple[_Page, str, str]:
+    """The report of DAY parsed, its HTML, and the models section's text (entities decoded)."""
+    source = build_report(settings, DAY).read_text(encoding="utf-8")
+    page = _Page(source)
+    (section,) = page.find(page.root, "section", id="models")
+    return page, source, " ".join(_Page.text(section).split())
+
+
+def _values(page: _Page, table: str) -> dict[str, dict[str, str]]:
+    return {k: {c: td["attrs"]["data-value"] for c, td in row.items()} for k, row in page.table(table).items()}
+
+
+def _chart_texts(page: _Page, name: str) -> list[str]:
+    (figure,) = page.find(page.root, "figure", data_chart=name)
+    (img,) = page.find(figure, "img")
+    return _svg_texts(img["attrs"]["src"])
+
+
+def test_models_section_shows_the_snapshot_of_the_day(tmp_path):
+    settings = _models_home(tmp_path)
+    page, source, text = _models_page(settings)
+    # Placed right after the attribution section, and reachable from the header.
+    order = [s["attrs"]["id"] for s in page.find(page.root, "section")]
+    assert order[order.index("attribution") + 1] == "models"
+    assert 'href="#models"' in source
+    assert str(STALE) not in source and "douyin:abc" not in source  # the day before; creator rows
+
+    # Block 1: every model's platform shares, intervals, ties and the Markov order, as stored.
+    shares = _values(page, "attribution_shares")
+    assert set(shares) == {f"{m}:{p}" for m in schemas.ALL_MODELS for p in schemas.PLATFORMS}
+    for m in schemas.ALL_MODELS:
+        for i, p in enumerate(schemas.PLATFORMS):
+            row, share = shares[f"{m}:{p}"], _share(m, "platform", i, DAY)
+            assert (_num(row["share"]), _num(row["share_ci_low"]), _num(row["share_ci_high"])) == (share, share / 2, share * 1.5)
+            assert row["tied_with"] == (MARKOV_TIES.get(p, "") if m == "markov" else "")
+            assert row["markov_order"] == ("2" if m == "markov" else "")
+    assert "intervals come from a bootstrap over users" in text.lower()
+    assert (
+        "Which platforms the data-driven models cannot tell apart (the bootstrap interval of the difference of "
+        "their shares contains 0): markov cannot tell douyin from weibo and bilibili from kuaishou; shapley tells "
+        "every platform apart."
+    ) in text
+    assert "The Markov chain has order k = 2" in text
+    shown = _chart_texts(page, "attribution_shares")
+    assert set(schemas.PLATFORMS) <= set(shown) and "markov (data-driven)" in shown and "shapley (data-driven)" in shown
+
+    # Block 2: the 10 verticals with the largest Shapley share, markov, shapley and last_touch only.
+    verticals = _values(page, "attribution_verticals")
+    top = sorted(VERTICALS, key=lambda v: -_share("shapley", "vertical", VERTICALS.index(v), DAY))[: data.TOP_VERTICALS]
+    assert list(verticals) == [f"{m}:{v}" for v in top for m in data.VERTICAL_MODELS]
+    for key, row in verticals.items():
+        m, v = key.split(":")
+        assert _num(row["share"]) == _share(m, "vertical", VERTICALS.index(v), DAY)
+
+    # Block 3: agg_cost of the Shapley model per platform, and the 10 brands with the most spend.
+    names = pd.read_csv(settings.seeds / "brands.csv", dtype=str, keep_default_na=False).set_index("brand_id")["name"]
+    cost = _values(page, "cost_platform")
+    assert list(cost) == list(schemas.PLATFORMS)
+    for i, p in enumerate(schemas.PLATFORMS):
+        want = _cost_row(DAY, "shapley", "platform", p, 10_000.0 * (i + 1))
+        for c in ("spend_fen", "touches", "search_back_users", "seeded_orders", "attributed_gmv_fen",
+                  *(f"{n}{e}" for n in INTERVALS for e in ("", "_ci_low", "_ci_high"))):
+            assert _num(cost[p][c]) == pytest.approx(want[c], rel=1e-15), (p, c)
+    assert render.NO_SPEND not in text
+    by_spend = _values(page, "cost_brand")
+    assert len(by_spend) == data.TOP_COST_BRANDS
+    assert [_num(r["spend_fen"]) for r in by_spend.values()] == [1_000.0 * i for i in range(14, 4, -1)]
+    assert all(r["brand_name"] == names[b] for b, r in by_spend.items())
+    assert "¥140.00" in text  # the top brand's spend in yuan (14,000 fen)
+    assert {"spend (yuan)", "ROAS: attributed GMV / spend [95%]"} <= set(_chart_texts(page, "cost_platform"))
+
+    # Block 4: ROI(T+x) of every brand with spend; the chart's lines: the 8 with the most spend at T+30.
+    roi = _values(page, "roi_curve")
+    brands = list(dict.fromkeys(k.split(":")[1] for k in roi))
+    ranked = pd.read_csv(settings.seeds / "brands.csv", dtype=str, keep_default_na=False)["brand_id"][:10].tolist()
+    assert brands == [*ranked[:9][::-1], ranked[9]]  # most spend at T+30 first; the 10th has spend at T+1 only
+    for key, row in roi.items():
+        _, b, x = key.split(":")
+        i, x = ranked.index(b), int(x)
+        assert row["brand_name"] == names[b] and row["x_days"] == str(x)
+        assert _num(row["gmv_fen"]) == 50.0 * x * (i + 1)
+        assert row["is_decision_cycle"] == ("true" if x == 10 else "false")
+        assert row["cohort_end_dt"] == (DAY - timedelta(days=x)).isoformat()
+        spend = _num(row["spend_fen"])
+        assert (_num(row["roi"]) == 50.0 * x * (i + 1) / spend) if spend else row["roi"] == ""
+    legend = _chart_texts(page, "roi_curve")
+    assert {_shown(names[b]) for b in brands[: data.TOP_ROI_BRANDS]} <= set(legend)
+    assert not {_shown(names[b]) for b in brands[data.TOP_ROI_BRANDS:]} & set(legend)
+    assert "T+10" in legend and "decision cycle (category's seed window)" in legend
+    # Each lede names its table.
+    for table in ("agg_attribution_channels", "agg_cost", "agg_roi_curve"):
+        assert f"{table}, as_of_dt = {DAY}" in text
+
+
+def test_models_section_without_spend_says_so(tmp_path):
+    page, source, text = _models_page(_models_home(tmp_path, spend=False))
+    assert "no spend delivered in the window (spend/dt=* landing files)" in text
+    charts_shown = {f["attrs"]["data-chart"] for f in page.find(page.root, "figure")}
+    assert "attribution_shares" in charts_shown and not {"cost_platform", "roi_curve"} & charts_shown
+    # The platform table still states what the window bought; costs and ROAS are undefined.
+    cost = _values(page, "cost_platform")
+    assert list(cost) == list(schemas.PLATFORMS)
+    assert all(r["touches"] == "1000.0" and r["roas"] == "" and r["cost_per_touch"] == "" for r in cost.values())
+    assert 'data-table="cost_brand"' not in source and 'data-table="roi_curve"' not in source
+    assert "ROI(T+x) is undefined without spend" in text
+
+
+def test_models_section_with_an_empty_snapshot_renders(tmp_path):
+    """No snapshot as of the day (the models did not run): the section says so, nothing fails."""
+    page, source, text = _models_page(_models_home(tmp_path, today=False))
+    assert f"No snapshot as of {DAY} in these tables" in text
+    assert str(STALE) not in source
+    assert _values(page, "attribution_shares") == {} and _values(page, "attribution_verticals") == {}
+    assert _values(page, "cost_platform") == {}
+    assert "The snapshot holds no data-driven (markov, shapley) platform shares." in text
+    assert "no spend delivered in the window (spend/dt=* landing files)" in text
+    assert "no attribution snapshot as of this day" in _chart_texts(page, "attribution_shares")
+
+
+def test_models_section_is_the_same_bytes_in_every_process(tmp_path):
+    """The page is deterministic: two processes with different hash seeds write the same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    settings = _models_home(tmp_path)
+    script = (
+        "import sys\nfrom datetime import date\nfrom pathlib import Path\n"
+        "from pipelines.settings import Settings\nfrom pipelines.report import build_report\n"
+        "home, url, out = sys.argv[1:4]\n"
+        "s = Settings(home=Path(home), landing=Path(home) / 'landing', warehouse_url=url)\n"
+        "p = build_report(s, date.fromisoformat(sys.argv[4]))\nPath(out).write_bytes(p.read_bytes())\n"
+    )
+    pages = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"page-{seed}.html"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run(
+            [sys.executable, "-c", script, str(settings.home), settings.resolved_warehouse_url(), str(out), DAY.isoformat()],
+            check=True, env=env, cwd=Path(__file__).resolve().parent.parent,
+        )
+        pages.append(out.read_bytes())
+    assert pages[0] == pages[1]
+    assert b'<section id="models">' in pages[0]
+
+
+def test_the_snapshot_tables_are_read_once_for_the_day(tmp_path):
+    settings = _models_home(tmp_path)
+    engine = _engine(settings)
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda conn, cursor, stmt, *rest: statements.append(stmt))
+    try:
+        figures = data.collect(settings, engine, DAY)
+    finally:
+        engine.dispose()
+    for table in ("agg_attribution_channels", "agg_cost", "agg_roi_curve"):
+        mine = [s for s in statements if f"FROM {table}" in s]
+        assert len(mine) == 1, (table, mine)
+        assert f"{table}.as_of_dt = " in mine[0].split("WHERE", 1)[-1], mine[0]
+    # Only the rows shown come back: no creator rows, no other model's cost, no other day.
+    assert set(figures.channels["channel_kind"]) == {"platform", "vertical"}
+    assert set(figures.channels.loc[figures.channels["channel_kind"].eq("vertical"), "model"]) == set(data.VERTICAL_MODELS)
+    assert set(figures.cost["model"]) == {"shapley"} and set(figures.cost["level"]) == {"platform", "brand"}
+    assert len(figures.roi) == 11 * 6
+
+
+def test_model_charts_draw_any_labels_without_warnings(caplog):
+    """The new charts measure labels as the others do (no system font needed, nothing warned)."""
+    labels = ["雅诗兰黛", "SK-II 💄", '<b onclick="x">&$1$</b>']
+    shares = pd.DataFrame({
+        "model": ["markov", "last_touch", "shapley"], "channel": labels,
+        "share": [0.5, 0.3, 0.2], "share_ci_low": [0.55, np.nan, 0.1], "share_ci_high": [0.6, np.nan, 0.3],
+    })
+    roi = pd.DataFrame({
+        "brand_id": ["a", "a", "b", "b"], "x_days": [1, 7, 1, 7], "roi": [0.5, 1.5, np.nan, 2.0],
+        "is_decision_cycle": [False, True, False, True], "is_complete": [True, False, True, True],
+    })
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="matplotlib"):
+        warnings.simplefilter("error")
+        drawn = [charts.shares(shares, labels), charts.roi_curve(roi, ["a", "b"], labels[:2])]
+        drawn.append(charts.shares(shares.iloc[:0], []))
+        drawn.append(charts.roi_curve(roi.iloc[:0], [], []))
+    assert caplog.records == []
+    assert {_shown(s) for s in labels} <= set(_svg_texts(drawn[0]))
+    assert {_shown(s) for s in labels[:2]} <= set(_svg_texts(drawn[1]))
+    assert "no ROI: no spend in the cohorts" in _svg_texts(drawn[3])
+
+
+def test_tied_sentence_names_the_pairs_in_plain_words():
+    def rows(ties: dict[str, dict[str, str]]) -> pd.DataFrame:
+        return pd.DataFrame([
+            {"model": m, "channel_kind": "platform", "channel": p, "tied_with": ties.get(m, {}).get(p)}
+            for m in schemas.DATA_DRIVEN_MODELS for p in schemas.PLATFORMS
+        ])
+
+    every = {p: "|".join(q for q in schemas.PLATFORMS if q != p) for p in schemas.PLATFORMS}
+    said = render.tied_sentence(rows({"markov": every, "shapley": {"weibo": "douyin"}}))
+    assert "markov cannot tell any two of the 5 platforms apart; shapley cannot tell douyin from weibo." in said
+    assert "tell every platform apart from every other" in render.tied_sentence(rows({}))
+    assert "no data-driven" in render.tied_sentence(rows({}).iloc[:0])

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,17 @@ def test_environment_overrides_the_file_and_arguments_override_both(tmp_path, mo
         ("buckets = 0\n", r"buckets = 0 must be >= 1 \(from file"),
         ("home = 3\n", r"home = 3 must be a string"),
         ("[funnel\nseed_window_days = 7\n", r"cannot read it as TOML"),
+        (
+            "[funnel.category_windows.cat_baby]\nseed_window_days = -1\n",
+            r"funnel\.category_windows\.cat_baby\.seed_window_days = -1\.0 must be > 0 \(from file .*seedfunnel\.toml\)",
+        ),
+        (
+            "[funnel.category_windows.cat_baby]\nseed_window = 70\n",
+            r"funnel\.category_windows\.cat_baby: unknown window 'seed_window'; did you mean 'seed_window_days'\?",
+        ),
+        ("[funnel.category_windows.cat_baby]\n", r"funnel\.category_windows\.cat_baby names no window"),
+        ("[funnel.category_windows]\ncat_baby = 70\n", r"must hold a table per category, \[funnel\.category_windows\.<category_id>\]"),
+        ("[funnel]\ncategory_windows = 70\n", r"must hold a table per category"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(tmp_path, text, message):
@@ -139,6 +151,53 @@ def test_bad_values_are_refused_with_a_clear_message(tmp_path, text, message):
     with pytest.raises(SettingsError, match=message) as e:
         Settings()
     assert str(path) in str(e.value)
+
+
+def test_windows_per_category(tmp_path, monkeypatch):
+    # SPEC 5.11 (decision cycles): a table per category; a key left out keeps the global window,
+    # and so does every category not named.
+    _write(tmp_path / CONFIG_FILE, EXAMPLE + """
+[funnel.category_windows.cat_skincare]
+seed_window_days = 29
+conversion_window_days = 7
+
+[funnel.category_windows.cat_baby]
+seed_window_days = 70
+""")
+    s = Settings()
+    assert s.funnel.windows_of("cat_skincare") == (timedelta(days=29), timedelta(days=7))
+    assert s.funnel.windows_of("cat_baby") == (timedelta(days=70), timedelta(days=3))
+    assert s.funnel.windows_of("cat_pet") == s.funnel.windows_of(None) == (timedelta(days=7), timedelta(days=3))
+    assert (s.funnel.max_seed_window, s.funnel.max_conversion_window) == (timedelta(days=70), timedelta(days=7))
+    assert s.sources["funnel.category_windows"] == f"file {tmp_path / CONFIG_FILE}"
+    assert json.loads(s.describe()["funnel.category_windows"]) == {
+        "cat_baby": {"seed_window_days": 70.0}, "cat_skincare": {"seed_window_days": 29.0, "conversion_window_days": 7.0}
+    }
+    # The environment changes only the windows it names.
+    monkeypatch.setenv(env_name("funnel", "category_windows"), "cat_baby.conversion_window_days=10,cat_pet.seed_window_days=2")
+    s = Settings()
+    assert s.funnel.windows_of("cat_baby") == (timedelta(days=70), timedelta(days=10))
+    assert s.funnel.windows_of("cat_pet") == (timedelta(days=2), timedelta(days=3))
+    assert s.funnel.windows_of("cat_skincare") == (timedelta(days=29), timedelta(days=7))
+    assert s.sources["funnel.category_windows"] == "env SEEDFUNNEL_FUNNEL__CATEGORY_WINDOWS"
+    # --toml writes them back as tables that read the same.
+    again = _write(tmp_path / "copy" / "again.toml", s.to_toml())
+    monkeypatch.delenv(env_name("funnel", "category_windows"))
+    assert Settings(config=again).funnel == s.funnel
+    monkeypatch.setenv(env_name("funnel", "category_windows"), "cat_baby=70")
+    with pytest.raises(SettingsError, match=r"SEEDFUNNEL_FUNNEL__CATEGORY_WINDOWS='cat_baby=70' is not a valid category_windows"):
+        Settings()
+    # In code: a mapping, or the stored pairs; 15 and 15.0 are one setting.
+    given = FunnelParams(category_windows={"c1": {"conversion_window_days": 1, "seed_window_days": 5}})
+    assert given == FunnelParams(category_windows=(("c1", (("seed_window_days", 5.0), ("conversion_window_days", 1.0))),))
+    assert FunnelParams(category_windows={}) == FunnelParams()
+
+
+def test_windows_of_a_category_the_seeds_do_not_list_are_refused():
+    params = FunnelParams(category_windows={"cat_skincare": {"seed_window_days": 29}, "cat_babby": {"seed_window_days": 70}})
+    params.check_categories(["cat_skincare", "cat_babby"])
+    with pytest.raises(SettingsError, match=r"names category 'cat_babby', which seeds/categories\.csv does not list .*did you mean 'cat_baby'\?"):
+        params.check_categories(["cat_skincare", "cat_baby"], "seeds/categories.csv")
 
 
 def test_bad_environment_values_are_refused(monkeypatch):
@@ -207,7 +266,7 @@ def test_airflow_tasks_resolve_the_callers_settings(tmp_path):
         home=tmp_path / "home",
         landing=tmp_path / "landing",
         buckets=2,
-        funnel=FunnelParams(seed_window_days=5, touch_kinds=("read",)),
+        funnel=FunnelParams(seed_window_days=5, touch_kinds=("read",), category_windows={"cat_baby": {"seed_window_days": 70}}),
         quality=QualityParams(min_id_link_rate=0.15, max_event_lag_hours=30),
     )
     config = write_settings_file(caller, tmp_path / "airflow")

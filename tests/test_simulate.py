@@ -26,6 +26,7 @@ from pipelines.settings import FunnelParams
 from pipelines.simulate import ArrivalParams, load_schedule, materialize, simulate_world
 from pipelines.simulate.exporters import FORMATS
 from pipelines.simulate.landing import plan_world
+from pipelines.simulate.world import WorldParams
 from pipelines.text.normalize import normalize
 from pipelines.timeutil import parse_timestamps
 
@@ -91,6 +92,7 @@ def test_layout_matches_spec_section_1(small):
         rf"id_links/({platforms})/{day}/[^/]+\.(csv|parquet|jsonl)",
         rf"searches/{day}/[^/]+\.(csv|parquet|jsonl)",
         rf"orders/{day}/[^/]+\.(csv|parquet|jsonl)",
+        rf"spend/{day}/[^/]+\.(csv|parquet|jsonl)",
         r"items/[^/]+\.csv",
         r"ground_truth\.json",
         r"arrivals\.json",
@@ -98,7 +100,7 @@ def test_layout_matches_spec_section_1(small):
     files = sorted(f for f in _hashes(root) if not f.startswith(".versions/"))
     stray = [f for f in files if not any(re.fullmatch(a, f) for a in allowed)]
     assert stray == []
-    for source in ("notes", "exposures", "id_links", "searches", "orders"):
+    for source in ("notes", "exposures", "id_links", "searches", "orders", "spend"):
         assert any(f.startswith(source + "/") for f in files), source
     assert summary.files == len(files) - 2  # neither ground_truth.json nor arrivals.json is a landing file
     days = {m.group(1) for f in files if (m := re.search(r"dt=(\d{4}-\d{2}-\d{2})", f))}
@@ -220,11 +222,12 @@ def _times(values: pd.Series) -> pd.Series:
     return ts
 
 
-def _funnel_frames(root: Path, truth: dict):
-    """Touches, pairs (with seeded / vertical match / converted) from the raw landing files."""
-    params = FunnelParams()
+def _funnel_frames(root: Path, truth: dict, params: FunnelParams | None = None):
+    """Touches, pairs (with seeded / vertical match / converted) from the raw landing files, by the
+    windows of each pair's category (SPEC 5.11; the global ones unless ``params`` sets others)."""
+    params = params or FunnelParams()
     world, _, _ = plan_world(users=truth["users"], days=truth["days"], start=date.fromisoformat(truth["start"]),
-                             seed=truth["seed"], seeds_dir=SEEDS)
+                             seed=truth["seed"], seeds_dir=SEEDS, params=WorldParams(funnel=params))
     brands = world.brands
 
     ex = _read(root, truth, "exposures").drop(columns=["_dt", "_file"])
@@ -275,7 +278,9 @@ def _funnel_frames(root: Path, truth: dict):
     t = touches[["user_id", "brand_id", "event_time", "vertical"]].rename(columns={"event_time": "touch_at"})
     pairs = pd.merge_asof(pairs, t.sort_values("touch_at", kind="stable"), left_on="event_time", right_on="touch_at",
                           by=["user_id", "brand_id"], allow_exact_matches=False, direction="backward")
-    pairs["seeded"] = pairs["touch_at"].notna() & (pairs["touch_at"] >= pairs["event_time"] - params.seed_window)
+    seed_window = pd.to_timedelta(pairs["category_id"].map(lambda c: params.windows_of(c)[0]))
+    conversion_window = pd.to_timedelta(pairs["category_id"].map(lambda c: params.windows_of(c)[1]))
+    pairs["seeded"] = pairs["touch_at"].notna() & (pairs["touch_at"] >= pairs["event_time"] - seed_window)
     pairs["match"] = pairs["seeded"] & (pairs["vertical"] == pairs["category_id"])
 
     orders = _read(root, truth, "orders").astype({"user_id": str, "item_id": str, "order_id": str})
@@ -285,31 +290,37 @@ def _funnel_frames(root: Path, truth: dict):
     orders = orders.sort_values("_dt", kind="stable").drop_duplicates("order_id", keep="last")
     orders = orders.drop(columns=["brand_id"]).merge(items[["item_id", "brand_id"]], on="item_id")
     paid = orders[orders["status"] == "paid"][["user_id", "brand_id", "paid_at"]]
-    m = pairs[["search_id", "user_id", "brand_id", "event_time"]].merge(paid, on=["user_id", "brand_id"])
-    hit = m[(m["paid_at"] >= m["event_time"]) & (m["paid_at"] <= m["event_time"] + params.conversion_window)]
+    m = pairs[["search_id", "user_id", "brand_id", "event_time"]].assign(window=conversion_window)
+    m = m.merge(paid, on=["user_id", "brand_id"])
+    hit = m[(m["paid_at"] >= m["event_time"]) & (m["paid_at"] <= m["event_time"] + m["window"])]
     pairs["converted"] = pairs.set_index(["search_id", "brand_id"]).index.isin(hit.set_index(["search_id", "brand_id"]).index)
     # SPEC 5, Arrival: a pair of search day d is final when d + ceil(conversion_window) < W.
     last = date.fromisoformat(truth["end"])
     search_day = pairs["event_time"].dt.tz_convert("Asia/Shanghai").dt.date
-    open_days = timedelta(days=-(-params.conversion_window // timedelta(days=1)))
-    pairs["final"] = (search_day + open_days < last).to_numpy(dtype=bool)
+    open_days = pd.to_timedelta(-(-conversion_window // timedelta(days=1)), unit="D")
+    pairs["final"] = (pd.to_datetime(search_day) + open_days < pd.Timestamp(last)).to_numpy(dtype=bool)
     return touches, se, pairs
 
 
-def test_planted_effects_visible_in_raw_files(world):
-    root, truth = world
-    touches, searches, pairs = _funnel_frames(root, truth)
+def _cells(pairs: pd.DataFrame) -> dict:
+    """Pairs and conversions of the final pairs, by seeding and vertical match."""
     final = pairs[pairs["final"]]
 
     def cell(mask):
         return {"pairs": int(mask.sum()), "conversions": int((final["converted"] & mask).sum())}
 
-    cells = {
+    return {
         "unseeded": cell(~final["seeded"]),
         "seeded_vertical_match": cell(final["match"]),
         "seeded_mismatch": cell(final["seeded"] & ~final["match"]),
         "seeded": cell(final["seeded"]),
     }
+
+
+def test_planted_effects_visible_in_raw_files(world):
+    root, truth = world
+    touches, searches, pairs = _funnel_frames(root, truth)
+    cells = _cells(pairs)
     # the raw files, read independently, give exactly the simulator's own bookkeeping
     assert cells == truth["estimand"]["realised_pair_counts"]
 
@@ -320,6 +331,26 @@ def test_planted_effects_visible_in_raw_files(world):
     assert 2.1 < ratio("seeded_vertical_match") < 3.4
     assert 0.95 < ratio("seeded_mismatch") < 1.75
     assert ratio("seeded_mismatch") < ratio("seeded_vertical_match")
+
+
+#: Decision cycles (SPEC 5.11): baby products a long one, skincare a short conversion window.
+CYCLES = {"cat_baby": {"seed_window_days": 40, "conversion_window_days": 7}, "cat_skincare": {"conversion_window_days": 1}}
+
+
+def test_windows_per_category_are_planted_and_observable(tmp_path):
+    # The simulator plants search-backs, conversions and finality by the windows of the brand's
+    # category; the raw files, read with those windows, give exactly its bookkeeping.
+    params = FunnelParams(category_windows=CYCLES)
+    simulate_world(tmp_path, users=600, days=8, start=START, seed=5, seeds_dir=SEEDS, params=WorldParams(funnel=params))
+    truth = json.loads((tmp_path / "ground_truth.json").read_text(encoding="utf-8"))
+    assert truth["parameters"]["funnel"]["category_windows"] == {
+        c: {k: float(v) for k, v in w.items()} for c, w in CYCLES.items()
+    }
+    _, _, pairs = _funnel_frames(tmp_path, truth, params)
+    assert _cells(pairs) == truth["estimand"]["realised_pair_counts"]
+    # Read with the global windows only, they would not.
+    _, _, plain = _funnel_frames(tmp_path, truth)
+    assert _cells(plain) != truth["estimand"]["realised_pair_counts"]
 
 
 def test_exposed_users_search_their_brands_category_more(world):

@@ -13,6 +13,7 @@ users; searches moved in time or given to another user; some changed back a day 
 re-delivered in part, corrected to another user, revoked with confidence 0, or contested anew.
 And the edges of SPEC 5.10's activity window: searches and category orders exactly
 activity_window before a search, a second either side, and orders at the search's own second.
+With windows per category (SPEC 5.11) the edges are planted at every category's windows.
 """
 
 from __future__ import annotations
@@ -106,8 +107,12 @@ def random_inputs(
     """A random adversarial world and the run's (start, end) days."""
     rng = np.random.default_rng(seed)
     params = params or FunnelParams()
-    seed_us = params.seed_window // timedelta(microseconds=1)
-    conv_us = params.conversion_window // timedelta(microseconds=1)
+    micro = timedelta(microseconds=1)
+    seed_us = params.max_seed_window // micro
+    conv_us = params.max_conversion_window // micro
+    # Every category's windows (one each without per-category windows: the lists as they were).
+    seeds_us = sorted({s // micro for s, _ in params.all_windows()})
+    convs_us = sorted({c // micro for _, c in params.all_windows()})
     start = FIRST_DAY
     end = start + timedelta(days=days - 1)
     t0 = int(day_start_utc(start).value // 1_000) - int(min(seed_us, 5 * DAY)) - 2 * DAY
@@ -230,7 +235,7 @@ def random_inputs(
     n_rand = 3 * users
     plant = linked.sample(n=min(len(linked), 3 * users), random_state=seed + 2)
     # A touch at the search second does not seed it; exactly seed_window before does.
-    edge = rng.choice([0, US, seed_us, seed_us + US, seed_us - US], len(plant))
+    edge = rng.choice([0, US, *(e for s in seeds_us for e in (s, s + US, s - US))], len(plant))
     planted_t = _us(plant["event_time"]) + edge
     search_t = np.concatenate([grid(n_rand), planted_t])
     search_user = np.concatenate([rng.choice(user_ids, n_rand), plant["user_id"].to_numpy()])
@@ -259,7 +264,7 @@ def random_inputs(
 
     # Orders: on conversion window edges of searches, plus random ones.
     base = searches_df.drop_duplicates("search_id").sample(frac=0.6, random_state=seed + 3)
-    offset = rng.choice([0, conv_us, conv_us + US, -US, conv_us // 2, conv_us - US], len(base))
+    offset = rng.choice([0, *(e for c in convs_us for e in (c, c + US, -US, c // 2, c - US))], len(base))
     order_t = _us(base["event_time"]) + offset
     order_user = base["user_id"].to_numpy()
     n_rand_orders = users

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..settings import FunnelParams
 from ..timeutil import as_of
+from ..windows import window_us
 from .attribution import DAY_US
 from .prepare import decode, lexsort, run_starts, same_day
 from .touches import Linked
@@ -44,17 +45,23 @@ def boost_signals(
     users it names before its ``all_from``.
 
     Each snapshot is vectorised; one pass per day over the exposures of its window (found by
-    binary search in the exposures sorted by time). Sorted by (as_of_dt, user_id, brand_id).
+    binary search in the exposures sorted by time). The window is the seed window of the brand's
+    category (SPEC 5.11; the global one for a brand missing from brands.csv): the search takes the
+    longest, then each exposure keeps to its own. Sorted by (as_of_dt, user_id, brand_id).
     """
     by_time = np.argsort(linked.t, kind="stable")
     t_sorted = linked.t[by_time]
-    window_us = pd.Timedelta(params.seed_window).value // 1_000
+    reach_us = pd.Timedelta(params.max_seed_window).value // 1_000
+    # Per row of the note dimension (note x brand): the seed window of the brand's category.
+    own_us = window_us(params, linked.dim["category_id"])[0] if params.category_windows else None
     first_day = scope.first_day(linked.users) if scope is not None else None
     snapshots = []
     for day in days:
         end = as_of(day).value // 1_000
-        lo, hi = np.searchsorted(t_sorted, [end - window_us, end], side="left")
+        lo, hi = np.searchsorted(t_sorted, [end - reach_us, end], side="left")
         rows = by_time[lo:hi]
+        if own_us is not None:
+            rows = rows[linked.t[rows] >= end - own_us[linked.mention[rows]]]
         if first_day is not None and day < scope.all_from:
             rows = rows[first_day[linked.user[rows]] <= day.toordinal()]
         snapshots.append(_snapshot(linked, rows, end, params))
@@ -82,7 +89,7 @@ def _snapshot(
     linked: Linked, rows: np.ndarray, end: int, params: FunnelParams
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(user, brand, raw, rank) codes of the top rows per user as of ``end`` (UTC microseconds)
-    from the linked exposures ``rows`` (those in ``[end - seed_window, end)``), in (user, brand)
+    from the linked exposures ``rows`` (those in ``[end - seed_window(c(b)), end)``), in (user, brand)
     order."""
     weights = params.kind_weight
     unknown = sorted(set(linked.kinds[np.unique(linked.kind[rows])]) - set(weights))

@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from .. import schemas
 from ..settings import FunnelParams
+from ..windows import window_us
 from .prepare import decode, lexsort, run_starts
 from .uplift import COUNTS, with_uplift
 
@@ -50,8 +51,8 @@ def exposure_counts(
 
     ``touches``: seeding touches as touches() makes them (sorted by user, brand, touch order,
     with their codes); ``users`` / ``brands``: the sorted ids their ``_user`` / ``_brand`` index.
+    The seed window is that of the brand's category (SPEC 5.11).
     """
-    seed_us = pd.Timedelta(params.seed_window).value // 1_000
     user = touches["_user"].to_numpy(dtype="int64")
     brand = touches["_brand"].to_numpy(dtype="int64")
     platform = touches["_platform"].to_numpy(dtype="int64")
@@ -73,11 +74,13 @@ def exposure_counts(
         pd.concat([touches["category_id"], pairs["category_id"]]).unique(), dtype="str"
     )
     category = categories.get_indexer(touches["category_id"])
+    seed_us = window_us(params, categories)[0]  # per category code
     width = max(len(categories), 1)
     first = pd.DataFrame(
         {
             "key": user[firsts] * width + category[firsts],
             "first_at": t[firsts],
+            "seed_us": seed_us[category[firsts]],
             "row": np.arange(len(firsts)),
         }
     )
@@ -103,7 +106,7 @@ def exposure_counts(
             allow_exact_matches=False,
         )
         next_at = found["searched_at"].to_numpy(dtype="float64", na_value=np.nan)
-        hit = next_at <= found["first_at"].to_numpy(dtype="float64") + seed_us
+        hit = next_at <= found["first_at"].to_numpy(dtype="float64") + found["seed_us"].to_numpy()
         searched_back[found["row"].to_numpy()] = hit
     counted = (
         pd.DataFrame(

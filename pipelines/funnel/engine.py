@@ -10,7 +10,7 @@ import pandas as pd
 from .. import schemas
 from ..settings import FunnelParams
 from ..timeutil import days as day_range
-from ..windows import daily_final_before, pairs_final_before
+from ..windows import daily_final, pairs_final
 from .attribution import credits
 from .boost import BoostScope, boost_signals
 from .daily import brand_daily
@@ -47,6 +47,24 @@ def publish(table: schemas.Table, df: pd.DataFrame, run_id: str) -> pd.DataFrame
 def _within(df: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
     """Rows whose business day dt lies in start..end."""
     return df.loc[((df["dt"] >= start) & (df["dt"] <= end)).to_numpy(dtype=bool)]
+
+
+def _category_of(brand_ids: pd.Series, brands: pd.DataFrame) -> np.ndarray:
+    """Per row the category (brands.csv) of its brand, None where the brand has none."""
+    at = pd.Index(brands["brand_id"]).get_indexer(brand_ids)
+    return np.where(at >= 0, brands["category_id"].to_numpy(dtype=object)[np.maximum(at, 0)], None)
+
+
+def _subject_category(rows: pd.DataFrame, brands: pd.DataFrame) -> np.ndarray:
+    """Per uplift row the category whose windows it depends on (SPEC 5.11): a brand's, a
+    category's own; None for level all, which pools every category (``windows``: the longest)."""
+    level = rows["level"].to_numpy(dtype=object)
+    subject = rows["subject_id"].to_numpy(dtype=object)
+    return np.where(
+        level == "brand",
+        _category_of(rows["subject_id"], brands),
+        np.where(level == "category", subject, None),
+    )
 
 
 def compute(
@@ -104,15 +122,20 @@ def compute(
     )
     boost = boost_signals(linked, day_range(start, end), params, boost_scope)
 
-    pairs_final = pairs_final_before(params, end)
+    # Finality follows each row's own category windows (pipelines.windows).
     facts = _within(facts, start, end)
-    facts = facts.assign(is_final=(facts["dt"] < pairs_final).to_numpy(dtype=bool))
-    uplift = uplift.assign(is_final=(uplift["dt"] < pairs_final).to_numpy(dtype=bool))
-    uplift_strata = uplift_strata.assign(
-        is_final=(uplift_strata["dt"] < pairs_final).to_numpy(dtype=bool)
+    facts = facts.assign(is_final=pairs_final(params, end, facts["dt"], facts["category_id"]))
+    uplift = uplift.assign(
+        is_final=pairs_final(params, end, uplift["dt"], _subject_category(uplift, brands))
     )
-    daily_final = daily_final_before(params, end)
-    daily = daily.assign(is_final=(daily["dt"] < daily_final).to_numpy(dtype=bool))
+    uplift_strata = uplift_strata.assign(
+        is_final=pairs_final(
+            params, end, uplift_strata["dt"], _subject_category(uplift_strata, brands)
+        )
+    )
+    daily = daily.assign(
+        is_final=daily_final(params, end, daily["dt"], _category_of(daily["brand_id"], brands))
+    )
 
     frames = {
         schemas.FCT_TOUCHES.name: _within(touch, start, end),

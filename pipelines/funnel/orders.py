@@ -1,4 +1,5 @@
-"""SPEC 5.5: seeded orders, their anchor search and their eligible touches."""
+"""SPEC 5.5: seeded orders, their anchor search and their eligible touches (the windows of the
+order's brand's category, SPEC 5.11)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pandas as pd
 
 from ..settings import FunnelParams
 from ..timeutil import business_day
+from ..windows import window_us
 from .prepare import merge_asof
 from .touches import TOUCH_ORDER
 
@@ -14,9 +16,6 @@ def seeded_orders(
     paid: pd.DataFrame, cand: pd.DataFrame, touches: pd.DataFrame, params: FunnelParams
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(seeded orders, their eligible touches numbered 1..n in touch order)."""
-    seed_window = pd.Timedelta(params.seed_window)
-    conversion_window = pd.Timedelta(params.conversion_window)
-
     # Per (user, brand, search time) keep the larger search_id: the anchor's tie rule.
     anchors = cand.loc[cand["is_seeded"], ["user_id", "brand_id", "searched_at", "search_id"]]
     anchors = anchors.sort_values(["searched_at", "search_id"], kind="stable")
@@ -33,9 +32,10 @@ def seeded_orders(
         direction="backward",
         allow_exact_matches=True,
     )
-    # The latest seeded search at or before payment; if it is too old, every earlier one is too.
+    # The latest seeded search at or before payment; if it is too old, every earlier one is too
+    # (one window per order: its brand's category's).
     in_window = orders["anchor_searched_at"].notna() & (
-        orders["anchor_searched_at"] >= orders["paid_at"] - conversion_window
+        orders["anchor_searched_at"] >= orders["paid_at"] - _window(params, orders, 1)
     )
     orders = orders.loc[in_window.to_numpy(dtype=bool)].reset_index(drop=True)
 
@@ -52,7 +52,7 @@ def seeded_orders(
         ]
     ].merge(touches[touch_cols], on=["user_id", "brand_id"], how="inner")
     eligible = eligible.loc[
-        (eligible["touch_at"] >= eligible["anchor_searched_at"] - seed_window)
+        (eligible["touch_at"] >= eligible["anchor_searched_at"] - _window(params, eligible, 0))
         & (eligible["touch_at"] < eligible["anchor_searched_at"])
     ]
     eligible = eligible.sort_values(["order_id", *TOUCH_ORDER], kind="stable").reset_index(
@@ -72,3 +72,9 @@ def seeded_orders(
     orders["dt"] = business_day(orders["paid_at"])
     orders = orders.sort_values("order_id", kind="stable").reset_index(drop=True)
     return orders, eligible
+
+
+def _window(params: FunnelParams, rows: pd.DataFrame, which: int) -> pd.Series:
+    """Per row the seed (``which`` 0) or conversion (1) window of its ``category_id``."""
+    us = window_us(params, rows["category_id"])[which]
+    return pd.Series(pd.to_timedelta(us, unit="us"), index=rows.index)

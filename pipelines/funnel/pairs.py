@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 from .. import schemas
 from ..settings import FunnelParams
 from ..timeutil import business_day
+from ..windows import window_us
 from .prepare import as_of_positions, columns, decode, lexsort, run_starts
 from .touches import TOUCH_ORDER
 
@@ -48,10 +49,10 @@ def pair_brands(
     (pair, brand) combinations absent here are neither seeded nor converted, so pairs are joined
     only to the user's own brands of the pair's category (no pairs x brands blow-up). Users and
     brands are joined on their shared integer codes (``_user``, ``_brand``; ``n_brands`` codes);
-    ``pairs`` carries ``_row``, its position in (search_id, category_id) order.
+    ``pairs`` carries ``_row``, its position in (search_id, category_id) order. Both windows are
+    those of the pair's category c, the category of every brand b considered (SPEC 5.11).
     """
-    seed_us = pd.Timedelta(params.seed_window).value // 1_000
-    conversion_us = pd.Timedelta(params.conversion_window).value // 1_000
+    pair_seed_us, pair_conversion_us = window_us(params, pairs["category_id"])
     owned = ["_user", "_brand", "brand_id", "category_id"]
     # Touches are sorted by (user, brand, touch order): the first row of each run is one per pair.
     tu, tb, tt = (touches[c].to_numpy(dtype="int64") for c in ("_user", "_brand", "_t"))
@@ -71,6 +72,7 @@ def pair_brands(
     order = lexsort((brand, row))
     row, brand, ub_row = row[order], brand[order], ub_row[order]
     searched = pairs["searched_at"].to_numpy(dtype="datetime64[us]").view("int64")[row]
+    seed_us, conversion_us = pair_seed_us[row], pair_conversion_us[row]
     ub = pairs["_user"].to_numpy(dtype="int64")[row] * n_brands + brand
 
     # The latest touch strictly before the search decides both "seeded" (it is the newest, so if
@@ -80,13 +82,13 @@ def pair_brands(
     ends = np.r_[starts[1:], len(touches)] - 1 if len(starts) else starts
     last = as_of_positions(searched, ub, tt[ends], tu[ends] * n_brands + tb[ends], "backward", exact=False)
     seeded = last >= 0
-    seeded[seeded] = tt[ends[last[seeded]]] >= searched[seeded] - seed_us
+    seeded[seeded] = tt[ends[last[seeded]]] >= searched[seeded] - seed_us[seeded]
 
     paid_at = paid["paid_at"].to_numpy(dtype="datetime64[us]").view("int64")
     paid_ub = paid["_user"].to_numpy(dtype="int64") * n_brands + paid["_brand"].to_numpy(dtype="int64")
     first = as_of_positions(searched, ub, paid_at, paid_ub, "forward", exact=True)
     converted = first >= 0
-    converted[converted] = paid_at[first[converted]] <= searched[converted] + conversion_us
+    converted[converted] = paid_at[first[converted]] <= searched[converted] + conversion_us[converted]
 
     cand = pairs.iloc[row].reset_index(drop=True)
     cand["_brand"] = brand

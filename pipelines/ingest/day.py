@@ -5,6 +5,7 @@ Landing layout read for day d::
     notes/<platform>/dt=d/**        exporter note files (any supported exporter and container)
     exposures/<platform>/dt=d/**    id_links/<platform>/dt=d/**
     searches/dt=d/**                orders/dt=d/**
+    spend/dt=d/**                   optional: a day without it has no spend (nothing is missing)
     items/**                        catalog snapshot (flat files, or dt=... folders up to d)
 
 Every row of every file ends up accepted into the lake or in quarantine; per file
@@ -41,12 +42,12 @@ from .quarantine import Checks, FileContext
 
 #: Inputs delivered per platform folder, and those delivered once for all platforms.
 PER_PLATFORM = ("notes", "exposures", "id_links")
-PLATFORMLESS = ("searches", "orders")
+PLATFORMLESS = ("searches", "orders", "spend")
 #: Tables keyed by one id whose later deliveries are new versions (SPEC 3, docs/semantics.md):
 #: different versions of a key inside one delivery are a conflict.
-KEYED = ("searches", "orders")
+KEYED = ("searches", "orders", "spend")
 #: Tables whose exact duplicate rows collapse to one within a delivery day.
-COLLAPSED = ("exposures", "id_links", "searches", "orders")
+COLLAPSED = ("exposures", "id_links", "searches", "orders", "spend")
 
 Progress = Callable[[str], None]
 

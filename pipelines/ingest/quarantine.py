@@ -33,7 +33,7 @@ REASONS: dict[str, str] = {
     "negative_count": "a count is negative; counts must be >= 0 (-1 alone means missing)",
     "bad_enum": "a value is outside the allowed set; use one of the listed values",
     "out_of_range": "a value is outside its allowed range (amounts 0 < fen <= 10^12, counts 0 .. 10^12 - 1, timestamps from 2000-01-01 to the end of the day after the delivery day); fix the value",
-    "conflicting_version": "one delivery holds different versions of the same search_id / order_id, so none of them is taken; fix the files of that delivery and deliver it again, or send the one correct version in a later delivery (the latest delivery of a key wins)",
+    "conflicting_version": "one delivery holds different versions of the same search_id / order_id / spend_id, so none of them is taken; fix the files of that delivery and deliver it again, or send the one correct version in a later delivery (the latest delivery of a key wins)",
 }
 
 

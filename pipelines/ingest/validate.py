@@ -250,6 +250,15 @@ def _range(num: pd.Series, good: pd.Series, col: schemas.Column, checks: Checks)
     return outside
 
 
+def platform_names(values: pd.Series) -> pd.Series:
+    """A platform column of content (no folder names it) with every known spelling
+    (``PLATFORM_ALIASES``: 小红书, xhs, DY, ...; case and blanks ignored) as the platform's name;
+    other values as written, for the enum check to name them."""
+    s = pd.Series(values, copy=False)
+    named = as_text(s).str.lower().map(PLATFORM_ALIASES)
+    return s.astype(object).where(_flag(named.isna()), named.astype(object))
+
+
 def platform_agrees(values: pd.Series, folder: str, checks: Checks) -> None:
     """Flag rows whose platform field names another platform than the folder (empty is fine)."""
     text = as_text(values).str.lower()

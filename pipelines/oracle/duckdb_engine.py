@@ -48,7 +48,8 @@ Readings of docs/semantics.md where it leaves room (reported to the lead):
 8. A touch for a brand not in brands.csv still appears in fct_touches and boost; it seeds nothing.
 9. Finality (``pipelines.windows``): pairs and uplift rows final when
    dt + ceil(conversion_window) < end; agg_brand_funnel_daily when
-   dt + ceil(max(seed_window, conversion_window)) < end.
+   dt + ceil(max(seed_window, conversion_window)) < end; each with the windows of the row's
+   category (a brand's category, a category subject's own), level 'all' with the longest of any.
 10. Versions (SPEC 3): per search_id / order_id the version of the latest delivery (largest dt)
     wins, rows equal but for dt collapse; an order counts only when that version is paid. Per
     (platform, ext_user_id) only the claims of its latest delivery compete.
@@ -58,6 +59,11 @@ Readings of docs/semantics.md where it leaves room (reported to the lead):
     user's distinct searches of the log, latest versions, in [t_s - activity_window, t_s),
     banded; whether the user has a paid order of the pair's category paid in that window).
     The adjusted figure is SPEC's Mantel-Haenszel formula as written, null when R or S is 0.
+13. Windows per category (SPEC 5.11): the table ``category_windows`` holds seed_us / conv_us
+    and the finality days of every category the inputs name; every window rule joins it on the
+    category of the pair (= of the brand), of the order's brand or of the touch's brand. A touch
+    of a brand missing from brands.csv (boost only) takes the global window of ``p``; a row of
+    level 'all' the finality day of ``p``, that of the longest window of any category.
 """
 
 from __future__ import annotations
@@ -197,24 +203,26 @@ STEPS: tuple[tuple[str, str], ...] = (
     ),
     (
         "pair_touches",
-        # Touches for a brand of the pair's category with t_s - seed_window <= t < t_s.
+        # Touches for a brand of the pair's category c with t_s - seed_window(c) <= t < t_s.
         """
         SELECT pr.search_id, pr.category_id, t.* EXCLUDE (category_id)
-        FROM pairs pr CROSS JOIN p
+        FROM pairs pr
+        JOIN category_windows w ON w.category_id = pr.category_id
         JOIN touches t
           ON t.user_id = pr.user_id AND t.category_id = pr.category_id
-         AND t.t >= pr.ts - p.seed_us AND t.t < pr.ts
+         AND t.t >= pr.ts - w.seed_us AND t.t < pr.ts
         """,
     ),
     (
         "pair_brand_conversions",
-        # t_s <= paid_at <= t_s + conversion_window, orders of a brand of the pair's category.
+        # t_s <= paid_at <= t_s + conversion_window(c), orders of a brand of the pair's category c.
         """
         SELECT DISTINCT pr.search_id, pr.category_id, o.brand_id
-        FROM pairs pr CROSS JOIN p
+        FROM pairs pr
+        JOIN category_windows w ON w.category_id = pr.category_id
         JOIN paid o
           ON o.user_id = pr.user_id AND o.category_id = pr.category_id
-         AND o.t >= pr.ts AND o.t <= pr.ts + p.conv_us
+         AND o.t >= pr.ts AND o.t <= pr.ts + w.conv_us
         """,
     ),
     (
@@ -279,7 +287,7 @@ STEPS: tuple[tuple[str, str], ...] = (
     ),
     (
         "seeded_orders",
-        # Anchor: the latest seeded pair (s, c(b)) with t_s <= paid_at <= t_s + conv,
+        # Anchor: the latest seeded pair (s, c(b)) with t_s <= paid_at <= t_s + conv(c(b)),
         # ties on time to the larger search_id.
         """
         SELECT order_id, user_id, brand_id, category_id, amount_fen, t, anchor_search_id, anchor_t
@@ -287,10 +295,11 @@ STEPS: tuple[tuple[str, str], ...] = (
             SELECT o.*, bp.search_id AS anchor_search_id, bp.ts AS anchor_t,
                    row_number() OVER (PARTITION BY o.order_id
                                       ORDER BY bp.ts DESC, bp.search_id DESC) AS rn
-            FROM paid o CROSS JOIN p
+            FROM paid o
+            JOIN category_windows w ON w.category_id = o.category_id
             JOIN brand_pairs bp
               ON bp.is_seeded AND bp.user_id = o.user_id AND bp.brand_id = o.brand_id
-             AND o.t >= bp.ts AND o.t <= bp.ts + p.conv_us
+             AND o.t >= bp.ts AND o.t <= bp.ts + w.conv_us
         ) r WHERE rn = 1
         """,
     ),
@@ -400,6 +409,17 @@ STEPS: tuple[tuple[str, str], ...] = (
             UNION ALL SELECT 'brand', brand_id FROM brands
         ) s
         CROSS JOIN uplift_slices sl
+        """,
+    ),
+    (
+        "subject_windows",
+        # The finality day of each uplift subject: its brand's category's, a category's own;
+        # level 'all' has none here and takes p's (reading 13).
+        """
+        SELECT 'brand' AS level, b.brand_id AS subject_id, w.pair_final_before
+        FROM brands b JOIN category_windows w USING (category_id)
+        UNION ALL
+        SELECT 'category', category_id, pair_final_before FROM category_windows
         """,
     ),
     (
@@ -524,30 +544,35 @@ STEPS: tuple[tuple[str, str], ...] = (
                CASE WHEN mh.r > 0 AND mh.s > 0
                     THEN exp(ln(mh.r / mh.s) + {Z} * sqrt(mh.v / (mh.r * mh.s))) END
                    AS adjusted_uplift_ci_high,
-               u.dt < p.pair_final_before AS is_final
+               u.dt < coalesce(sw.pair_final_before, p.pair_final_before) AS is_final
         FROM u CROSS JOIN p
+        LEFT JOIN subject_windows sw USING (level, subject_id)
         LEFT JOIN mantel_haenszel mh USING (dt, level, subject_id, slice, slice_value)
         """,
     ),
     (
         "exposure_daily",
         # t_first per (day, brand, user, platform) and over all platforms; a user searched back
-        # when some pair of the brand's category seeded for it has t_first < t_s <= t_first + seed.
+        # when some pair of the brand's category c seeded for it has
+        # t_first < t_s <= t_first + seed(c).
         """
         WITH firsts AS (
-            SELECT business_day(t) AS dt, brand_id, user_id, platform, min(t) AS t_first
+            SELECT business_day(t) AS dt, brand_id, category_id, user_id, platform, min(t) AS t_first
             FROM touches GROUP BY ALL
             UNION ALL
-            SELECT business_day(t), brand_id, user_id, 'all', min(t) FROM touches GROUP BY ALL
+            SELECT business_day(t), brand_id, category_id, user_id, 'all', min(t)
+            FROM touches GROUP BY ALL
         ),
         flagged AS (
             SELECT f.dt, f.brand_id, f.user_id, f.platform,
                    EXISTS (
-                       SELECT 1 FROM brand_pairs bp CROSS JOIN p
+                       SELECT 1 FROM brand_pairs bp
                        WHERE bp.is_seeded AND bp.user_id = f.user_id AND bp.brand_id = f.brand_id
-                         AND bp.ts > f.t_first AND bp.ts <= f.t_first + p.seed_us
+                         AND bp.ts > f.t_first
+                         AND bp.ts <= f.t_first + coalesce(w.seed_us, p.seed_us)
                    ) AS searched_back
-            FROM firsts f
+            FROM firsts f CROSS JOIN p
+            LEFT JOIN category_windows w ON w.category_id = f.category_id
         )
         SELECT dt, brand_id, platform, count(*) AS exposed_users,
                count(*) FILTER (WHERE searched_back) AS searched_back_users
@@ -600,14 +625,16 @@ STEPS: tuple[tuple[str, str], ...] = (
     (
         "boost",
         # One snapshot per as_of day; every exposure kind counts here; raw is summed in ascending
-        # term order (reading 7).
+        # term order (reading 7). The window: the seed window of the brand's category (reading 13).
         f"""
         WITH terms AS (
             SELECT a.as_of_dt, be.user_id, be.brand_id,
                    k.weight * pow(2.0, -((a.as_of_us - be.t) / {US_PER_DAY}.0)
                                        / p.boost_half_life_days) AS term
             FROM brand_exposures be CROSS JOIN p
-            JOIN as_of_days a ON be.t >= a.as_of_us - p.seed_us AND be.t < a.as_of_us
+            LEFT JOIN category_windows w ON w.category_id = be.category_id
+            JOIN as_of_days a
+              ON be.t >= a.as_of_us - coalesce(w.seed_us, p.seed_us) AND be.t < a.as_of_us
             JOIN kind_weights k USING (kind)
         ), raws AS (
             SELECT as_of_dt, user_id, brand_id, list_sum(list_sort(list(term))) AS raw
@@ -641,8 +668,9 @@ OUTPUTS: dict[str, str] = {
     "fct_search_pairs": """
         SELECT business_day(ts) AS dt, search_id, user_id, make_timestamptz(ts) AS searched_at,
                category_id, seeded_brand_ids, converted_brand_ids, is_seeded, is_converted,
-               last_touch_platform, business_day(ts) < p.pair_final_before AS is_final
-        FROM pair_facts CROSS JOIN p WHERE business_day(ts) IN (SELECT dt FROM days)
+               last_touch_platform, business_day(ts) < w.pair_final_before AS is_final
+        FROM pair_facts JOIN category_windows w USING (category_id)
+        WHERE business_day(ts) IN (SELECT dt FROM days)
     """,
     "fct_seeded_orders": """
         SELECT business_day(t) AS dt, order_id, user_id, brand_id, category_id, amount_fen,
@@ -670,10 +698,11 @@ OUTPUTS: dict[str, str] = {
                coalesce(o.seeded_orders, 0) AS seeded_orders,
                coalesce(o.seeded_gmv_fen, 0) AS seeded_gmv_fen,
                {attributed},
-               g.dt < p.funnel_final_before AS is_final
-        FROM (SELECT d.dt, b.brand_id, pl.platform
+               g.dt < coalesce(w.funnel_final_before, p.funnel_final_before) AS is_final
+        FROM (SELECT d.dt, b.brand_id, b.category_id, pl.platform
               FROM days d CROSS JOIN brands b CROSS JOIN funnel_platforms pl) g
         CROSS JOIN p
+        LEFT JOIN category_windows w ON w.category_id = g.category_id
         JOIN uplift u
           ON u.dt = g.dt AND u.level = 'brand' AND u.subject_id = g.brand_id
          AND u.slice = CASE WHEN g.platform = 'all' THEN 'all' ELSE 'platform' END
@@ -696,8 +725,10 @@ OUTPUTS: dict[str, str] = {
         SELECT u.* FROM uplift u WHERE u.dt IN (SELECT dt FROM days)
     """,
     "agg_uplift_strata": """
-        SELECT k.*, k.dt < p.pair_final_before AS is_final
-        FROM strata_counts k CROSS JOIN p WHERE k.dt IN (SELECT dt FROM days)
+        SELECT k.*, k.dt < coalesce(sw.pair_final_before, p.pair_final_before) AS is_final
+        FROM strata_counts k CROSS JOIN p
+        LEFT JOIN subject_windows sw USING (level, subject_id)
+        WHERE k.dt IN (SELECT dt FROM days)
     """,
     "brand_boost_signals": "SELECT * FROM boost",
 }
@@ -714,7 +745,7 @@ def compute(
         con.execute(_DAY_MACRO)
         for f in fields(FunnelInputs):
             con.register(f"in_{f.name}", _input_arrow(f.name, getattr(inputs, f.name)))
-        for name, table in _parameter_tables(params, run_days, end).items():
+        for name, table in _parameter_tables(params, run_days, end, _category_ids(inputs)).items():
             con.register(name, table)
         for name, sql in STEPS:
             con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
@@ -735,8 +766,20 @@ def _finish(t: schemas.Table, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(order, kind="mergesort", na_position="first").reset_index(drop=True)
 
 
-def _parameter_tables(params: FunnelParams, run_days: list[date], end: date) -> dict[str, pa.Table]:
-    """SPEC 5 parameters and the run's days as small tables the SQL joins against."""
+def _category_ids(inputs: FunnelInputs) -> list[str]:
+    """Every category id the inputs name (categories.csv, brands.csv, the searches' categories)."""
+    ids = pd.concat(
+        [inputs.categories["category_id"], inputs.brands["category_id"], inputs.search_categories["category_id"]]
+    )
+    return sorted(ids.dropna().astype(str).unique())
+
+
+def _parameter_tables(
+    params: FunnelParams, run_days: list[date], end: date, category_ids: list[str]
+) -> dict[str, pa.Table]:
+    """SPEC 5 parameters and the run's days as small tables the SQL joins against. ``p`` holds the
+    global windows and, for rows of every category (level 'all'), the finality days of the longest;
+    ``category_windows`` each category's own windows and finality days (SPEC 5.11)."""
     micro = timedelta(microseconds=1)
     unknown = sorted(set(params.touch_kinds) - set(schemas.EXPOSURE_KINDS))
     if unknown:
@@ -753,8 +796,22 @@ def _parameter_tables(params: FunnelParams, run_days: list[date], end: date) -> 
         "funnel_final_before": daily_final_before(params, end),
     }
     weights = params.kind_weight
+    own = [params.windows_of(c) for c in category_ids]
     return {
         "p": pa.Table.from_pylist([p]),
+        "category_windows": pa.table(
+            {
+                "category_id": pa.array(category_ids, pa.string()),
+                "seed_us": pa.array([s // micro for s, _ in own], pa.int64()),
+                "conv_us": pa.array([c // micro for _, c in own], pa.int64()),
+                "pair_final_before": pa.array(
+                    [pairs_final_before(params, end, c) for c in category_ids], pa.date32()
+                ),
+                "funnel_final_before": pa.array(
+                    [daily_final_before(params, end, c) for c in category_ids], pa.date32()
+                ),
+            }
+        ),
         "days": pa.table({"dt": pa.array(run_days, pa.date32())}),
         "as_of_days": pa.table(
             {

@@ -6,8 +6,8 @@ frames turn rules that span tables into rows plain GX expectations can judge:
 
 - ``check_credit_sums``: one row per (seeded order, model): amount, credit sum, absolute difference.
 - ``check_ingest_reconciliation``: one row per input source: ingest_files accounting vs lake rows.
-- ``check_freshness``: one row: per source, days since its latest delivered file and the hours from
-  its latest event to the end of the day.
+- ``check_freshness``: one row: per source (but the optional ones), days since its latest
+  delivered file and the hours from its latest event to the end of the day.
 - ``check_feed_rates``: one row: id-link rate, orphan exposure rate, unknown brand rate, quarantine
   rate, each with its days of trailing history and its working share against that history; and
   the unknown note type rate with its count (judged against a ceiling only: a warning).
@@ -32,7 +32,7 @@ FEED_RATES = "check_feed_rates"
 CHECKS = (CREDIT_SUMS, RECONCILIATION, FRESHNESS, FEED_RATES)
 
 #: Tables validated with a table suite: the canonical inputs and everything stage_publish writes.
-VALIDATED_TABLES: tuple[schemas.Table, ...] = schemas.INPUT_TABLES + schemas.FUNNEL_TABLES + (
+VALIDATED_TABLES: tuple[schemas.Table, ...] = schemas.INPUT_TABLES + schemas.COMPUTED_TABLES + (
     schemas.QUARANTINE,
     schemas.INGEST_FILES,
 )
@@ -47,6 +47,8 @@ STORED_KEY: dict[str, tuple[str, ...] | None] = {
 
 #: Every landing source (a canonical input table).
 SOURCES: tuple[str, ...] = tuple(t.name for t in schemas.INPUT_TABLES)
+#: The sources whose delivery age is checked: a day without an optional one (spend) lacks nothing.
+FRESH_SOURCES: tuple[str, ...] = tuple(s for s in SOURCES if schemas.table(s) not in schemas.OPTIONAL_INPUTS)
 #: The event-time column of each event source.
 EVENT_TIME = arrival.EVENT_TIME
 
@@ -69,9 +71,9 @@ def table_frames(settings: Settings, day: date, *, sort: bool = True) -> dict[st
     state = arrival.State.load(settings)
     out: dict[str, pd.DataFrame] = {}
     for t in VALIDATED_TABLES:
-        if t in schemas.FUNNEL_TABLES and state.unpublished_days(t.name):
+        if t in schemas.COMPUTED_TABLES and state.unpublished_days(t.name):
             frame = arrival.read_unpublished(settings.lake, state, t.name)  # exactly what publish writes
-        elif t in schemas.FUNNEL_TABLES:
+        elif t in schemas.COMPUTED_TABLES:
             frame = lake.read_table(settings.lake / arrival.MARTS, t.name, funnel_days(settings, state, t, day))
         else:
             frame = lake.read_table(settings.lake, t.name, None if t.partition is None else [day])
@@ -154,7 +156,7 @@ def reconciliation(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def freshness(settings: Settings, day: date, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row: per source, delivery age in days and event lag in hours."""
+    """One row: per source (optional ones aside), delivery age in days and event lag in hours."""
     from ..timeutil import day_start_utc
 
     days = [d for d in lake.partitions(settings.lake, schemas.INGEST_FILES.name) if d <= day]
@@ -164,7 +166,7 @@ def freshness(settings: Settings, day: date, tables: dict[str, pd.DataFrame]) ->
     never = (day - min(days, default=day)).days + 1
     row: dict[str, object] = {"dt": day}
     end = day_start_utc(day + timedelta(days=1))
-    for s in SOURCES:
+    for s in FRESH_SOURCES:
         row[age_column(s)] = (day - latest[s]).days if s in latest.index else never
         if s in EVENT_TIME:
             ts = tables[s][EVENT_TIME[s]]

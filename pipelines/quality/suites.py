@@ -46,6 +46,10 @@ ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
     ("seeded_pairs", "seeded_conversions"),
     ("baseline_pairs", "baseline_conversions"),
     ("exposed_users", "searched_back_users"),
+    # SPEC 5.11: bootstrap intervals (percentile intervals need not contain the point estimate)
+    *((f"{name}_ci_high", f"{name}_ci_low") for name in (
+        "share", "cost_per_touch", "cost_per_search_back_user", "cost_per_seeded_order", "roas"
+    )),
 )
 
 
@@ -234,7 +238,7 @@ def check_suites() -> dict[str, dict]:
     )
 
     fresh: list[dict] = []
-    for source in checks.SOURCES:
+    for source in checks.FRESH_SOURCES:
         event = source in checks.EVENT_TIME
         fresh.append(
             expectation(

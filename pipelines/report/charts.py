@@ -34,6 +34,7 @@ import pandas as pd  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from .. import schemas  # noqa: E402
 
@@ -52,6 +53,11 @@ BROWSER_FONTS = (
 MODEL_COLORS = dict(
     zip(schemas.ATTRIBUTION_MODELS, ("#1f6feb", "#8250df", "#1a7f37", "#bf8700", "#cf222e"), strict=True)
 )
+#: The data-driven models (SPEC 5.11): darker colours, and diamonds on a shaded band in ``shares``.
+DATA_DRIVEN_COLORS = dict(zip(schemas.DATA_DRIVEN_MODELS, ("#0a3069", "#953800"), strict=True))
+ALL_MODEL_COLORS = {**MODEL_COLORS, **DATA_DRIVEN_COLORS}
+#: One colour per line of ``roi_curve`` (brands in rank order).
+SERIES_COLORS = ("#1f6feb", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#0a3069", "#bc4c00", "#57606a")
 PLATFORM_COLORS = dict(
     zip(schemas.PLATFORMS, ("#ff2442", "#111111", "#00a1d6", "#ff6a00", "#e6162d"), strict=True)
 )
@@ -354,5 +360,146 @@ def boost(hist: pd.DataFrame) -> str:
         ax.set_xticks(np.linspace(0, 1, len(left) + 1))
         ax.set_xlabel("score = 1 - exp(-raw)")
         ax.set_ylabel("(user, brand) signals")
+        fig.tight_layout()
+        return _data_uri(fig)
+
+
+def _interval(ax, y, value, low, high, color, *, marker="o", size=22, lw=1.4, label=None, zorder=3):
+    """Points at ``value`` with their intervals [low, high] as horizontal error bars (capped).
+
+    Drawn as lines, not ``errorbar``: a bootstrap percentile interval need not contain its point
+    estimate, and errorbar refuses such negative lengths. A missing interval draws the point alone;
+    a missing value draws nothing.
+    """
+    y, value, low, high = (np.asarray(a, dtype="float64") for a in (y, value, low, high))
+    bar = np.isfinite(low) & np.isfinite(high) & np.isfinite(value)
+    ax.hlines(y[bar], low[bar], high[bar], color=color, lw=lw, zorder=zorder - 1)
+    ax.scatter(np.r_[low[bar], high[bar]], np.r_[y[bar], y[bar]], marker="|", color=color, s=size * 0.8,
+               linewidths=lw, zorder=zorder - 1)
+    ok = np.isfinite(value)
+    ax.scatter(value[ok], y[ok], marker=marker, color=color, s=size, zorder=zorder, label=label,
+               edgecolors="white", linewidths=0.5)
+
+
+def shares(rows: pd.DataFrame, channels: Sequence[str], labels: Sequence[str] | None = None) -> str:
+    """Each model's share of every channel (%, rows ``model``, ``channel``, ``share``,
+    ``share_ci_low``, ``share_ci_high``) as a point with its 95% interval as an error bar: one band
+    per channel, the models side by side in schemas.ALL_MODELS order, the data-driven ones as
+    larger diamonds on a shaded strip."""
+    models = list(schemas.ALL_MODELS) + sorted(set(rows["model"]) - set(schemas.ALL_MODELS)) if len(rows) else []
+    with _style():
+        n = len(channels)
+        fig, ax = _subplots(figsize=(10, 0.95 * max(n, 3) + 1.3))
+        if not n or rows.empty:
+            _empty(ax, "no attribution snapshot as of this day")
+            return _data_uri(fig)
+        step = 0.84 / len(models)
+        offset = {m: -0.42 + step * (i + 0.5) for i, m in enumerate(models)}
+        row_of = {c: i for i, c in enumerate(channels)}
+        driven = [m for m in models if m in DATA_DRIVEN_COLORS]
+        if driven:
+            lo = min(offset[m] for m in driven) - step / 2
+            hi = max(offset[m] for m in driven) + step / 2
+            for i in range(n):
+                ax.axhspan(i + lo, i + hi, color="#f6f8fa", zorder=0, lw=0)
+        top = 0.0
+        for m in models:
+            d = rows[rows["model"].eq(m) & rows["channel"].isin(row_of)]
+            y = d["channel"].map(row_of).to_numpy(dtype="float64") + offset[m]
+            v, lo_, hi_ = (d[c].to_numpy(dtype="float64") * 100 for c in ("share", "share_ci_low", "share_ci_high"))
+            top = max(top, float(np.nanmax(np.r_[v, hi_, 0.0])))
+            is_driven = m in DATA_DRIVEN_COLORS
+            _interval(
+                ax, y, v, lo_, hi_, ALL_MODEL_COLORS.get(m, MUTED),
+                marker="D" if is_driven else "o", size=34 if is_driven else 16, lw=2.0 if is_driven else 1.0,
+                label=f"{m} (data-driven)" if is_driven else m, zorder=4 if is_driven else 3,
+            )
+        for i in range(1, n):
+            ax.axhline(i - 0.5, color="#d0d7de", lw=0.8)
+        ax.set_yticks(np.arange(n), [label(s, 32) for s in (labels if labels is not None else channels)])
+        ax.set_ylim(n - 0.5, -0.5)
+        ax.set_xlim(0, min(max(top * 1.12, 1.0), 100.0))
+        ax.set_xlabel("share of the window's seeded GMV (%), 95% bootstrap interval over users")
+        ax.legend(ncols=4, fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+        fig.tight_layout()
+        return _data_uri(fig)
+
+
+def cost(rows: pd.DataFrame, labels: Sequence[str]) -> str:
+    """Per row (platform): spend (bars, yuan), ROAS and cost per seeded order (yuan), each a point
+    with its 95% interval as an error bar."""
+    with _style():
+        n = len(rows)
+        fig, axes = _subplots(1, 3, figsize=(11, 0.42 * max(n, 3) + 1.3), sharey=True)
+        titles = ("spend (yuan)", "ROAS: attributed GMV / spend [95%]", "cost per seeded order (yuan) [95%]")
+        for ax, title in zip(axes, titles, strict=True):
+            ax.set_title(title, fontsize=10)
+        if not n:
+            for ax in axes:
+                _empty(ax)
+            return _data_uri(fig)
+        y = np.arange(n)
+        spend = rows["spend_fen"].to_numpy(dtype="float64") / 100
+        top = max(float(np.nanmax(spend, initial=0.0)), 1.0)
+        axes[0].barh(y, spend, color="#bf8700", height=0.7)
+        for yi, v in zip(y, spend, strict=True):
+            axes[0].text(v + top * 0.02, yi, _fmt(v), va="center", fontsize=8, color=INK)
+        axes[0].set_xlim(0, top * 1.3)
+        axes[0].set_xticks([])
+        axes[0].spines["bottom"].set_visible(False)
+        axes[1].axvline(1.0, color=MUTED, lw=1, ls=":")  # ROAS 1: GMV = spend
+        for ax, col, scale, color in ((axes[1], "roas", 1.0, "#1a7f37"), (axes[2], "cost_per_seeded_order", 100.0, "#8250df")):
+            v, lo, hi = (rows[c].to_numpy(dtype="float64") / scale for c in (col, f"{col}_ci_low", f"{col}_ci_high"))
+            _interval(ax, y, v, lo, hi, color, size=28)
+            for yi, vi in zip(y, v, strict=True):
+                if np.isfinite(vi):
+                    ax.annotate(f"{vi:,.2f}", (vi, yi), textcoords="offset points", xytext=(0, 6), ha="center",
+                                fontsize=7.5, color=INK)
+                else:
+                    ax.text(0.02, yi, "undefined", va="center", fontsize=7.5, color=MUTED,
+                            transform=ax.get_yaxis_transform())
+            finite = np.r_[v, lo, hi, 1.0 if col == "roas" else 0.0]  # ROAS: the line at 1 in view
+            finite = finite[np.isfinite(finite)]
+            ax.set_xlim(0, float(finite.max()) * 1.15 if finite.max() > 0 else 1.0)
+        axes[0].set_yticks(y, [label(s) for s in labels])
+        axes[0].set_ylim(n - 0.5, -0.5)
+        fig.tight_layout()
+        return _data_uri(fig)
+
+
+def roi_curve(rows: pd.DataFrame, brands: Sequence[str], labels: Sequence[str]) -> str:
+    """ROI(T+x) against x (log scale) as one line per brand of ``brands`` (rows ``brand_id``,
+    ``x_days``, ``roi``, ``is_decision_cycle``, ``is_complete``): hollow markers where the cohort
+    is not complete, a star at each brand's decision cycle, a dotted line at ROI 1."""
+    with _style():
+        fig, ax = _subplots(figsize=(10, 4.2))
+        rows = rows[rows["brand_id"].isin(list(brands))]
+        if rows.empty:
+            _empty(ax, "no ROI: no spend in the cohorts")
+            return _data_uri(fig)
+        xs = sorted({int(x) for x in rows["x_days"]})
+        ax.axhline(1.0, color=MUTED, lw=1, ls=":", label="ROI 1 (GMV = spend)")
+        top = 1.0
+        for i, (brand, name) in enumerate(zip(brands, labels, strict=True)):
+            color = SERIES_COLORS[i % len(SERIES_COLORS)]
+            d = rows[rows["brand_id"].eq(brand)].sort_values("x_days", kind="stable")
+            x = d["x_days"].to_numpy(dtype="float64")
+            y = d["roi"].to_numpy(dtype="float64")
+            top = max(top, float(np.nanmax(np.r_[y, 0.0])))
+            ax.plot(x, y, color=color, lw=1.5, label=label(name, 24), zorder=2)
+            complete = d["is_complete"].to_numpy(dtype=bool)
+            ax.scatter(x[complete], y[complete], color=color, s=18, zorder=3)
+            ax.scatter(x[~complete], y[~complete], facecolor="white", edgecolor=color, s=18, zorder=3)
+            cycle = d["is_decision_cycle"].to_numpy(dtype=bool) & np.isfinite(y)
+            ax.scatter(x[cycle], y[cycle], marker="*", s=150, facecolor=color, edgecolor=INK, linewidths=0.6, zorder=4)
+        ax.scatter([], [], marker="*", s=110, facecolor="white", edgecolor=INK, label="decision cycle (category's seed window)")
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [f"T+{x}" for x in xs])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlim(min(xs) / 1.25, max(xs) * 1.25)
+        ax.set_ylim(0, top * 1.15)
+        ax.set_xlabel("x: days after the touch an order may be paid to count (log scale)")
+        ax.set_ylabel("ROI = GMV / spend")
+        ax.legend(ncols=4, fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))
         fig.tight_layout()
         return _data_uri(fig)

@@ -5,8 +5,10 @@ Every figure the report shows is computed here, as a small frame, from the publi
 tables, so the page states exactly what the warehouse holds. Big tables are aggregated in SQL
 restricted to the window's days (a WHERE on the indexed day column); only small results come back
 to pandas. Each big table is read once per report: the window's seeded search pairs serve both the
-funnel and the top queries, the day's boost scores both the histogram and its median. The
-functions take an engine and a window and do no rendering.
+funnel and the top queries, the day's boost scores both the histogram and its median; each SPEC
+5.11 snapshot table (agg_attribution_channels, agg_cost, agg_roi_curve) is read once, for the day's
+as_of_dt, only the rows the models section shows. The functions take an engine and a window (or
+the day) and do no rendering.
 """
 
 from __future__ import annotations
@@ -40,6 +42,15 @@ TOP_NOTES = 10
 TOP_QUERIES = 10
 BOOST_BINS = 10
 MODELS = schemas.ATTRIBUTION_MODELS
+#: SPEC 5.11 snapshots: the models shown beside each other (heuristic, then data-driven), the
+#: models of the vertical table, the model that assigns orders and GMV in the cost block, and how
+#: many verticals, brands by spend and ROI curves the section shows.
+SNAPSHOT_MODELS = schemas.ALL_MODELS
+VERTICAL_MODELS = ("markov", "shapley", "last_touch")
+COST_MODEL = "shapley"
+TOP_VERTICALS = 10
+TOP_COST_BRANDS = 10
+TOP_ROI_BRANDS = 8
 
 T = warehouse.TABLES
 
@@ -82,6 +93,9 @@ class ReportData:
     top_notes: pd.DataFrame
     top_queries: pd.DataFrame
     evidence: pd.DataFrame  # note_evidence() of the top notes
+    channels: pd.DataFrame  # attribution_channels(): agg_attribution_channels as of ``day``
+    cost: pd.DataFrame  # cost(): agg_cost as of ``day``, model COST_MODEL
+    roi: pd.DataFrame  # roi_curve(): agg_roi_curve as of ``day``
 
 
 def _days(start: date, end: date) -> list[date]:
@@ -585,6 +599,146 @@ def top_queries(
     return counts.sort_values(["searches", "query"], ascending=[False, True], ignore_index=True).head(TOP_QUERIES)
 
 
+# ---------------------------------------------------------------- SPEC 5.11 snapshots (as of the day)
+# Each snapshot table is read once, for the report's day only (a WHERE on its indexed as_of_dt),
+# and only the rows the section shows: a few hundred rows at most.
+
+def _shown(table: schemas.Table) -> tuple[str, ...]:
+    """A snapshot's columns but the as-of day (the query's filter) and run_id."""
+    return tuple(c for c in table.names if c not in ("as_of_dt", "run_id"))
+
+
+CHANNEL_COLUMNS = _shown(schemas.AGG_ATTRIBUTION_CHANNELS)
+COST_COLUMNS = _shown(schemas.AGG_COST)
+ROI_COLUMNS = _shown(schemas.AGG_ROI_CURVE)
+
+
+def _typed(df: pd.DataFrame, table: schemas.Table) -> pd.DataFrame:
+    """Rows of a snapshot query in the declared in-memory types: floats (nullable integers too)
+    as float64 with NaN for null, dates as ``datetime.date``, booleans as bool, text as object."""
+    df = df.copy()
+    for c in df.columns:
+        kind = table.column(c).type
+        if kind == "float64" or (kind == "int64" and table.column(c).nullable):
+            df[c] = df[c].astype("float64")
+        elif kind == "int64":
+            df[c] = df[c].astype("int64")
+        elif kind == "date":
+            df[c] = pd.Series([None if v is None else _as_date(v) for v in df[c]], index=df.index, dtype=object)
+        elif kind == "bool":
+            df[c] = df[c].astype(bool)
+        else:
+            df[c] = df[c].astype(object)
+    return df
+
+
+def _snapshot(engine: sa.Engine, table: schemas.Table, columns, day: date, *where, order: tuple[str, ...]) -> pd.DataFrame:
+    """The columns of ``table``'s snapshot as of ``day`` (one query), typed and sorted by ``order``."""
+    t = T[table.name]
+    with engine.connect() as conn:
+        df = _frame(conn, sa.select(*(t.c[c] for c in columns)).where(t.c.as_of_dt == day, *where))
+    if df.empty:
+        df = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return _typed(df, table).sort_values(list(order), kind="stable", ignore_index=True)
+
+
+def attribution_channels(engine: sa.Engine, day: date) -> pd.DataFrame:
+    """agg_attribution_channels as of ``day``: every model's platform rows, and the vertical rows
+    of VERTICAL_MODELS (creator rows are not shown). Sorted by kind, model, channel."""
+    t = T[schemas.AGG_ATTRIBUTION_CHANNELS.name]
+    shown = sa.or_(
+        t.c.channel_kind == "platform",
+        sa.and_(t.c.channel_kind == "vertical", t.c.model.in_(VERTICAL_MODELS)),
+    )
+    return _snapshot(
+        engine, schemas.AGG_ATTRIBUTION_CHANNELS, CHANNEL_COLUMNS, day, shown,
+        order=("channel_kind", "model", "channel"),
+    )
+
+
+def cost(engine: sa.Engine, day: date, model: str = COST_MODEL) -> pd.DataFrame:
+    """agg_cost as of ``day`` under ``model``, levels platform and brand. Sorted by level, subject."""
+    t = T[schemas.AGG_COST.name]
+    return _snapshot(
+        engine, schemas.AGG_COST, COST_COLUMNS, day, t.c.model == model, t.c.level.in_(("platform", "brand")),
+        order=("level", "subject_id"),
+    )
+
+
+def roi_curve(engine: sa.Engine, day: date) -> pd.DataFrame:
+    """agg_roi_curve as of ``day``: every (category, brand, x days). Sorted by its key."""
+    return _snapshot(
+        engine, schemas.AGG_ROI_CURVE, ROI_COLUMNS, day, order=("category_id", "brand_id", "x_days"),
+    )
+
+
+def channel_order(channel: str) -> tuple[int, str]:
+    """Platforms in schemas.PLATFORMS order, anything else after them by name."""
+    order = {p: i for i, p in enumerate(schemas.PLATFORMS)}
+    return order.get(channel, len(order)), channel
+
+
+def model_order(model: str) -> tuple[int, str]:
+    """schemas.ALL_MODELS order (heuristic, then data-driven); anything else after them by name."""
+    order = {m: i for i, m in enumerate(SNAPSHOT_MODELS)}
+    return order.get(model, len(order)), model
+
+
+def tied_pairs(channels: pd.DataFrame, model: str, kind: str = "platform") -> list[tuple[str, str]]:
+    """The pairs of channels of ``kind`` whose shares under ``model`` cannot be told apart (either
+    names the other in ``tied_with``), each pair and the list in channel_order."""
+    rows = channels[channels["model"].eq(model) & channels["channel_kind"].eq(kind)]
+    pairs = set()
+    for channel, tied in zip(rows["channel"], rows["tied_with"], strict=True):
+        if not isinstance(tied, str):
+            continue
+        for other in tied.split("|"):
+            other = other.strip()
+            if other and other != channel:
+                pairs.add(tuple(sorted((str(channel), other), key=channel_order)))
+    return sorted(pairs, key=lambda p: (channel_order(p[0]), channel_order(p[1])))
+
+
+def top_verticals(channels: pd.DataFrame, n: int = TOP_VERTICALS) -> pd.DataFrame:
+    """The vertical rows of the ``n`` verticals with the largest Shapley share (ties and verticals
+    without a Shapley row by name, after), each vertical's rows in VERTICAL_MODELS order."""
+    rows = channels[channels["channel_kind"].eq("vertical") & channels["model"].isin(VERTICAL_MODELS)]
+    shapley = rows[rows["model"].eq("shapley")].set_index("channel")["share"]
+    ranked = pd.DataFrame({"channel": sorted(set(rows["channel"]))})
+    ranked["shapley"] = ranked["channel"].map(shapley).astype("float64")
+    ranked = ranked.sort_values(["shapley", "channel"], ascending=[False, True], na_position="last", kind="stable")
+    rank = {c: i for i, c in enumerate(ranked["channel"].head(n))}
+    models = {m: i for i, m in enumerate(VERTICAL_MODELS)}
+    out = rows[rows["channel"].isin(rank)].copy()
+    out["_r"] = out["channel"].map(rank)
+    out["_m"] = out["model"].map(models)
+    return out.sort_values(["_r", "_m"], kind="stable", ignore_index=True).drop(columns=["_r", "_m"])
+
+
+def top_cost_brands(cost_rows: pd.DataFrame, n: int = TOP_COST_BRANDS) -> pd.DataFrame:
+    """The brand rows of agg_cost with the most spend (spend > 0; ties by brand_id)."""
+    brands = cost_rows[cost_rows["level"].eq("brand") & (cost_rows["spend_fen"] > 0)]
+    return brands.sort_values(["spend_fen", "subject_id"], ascending=[False, True], kind="stable", ignore_index=True).head(n)
+
+
+def roi_brands(roi: pd.DataFrame) -> tuple[int | None, list[str]]:
+    """Which brands the ROI chart and table show, most spend first: the brands with spend in some
+    cohort, ranked by their spend at the largest x with any spend (among schemas.ROI_DAYS, shared
+    by every category; a decision cycle's x only when no ROI_DAYS cohort has spend), then by their
+    largest spend, then brand_id. Returns that x (None without spend) and the ranked brand_ids."""
+    spent = roi[roi["spend_fen"] > 0]
+    if spent.empty:
+        return None, []
+    common = spent[spent["x_days"].isin(schemas.ROI_DAYS)]
+    x = int((common if len(common) else spent)["x_days"].max())
+    at_x = spent[spent["x_days"].eq(x)].groupby("brand_id")["spend_fen"].sum()
+    ranked = pd.DataFrame({"brand_id": sorted(set(spent["brand_id"]))})
+    ranked["at_x"] = ranked["brand_id"].map(at_x).fillna(0.0)
+    ranked["most"] = ranked["brand_id"].map(spent.groupby("brand_id")["spend_fen"].max())
+    ranked = ranked.sort_values(["at_x", "most", "brand_id"], ascending=[False, False, True], kind="stable")
+    return x, ranked["brand_id"].tolist()
+
+
 #: The seed files ``load_reference`` reads: the brand names are reloaded when any of them changes.
 SEED_FILES = ("brands.csv", "categories.csv", "creators.csv")
 
@@ -639,4 +793,7 @@ def collect(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW
         top_notes=notes,
         top_queries=top_queries(engine, settings, start, day, seeded),
         evidence=note_evidence(settings, notes),
+        channels=attribution_channels(engine, day),
+        cost=cost(engine, day),
+        roi=roi_curve(engine, day),
     )

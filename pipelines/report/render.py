@@ -21,7 +21,21 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from .. import schemas
 from . import charts
-from .data import TOP_BRANDS, ReportData
+from .data import (
+    COST_MODEL,
+    TOP_BRANDS,
+    TOP_COST_BRANDS,
+    TOP_ROI_BRANDS,
+    TOP_VERTICALS,
+    VERTICAL_MODELS,
+    ReportData,
+    channel_order,
+    model_order,
+    roi_brands,
+    tied_pairs,
+    top_cost_brands,
+    top_verticals,
+)
 
 TEMPLATE = "template.html"
 
@@ -30,12 +44,12 @@ TEMPLATE = "template.html"
 class Col:
     key: str
     header: str
-    kind: str = "int"  # int, float, pct, yuan, text, date, bool, snippet
+    kind: str = "int"  # int, count, float, pct, yuan, text, list, date, bool, snippet
     link: str | None = None  # the row's column holding the cell's link target (an in-page anchor)
 
     @property
     def cls(self) -> str:
-        return "text" if self.kind in ("text", "date", "bool", "snippet") else "num"
+        return "text" if self.kind in ("text", "list", "date", "bool", "snippet") else "num"
 
 
 @dataclass
@@ -50,7 +64,7 @@ def _raw(value, kind: str) -> str:
         return ""
     if kind == "int":
         return str(int(value))
-    if kind in ("float", "pct", "yuan"):
+    if kind in ("float", "pct", "yuan", "count"):
         return repr(float(value))
     if kind == "bool":
         return "true" if bool(value) else "false"
@@ -63,6 +77,11 @@ def _text(value, kind: str) -> str:
         return "—"
     if kind == "int":
         return f"{int(value):,}"
+    if kind == "count":  # a count that may hold fractions (of orders, of users)
+        v = float(value)
+        return f"{int(v):,}" if v.is_integer() else f"{v:,.2f}"
+    if kind == "list":  # |-joined names (the raw value stays as stored)
+        return ", ".join(part for part in raw.split("|") if part) or "—"
     if kind == "float":
         return f"{float(value):.3f}"
     if kind == "pct":
@@ -138,6 +157,7 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
             search_back_rate_section(data),
             uplift_section(data),
             attribution_section(data),
+            models_section(data),
             content_section(data),
             boost_section(data),
             data_quality_section(data, report_path, reports_root),
@@ -333,6 +353,228 @@ def attribution_section(data: ReportData) -> dict:
                 Col("vertical", "vertical", "text"), *model_cols,
             ], "key") if len(cc) else number_table("attribution_creator", cc, [Col("platform", "platform", "text")], "platform"),
         }],
+    }
+
+
+#: What the models section says when the window has no spend (SPEC 5.11: spend is optional).
+NO_SPEND = "no spend delivered in the window (spend/dt=* landing files)"
+SHARE_COLUMNS = [
+    Col("model", "model", "text"), Col("channel", "channel", "text"), Col("share", "share", "pct"),
+    Col("share_ci_low", "95% low", "pct"), Col("share_ci_high", "95% high", "pct"),
+    Col("tied_with", "cannot be told apart from", "list"), Col("markov_order", "Markov chain order (k)"),
+]
+COST_COLUMNS = [
+    Col("spend_fen", "spend", "yuan"), Col("touches", "touches", "count"),
+    Col("search_back_users", "search-back users", "count"), Col("seeded_orders", "seeded orders", "count"),
+    Col("attributed_gmv_fen", "attributed GMV", "yuan"),
+    *(
+        Col(f"{name}{end}", f"{header}{suffix}", "yuan")
+        for name, header in (("cost_per_touch", "cost / touch"), ("cost_per_search_back_user", "cost / search-back user"),
+                             ("cost_per_seeded_order", "cost / seeded order"))
+        for end, suffix in (("", ""), ("_ci_low", " 95% low"), ("_ci_high", " 95% high"))
+    ),
+    Col("roas", "ROAS", "float"), Col("roas_ci_low", "ROAS 95% low", "float"), Col("roas_ci_high", "ROAS 95% high", "float"),
+]
+
+
+def _with_key(df: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """``df`` with a ``key`` column: the given columns joined by ``:`` (the table's row key)."""
+    df = df.copy()
+    df["key"] = df[list(columns)].astype(str).agg(":".join, axis=1) if len(df) else pd.Series(dtype=object)
+    return df
+
+
+def _by(df: pd.DataFrame, *orders) -> pd.DataFrame:
+    """``df`` sorted by (column, key function) pairs, stably."""
+    if df.empty:
+        return df
+    keys = [df[c].map(f) for c, f in orders]
+    idx = sorted(range(len(df)), key=lambda i: tuple(k.iloc[i] for k in keys))
+    return df.iloc[idx].reset_index(drop=True)
+
+
+def _window_of(data: ReportData) -> str | None:
+    """The model window of the snapshot: its first day .. the report's day, or None without rows."""
+    starts = [d for frame in (data.channels, data.cost) for d in frame["window_start_dt"] if d is not None]
+    return f"{min(starts)} .. {data.day}" if starts else None
+
+
+def tied_sentence(channels: pd.DataFrame) -> str:
+    """Which platform pairs the data-driven models cannot tell apart (from ``tied_with``), in words."""
+    platform = channels[channels["channel_kind"].eq("platform")]
+    models = [m for m in schemas.DATA_DRIVEN_MODELS if platform["model"].eq(m).any()]
+    if not models:
+        return "The snapshot holds no data-driven (" + ", ".join(schemas.DATA_DRIVEN_MODELS) + ") platform shares."
+    pairs = {m: tied_pairs(channels, m) for m in models}
+    named = " and ".join(models)
+    if not any(pairs.values()):
+        return (
+            f"The data-driven models ({named}) tell every platform apart from every other: no bootstrap "
+            "interval of a difference of two platforms' shares contains 0."
+        )
+    parts = [_tied_words(m, pairs[m], platform["model"].eq(m).sum()) for m in models]
+    return (
+        "Which platforms the data-driven models cannot tell apart (the bootstrap interval of the difference "
+        "of their shares contains 0): " + "; ".join(parts) + "."
+    )
+
+
+def _tied_words(model: str, pairs: list[tuple[str, str]], channels: int) -> str:
+    """One model's ties in words: none, every pair (said once), or the pairs one by one."""
+    if not pairs:
+        return f"{model} tells every platform apart"
+    if channels > 2 and len(pairs) == channels * (channels - 1) // 2:
+        return f"{model} cannot tell any two of the {channels} platforms apart"
+    return f"{model} cannot tell " + _and(f"{a} from {b}" for a, b in pairs)
+
+
+def _and(items) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _markov_sentence(channels: pd.DataFrame) -> str:
+    orders = sorted({int(k) for k in channels.loc[channels["model"].eq("markov"), "markov_order"] if pd.notna(k)})
+    if not orders:
+        return ""
+    return f" The Markov chain has order k = {', '.join(map(str, orders))} (chosen on held-out users)."
+
+
+def _shares_block(data: ReportData) -> dict:
+    platform = data.channels[data.channels["channel_kind"].eq("platform")]
+    rows = _with_key(_by(platform, ("model", model_order), ("channel", channel_order)), "model", "channel")
+    channels = sorted(set(platform["channel"]), key=channel_order)
+    return {
+        "subtitle": "Channel shares with 95% intervals",
+        "lede": (
+            f"Each model's share of the window's seeded GMV per platform (agg_attribution_channels, as_of_dt = "
+            f"{data.day}, channel_kind platform): the five heuristic models (circles) and the data-driven "
+            "Markov and Shapley models (diamonds on the shaded strips). Intervals come from a bootstrap over "
+            "users: the users are drawn again with replacement, every model is refitted on each draw, and "
+            "the 95% interval holds the middle 95% of the shares the draws give. "
+            + tied_sentence(data.channels) + _markov_sentence(platform)
+        ),
+        "chart": "attribution_shares",
+        "src": charts.shares(rows, channels),
+        "alt": "Each model's share per platform with its 95% bootstrap interval; data-driven models as diamonds",
+        "table": number_table("attribution_shares", rows, SHARE_COLUMNS, "key"),
+    }
+
+
+def _verticals_block(data: ReportData) -> dict:
+    rows = _with_key(top_verticals(data.channels, TOP_VERTICALS), "model", "channel")
+    n = rows["channel"].nunique()
+    return {
+        "subtitle": "Channel shares by vertical",
+        "lede": (
+            f"The author's vertical (a category_id; 'unknown' when the author has none) as the channel, "
+            f"models {', '.join(VERTICAL_MODELS)} only, for the {n} vertical{'s' if n != 1 else ''} with the "
+            f"largest Shapley share (agg_attribution_channels, as_of_dt = {data.day}, channel_kind vertical). "
+            "Intervals: the same bootstrap over users; a vertical is told apart only from verticals of the same model."
+        ),
+        "table": number_table("attribution_verticals", rows, SHARE_COLUMNS, "key"),
+    }
+
+
+def _cost_blocks(data: ReportData) -> list[dict]:
+    cost = data.cost
+    platform = _by(cost[cost["level"].eq("platform")], ("subject_id", channel_order))
+    table = number_table("cost_platform", platform, [Col("subject_id", "platform", "text"), *COST_COLUMNS], "subject_id")
+    source = f"agg_cost, as_of_dt = {data.day}, model {COST_MODEL}"
+    if not (platform["spend_fen"] > 0).any():
+        return [{
+            "subtitle": "Cost and ROAS by platform",
+            "lede": (
+                f"{NO_SPEND}: every cost and ROAS is undefined. Touches, search-back users and seeded orders "
+                f"per platform ({source}, level platform):"
+            ),
+            "table": table,
+        }]
+    brands = top_cost_brands(cost, TOP_COST_BRANDS).copy()
+    brands["brand_name"] = brands["subject_id"].map(lambda b: _brand(data.brand_names, b))
+    return [{
+        "subtitle": "Cost and ROAS by platform",
+        "lede": (
+            f"Spend of the model window against what it bought, per platform ({source}, level platform: "
+            "orders and GMV assigned by the Shapley model): spend, touches on the platform's notes, "
+            "search-back users (last touch on the platform), seeded orders (fractions of orders) and "
+            "attributed GMV; cost per touch, per search-back user and per seeded order, and ROAS (attributed "
+            "GMV / spend), each with its 95% interval from the same bootstrap over users."
+        ),
+        "chart": "cost_platform",
+        "src": charts.cost(platform, platform["subject_id"].tolist()),
+        "alt": "Spend, ROAS and cost per seeded order per platform, with 95% intervals",
+        "table": table,
+    }, {
+        "subtitle": f"Top {len(brands)} brands by spend",
+        "lede": f"The same figures per brand ({source}, level brand), the brands with the most spend.",
+        "table": number_table("cost_brand", brands, [
+            Col("brand_name", "brand", "text"), Col("subject_id", "brand_id", "text"), *COST_COLUMNS,
+        ], "subject_id"),
+    }]
+
+
+def _roi_block(data: ReportData) -> dict:
+    roi = data.roi
+    x, ranked = roi_brands(roi)
+    base = {"subtitle": "ROI(T+x) by brand"}
+    source = f"agg_roi_curve, as_of_dt = {data.day}"
+    if x is None:
+        return {
+            **base,
+            "lede": (
+                "No spend delivered in the cohorts' days (spend/dt=* landing files): ROI(T+x) is undefined "
+                f"without spend ({source})."
+            ),
+        }
+    rank = {b: i for i, b in enumerate(ranked)}
+    rows = roi[roi["brand_id"].isin(rank)].copy()
+    rows["_r"] = rows["brand_id"].map(rank)
+    rows = rows.sort_values(["_r", "x_days"], kind="stable", ignore_index=True).drop(columns="_r")
+    rows["brand_name"] = rows["brand_id"].map(lambda b: _brand(data.brand_names, b))
+    rows = _with_key(rows, "category_id", "brand_id", "x_days")
+    shown = ranked[:TOP_ROI_BRANDS]
+    return {
+        **base,
+        "lede": (
+            f"Return on spend as Xiaohongshu's AIPS measures it ({source}): for each x, a cohort of touch and "
+            f"spend days ending x days before {data.day} (cohort start .. end in the table), its GMV the "
+            "linear-model credit of orders paid within x days of the touch, over the brand's spend of those "
+            f"days. One line per brand for the {len(shown)} brands with the most spend in the cohort of T+{x}; "
+            "the star marks the brand's decision cycle (x = its category's seed window, rounded up); hollow "
+            "markers: the cohort starts before the first data day (not complete). The table lists every brand "
+            "with spend."
+        ),
+        "chart": "roi_curve",
+        "src": charts.roi_curve(rows, shown, [_brand(data.brand_names, b) for b in shown]),
+        "alt": "ROI against days after the touch, one line per brand, decision cycles starred",
+        "table": number_table("roi_curve", rows, [
+            Col("brand_name", "brand", "text"), Col("brand_id", "brand_id", "text"),
+            Col("category_id", "category", "text"), Col("x_days", "x (days)"),
+            Col("cohort_start_dt", "cohort start", "date"), Col("cohort_end_dt", "cohort end", "date"),
+            Col("is_decision_cycle", "decision cycle", "bool"), Col("is_complete", "complete", "bool"),
+            Col("gmv_fen", "GMV", "yuan"), Col("spend_fen", "spend", "yuan"), Col("roi", "ROI", "float"),
+        ], "key"),
+    }
+
+
+def models_section(data: ReportData) -> dict:
+    """SPEC 5.11's snapshots as of the day: data-driven attribution beside the heuristic models,
+    cost and ROAS, and ROI(T+x) per brand."""
+    window = _window_of(data)
+    empty = data.channels.empty and data.cost.empty and data.roi.empty
+    return {
+        "id": "models",
+        "title": "Data-driven attribution, cost and ROI",
+        "lede": (
+            f"The models fitted over a reporting window, as of the end of {data.day} (snapshots with as_of_dt = "
+            f"{data.day}" + (f", window {window}" if window else "") + "): the data-driven Markov chain and "
+            "Shapley attribution beside the five heuristic models, what the spend bought, and ROI(T+x) per "
+            "brand. Read from agg_attribution_channels, agg_cost and agg_roi_curve."
+            + (f" No snapshot as of {data.day} in these tables: the models have not run for this day." if empty else "")
+        ),
+        "blocks": [_shares_block(data), _verticals_block(data), *_cost_blocks(data), _roi_block(data)],
     }
 
 

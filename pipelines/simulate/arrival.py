@@ -15,6 +15,10 @@ Real feeds do not arrive in order. The simulator plans, from its own seeded stre
   it (same order_id, later ``dt`` folder);
 - **re-sends**: a delivery (one file of a ``dt`` folder) first arrives without some of its rows and
   is replaced days later by the complete file (a superset);
+- **spend** follows the rules of orders: a share of spend rows arrive late, some spends get a
+  corrected amount as a later version (same platform, author, note, type and time: the same
+  derived spend_id, in a later ``dt`` folder), and a spend delivery is re-sent; all of it from the
+  spend stream, so the other files do not change;
 - **missed runs**: days on which the daily run does not happen (a run-order matter: nothing in the
   data changes; the next run catches up).
 
@@ -46,7 +50,7 @@ if TYPE_CHECKING:  # world.py imports ArrivalParams from here
 MANIFEST = "arrivals.json"
 VERSIONS = ".versions"
 #: landing folders materialize manages (SPEC 1); nothing else under the target is touched
-SOURCES = ("notes", "exposures", "id_links", "searches", "orders", "items")
+SOURCES = ("notes", "exposures", "id_links", "searches", "orders", "spend", "items")
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class ArrivalParams:
     resend_keep_share: float = 0.8  # rows of a re-sent file already in its first version
     resend_max_delay_days: int = 5
     missed_runs: int = 1  # scheduled daily runs that do not happen (never the first or last day)
+    spend_correction_share: float = 0.05  # of spends: a later version with another amount
+    spend_resend_count: int = 1  # spend files first delivered incomplete, replaced by a superset
 
     @classmethod
     def in_order(cls) -> ArrivalParams:
@@ -75,7 +81,7 @@ class ArrivalParams:
         return cls(
             note_crawl_delay_max_days=0, link_first_batch_share=1.0, link_corrected_share=0.0,
             link_revoked_share=0.0, late_share=0.0, refund_share=0.0, amount_correction_share=0.0,
-            resend_count=0, missed_runs=0,
+            resend_count=0, missed_runs=0, spend_correction_share=0.0, spend_resend_count=0,
         )
 
     @property
@@ -84,7 +90,7 @@ class ArrivalParams:
         return (self.note_crawl_delay_max_days == 0 and self.link_first_batch_share >= 1.0
                 and self.link_corrected_share == 0 and self.link_revoked_share == 0 and self.late_share == 0
                 and self.refund_share == 0 and self.amount_correction_share == 0 and self.resend_count == 0
-                and self.missed_runs == 0)
+                and self.missed_runs == 0 and self.spend_correction_share == 0 and self.spend_resend_count == 0)
 
 
 # ---------------------------------------------------------------- planning (simulator side)
@@ -251,6 +257,47 @@ def plan_orders(rng: np.random.Generator, world: World, beh: Behaviour, day_of: 
     pairs["refunded"] = pairs["converted"].to_numpy() & np.isin(pair_key, gone)
     pairs["converted"] = pairs["converted"].to_numpy() & ~pairs["refunded"].to_numpy()
     return OrderVersions(arrival=arrival, versions=versions)
+
+
+@dataclass
+class SpendVersions:
+    """Spends' first deliveries and their later versions (corrected amounts)."""
+
+    arrival: np.ndarray  # per spend row: the day its first version arrives
+    versions: pd.DataFrame  # spend (row), amount_fen, day
+    final_amount_fen: np.ndarray  # per spend row: the amount of its latest version
+
+
+def plan_spend(rng: np.random.Generator, world: World, spend: pd.DataFrame, day_of: np.ndarray) -> SpendVersions:
+    """Late first deliveries of spend rows and later versions with a corrected amount (x 0.8-1.25,
+    never the same), as orders' corrections: strictly after the first delivery, never two
+    versions of a spend in one delivery."""
+    a = world.params.arrival
+    n, last = len(spend), world.days - 1
+    arrival = late_days(rng, day_of, world.days, a.late_share, a.late_max_days)
+    r = rng.random(n)
+    v_day = _later(rng, arrival, a.version_max_delay_days, last)
+    factor = rng.uniform(0.8, 1.25, n)
+    old = spend["amount_fen"].to_numpy()
+    new = np.maximum(np.round(old * factor / 100).astype(np.int64) * 100, 100)
+    new = np.where(new == old, old + 100, new)
+    corrected = (v_day > arrival) & (r < a.spend_correction_share)
+    rows = np.flatnonzero(corrected)
+    versions = pd.DataFrame({"spend": rows, "amount_fen": new[rows], "day": v_day[rows]})
+    return SpendVersions(arrival=arrival, versions=versions, final_amount_fen=np.where(corrected, new, old))
+
+
+def plan_spend_resends(rng: np.random.Generator, rows_per_day: np.ndarray, a: ArrivalParams) -> dict[tuple[str, None, int], int]:
+    """Which spend deliveries are re-sent, and on which day: {("spend", None, dt day): day}.
+
+    A uniform day among those with at least two rows and a later day to be re-sent on."""
+    days = len(rows_per_day)
+    candidates = [d for d in range(days - 1) if rows_per_day[d] >= 2]
+    k = min(a.spend_resend_count, len(candidates))
+    if k <= 0:
+        return {}
+    chosen = sorted(int(d) for d in rng.choice(candidates, k, replace=False))
+    return {("spend", None, d): int(_later(rng, np.array([d]), a.resend_max_delay_days, days - 1)[0]) for d in chosen}
 
 
 def plan_resends(rng: np.random.Generator, days: int, a: ArrivalParams) -> dict[tuple[str, str | None, int], int]:

@@ -7,6 +7,7 @@ Layout under ``out/``::
     id_links/<platform>/dt=YYYY-MM-DD/id_links_<platform>_<day>.<ext>
     searches/dt=YYYY-MM-DD/searches_<day>.<ext>
     orders/dt=YYYY-MM-DD/orders_<day>.<ext>
+    spend/dt=YYYY-MM-DD/spend_<day>.<ext>   only on days with spend
     items/items.csv
     ground_truth.json
     arrivals.json                      when each file arrived (see arrival.py)
@@ -37,12 +38,14 @@ import pyarrow.parquet as pq
 
 from .. import schemas
 from ..reference import load_reference
+from ..settings import ModelParams
 from . import exporters
 from .arrival import (
     MANIFEST,
     VERSIONS,
     ArrivalParams,
     OrderVersions,
+    SpendVersions,
     child_rng,
     late_days,
     plan_links,
@@ -50,14 +53,27 @@ from .arrival import (
     plan_notes,
     plan_orders,
     plan_resends,
+    plan_spend,
+    plan_spend_resends,
     subset_mask,
 )
 from .vocab import Vocabulary, build_vocabulary
-from .world import World, WorldParams, behave, build_world, exposures_for_day, touches_of
+from .world import (
+    World,
+    WorldParams,
+    behave,
+    build_world,
+    exposures_for_day,
+    make_spend,
+    planted_orders,
+    planted_platform_shares,
+    planted_split,
+    touches_of,
+)
 
 EVENT_FORMATS = ("parquet", "csv", "csv_bom", "csv_gb18030", "jsonl")
 TIME_STYLES = ("epoch_s", "epoch_ms", "local_naive", "iso_offset")
-LANDING_FOLDERS = ("notes", "exposures", "id_links", "searches", "orders", "items")
+LANDING_FOLDERS = ("notes", "exposures", "id_links", "searches", "orders", "spend", "items")
 BAD_TIMESTAMP = "2026-02-30 25:61:00"  # not a date: must be quarantined, never guessed
 Progress = Callable[[str, float], None]
 
@@ -83,6 +99,7 @@ class SimulationSummary:
     arrival: str = "realistic"  # or "in_order"
     late_rows: int = 0
     resent_files: int = 0
+    spend: int = 0  # spends (payments), each counted once whatever its versions
 
 
 # ---------------------------------------------------------------- encoders
@@ -270,7 +287,9 @@ class _Writer:
         path.write_bytes(content)
         self.bytes += len(content)
 
-    def write(self, rel: str, content: bytes, *, table: pa.Table | None = None, **meta) -> None:
+    def write(self, rel: str, content: bytes, *, table: pa.Table | None = None,
+              rng: np.random.Generator | None = None, **meta) -> None:
+        """Write a file; ``rng`` (default the writer's) draws the rows a re-sent first version lacks."""
         self._put(rel, content)
         self.manifest.append({"path": rel, **meta})
         dt = meta.get("dt")
@@ -278,7 +297,7 @@ class _Writer:
         versions = []
         key = (meta["source"], meta.get("platform"), (date.fromisoformat(dt) - self.start).days if dt else -1)
         if key in self.resends and table is not None and table.num_rows >= 2:
-            mask = subset_mask(self.rng, table.num_rows, self.keep)
+            mask = subset_mask(rng or self.rng, table.num_rows, self.keep)
             stored = f"{VERSIONS}/{dt}/{rel}"
             self._put(stored, encode(table.filter(pa.array(mask)), meta["format"]))
             versions.append({"file": stored, "arrival": dt, "rows": int(mask.sum())})
@@ -307,7 +326,7 @@ def plan_world(
 
     The world is the final one: note delivery days, id_links batches (``world.link_deliveries``)
     and the links as resolved after every batch (revoked links do not resolve) follow
-    ``params.arrival``. Streams: world, behaviour, notes, file choices, days, arrival.
+    ``params.arrival``. Streams: world, behaviour, notes, file choices, days, arrival, spend.
     """
     params = params or WorldParams()
     if arrival is not None:
@@ -321,8 +340,9 @@ def plan_world(
         else pd.DataFrame({"platform": pd.Series(dtype=str), "author_id": pd.Series(dtype=str)})
     )
     vocab = build_vocabulary(reference.brands, reference.categories)
-    # the first five children are those of an in-order world; the sixth plans arrival
-    streams = np.random.SeedSequence(seed).spawn(6)
+    # the first five children are those of an in-order world; the sixth plans arrival; the
+    # seventh draws spend and its arrival (added later: the first six, and their files, are as before)
+    streams = np.random.SeedSequence(seed).spawn(7)
     world = build_world(np.random.default_rng(streams[0]), users=users, days=days, start=start,
                         reference=reference, raw_creators=raw_creators, vocab=vocab, params=params)
     plan_notes(child_rng(streams[5], 0), world)
@@ -406,13 +426,26 @@ def simulate_world(
     report("notes", 0.85)
     note_files = _write_notes(rng_notes, world, dates, w, defects)
 
+    report("spend", 0.95)
+    spend_seq = streams[6]
+    spend = make_spend(child_rng(spend_seq, 0), world)
+    sp_day = _business_day_index(world, spend["t"].to_numpy())
+    sp_versions = plan_spend(child_rng(spend_seq, 1), world, spend, sp_day)
+    per_day = np.bincount(sp_versions.arrival, minlength=days) + np.bincount(sp_versions.versions["day"].to_numpy(), minlength=days)
+    w.resends.update(plan_spend_resends(child_rng(spend_seq, 2), per_day, a))
+    _write_spend(child_rng(spend_seq, 3), world, spend, dates, w, sp_day, sp_versions, resend_rng=child_rng(spend_seq, 4))
+
     report("ground truth", 0.97)
     missed = plan_missed_runs(child_rng(arrival_seq, 6), days, a)
     schedule = _schedule(w, dates, missed)
     (out / MANIFEST).write_text(json.dumps(schedule, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     arrival_truth = _arrival_truth(world, beh, versions, w, late=late, before_note=before_note, missed=missed, dates=dates)
+    arrival_truth["spend"] = {
+        "late_rows": int((sp_versions.arrival > sp_day).sum()),
+        "amount_corrected": int(len(sp_versions.versions)),
+    }
     truth = ground_truth(world, beh, touches_all, vocab, defects, w, seed=seed, users=users, n_exposures=n_exposures,
-                         arrival=arrival_truth)
+                         arrival=arrival_truth, spend=_spend_truth(world, spend, sp_versions))
     (out / "ground_truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     report("done", 1.0)
     return SimulationSummary(
@@ -421,6 +454,7 @@ def simulate_world(
         touches=len(touches_all), id_links=len(world.link_deliveries), searches=len(beh.searches),
         orders=len(beh.orders), files=len(w.manifest), bytes=w.bytes,
         arrival="in_order" if a.is_in_order else "realistic", late_rows=sum(late.values()), resent_files=len(w.resent),
+        spend=len(spend),
     )
 
 
@@ -590,6 +624,73 @@ def _write_orders(rng: np.random.Generator, world: World, beh, dates: list[date]
         defects.count(f"orders_format_{fmt}")
 
 
+def _write_spend(rng: np.random.Generator, world: World, spend: pd.DataFrame, dates: list[date], w: _Writer,
+                 day_of: np.ndarray, plan: SpendVersions, *, resend_rng: np.random.Generator) -> None:
+    """One file per delivery day that has spend (a day without any has no spend folder): first
+    versions (on time, then late), then later versions (corrected amounts). The columns of
+    ``schemas.SPEND`` but spend_id (derived by ingestion, as the SPEC 5.11 file has none) and dt;
+    authors by their raw platform id (creators.csv rows holding only a hash: the hash)."""
+    creators, notes = world.creators, world.notes
+    raw = creators["raw_id"].to_numpy()
+    author = np.where(raw != "", raw, creators["author_id"].to_numpy())
+    note = spend["note"].to_numpy()
+    text = {
+        "platform": np.asarray(schemas.PLATFORMS)[spend["platform"].to_numpy()],
+        "author_id": author[spend["creator"].to_numpy()],
+        "note_id": np.where(note >= 0, notes["note_id"].to_numpy()[np.maximum(note, 0)], None),
+        "spend_type": spend["spend_type"].to_numpy(),
+    }
+    v = plan.versions
+    v_day, v_row = v["day"].to_numpy(), v["spend"].to_numpy()
+    for d, day in enumerate(dates):
+        later = v_day == d
+        first = _arriving(day_of, plan.arrival, d)
+        rows = np.concatenate([first, v_row[later]]).astype(np.int64)
+        if len(rows) == 0:
+            continue
+        amount = np.concatenate([spend["amount_fen"].to_numpy()[first], v["amount_fen"].to_numpy()[later]])
+        fmt = _choose(rng, ("csv", "jsonl", "parquet", "csv_bom"), d if d < 4 else None)
+        style = _choose(rng, TIME_STYLES, (d + 1) if d < 4 else None)
+        columns = {}
+        for name in schemas.SPEND.names:
+            if name in text:
+                columns[name] = pa.array(text[name][rows], pa.string())
+            elif name == "amount_fen":
+                columns[name] = pa.array(amount.astype(np.int64), pa.int64())
+            elif name == "spent_at":
+                columns[name] = time_array(spend["t"].to_numpy()[rows], style)
+        table = pa.table(columns)
+        rel = f"{_day_folder('spend', day)}/spend_{day.isoformat()}.{extension(fmt)}"
+        w.write(rel, encode(table, fmt), table=table, rng=resend_rng, source="spend", platform=None,
+                dt=day.isoformat(), format=fmt, time_style=style, rows=table.num_rows)
+
+
+def _spend_truth(world: World, spend: pd.DataFrame, plan: SpendVersions) -> dict:
+    """Spend of the world by its final versions (a corrected amount replaces the first one)."""
+    p = world.params
+    final = plan.final_amount_fen
+    types = spend["spend_type"].to_numpy()
+    platforms = np.asarray(schemas.PLATFORMS)[spend["platform"].to_numpy()]
+    note = spend["note"].to_numpy()
+    return {
+        "definition": (
+            "Every spend (payment) paid inside the world's days, once, at its final amount (the latest "
+            "delivery of its derived spend_id wins). creator_fee: one per (creator, note) for "
+            f"{p.creator_fee_share:.0%} of notes, paid 3 days before to 1 day after publication; and one "
+            f"per creator (no note) for {p.retainer_share:.0%} of the creators of creators.csv on the first "
+            f"day. paid_boost: {p.paid_boost_share:.0%} of brand-bearing notes boosted 1-3 times, boost i "
+            "on day i after publication."
+        ),
+        "spends": int(len(spend)),
+        "spend_fen": int(final.sum()),
+        "by_type": {t: {"spends": int((types == t).sum()), "spend_fen": int(final[types == t].sum())} for t in schemas.SPEND_TYPES},
+        "by_platform": {pl: int(final[platforms == pl].sum()) for pl in schemas.PLATFORMS},
+        "fees_per_creator": int((note < 0).sum()),
+        "notes_with_creator_fee": int(len(np.unique(note[(types == schemas.SPEND_TYPES[0]) & (note >= 0)]))),
+        "notes_boosted": int(len(np.unique(note[types == schemas.SPEND_TYPES[1]]))),
+    }
+
+
 def _write_notes(rng: np.random.Generator, world: World, dates: list[date], w: _Writer, defects: Defects) -> int:
     """Every note on its delivery day (and some again later, with fresher counts), per exporter."""
     notes = world.notes
@@ -723,8 +824,46 @@ def _arrival_truth(world: World, beh, plan: OrderVersions, w: _Writer, *, late: 
     }
 
 
+PLATFORM_SHARES_DEFINITION = (
+    "With platform_effects set, a seeded pair (s, c) for brand b buys with probability p0 * (1 + sum of e_p over "
+    "its seeding set: the distinct platforms of the user's observable touches for b in [t_s - seed_window, t_s)) "
+    "instead of p0 * factor_vertical_match / factor_mismatch. planted_platform_shares: every seeded order (SPEC 5.5: "
+    "the order of a converted seeded pair, its latest version paid) paid in the window (the last model_window_days "
+    "business days of the world, the window of the models' snapshot as of its last day; all of it when shorter), "
+    "its search not set aside as ambiguous_encoding, splits its amount (latest version) over the platforms of its "
+    "seeding set in proportion to e_p (equally when they are all 0); a platform's share is the sum of its parts "
+    "over the sum of the orders' amounts."
+)
+
+
+def _platform_truth(world: World, beh, lost: np.ndarray) -> dict:
+    """planted_platform_effects, planted_platform_shares and how they were counted (docs/simulator.md)."""
+    window = ModelParams().model_window_days
+    first_day = max(0, world.days - window)
+    planted = planted_orders(world, beh, first_day=first_day, keep=~lost[beh.pairs["search"].to_numpy()])
+    credit = planted_split(world, planted).sum(axis=0)
+    shares = planted_platform_shares(world, planted)
+    sizes = np.bitwise_count(planted["seed_platforms"].to_numpy().astype(np.uint64))
+    return {
+        "planted_platform_effects": dict(world.params.platform_effects),
+        "planted_platform_shares": {p: (None if np.isnan(v) else float(v)) for p, v in zip(schemas.PLATFORMS, shares, strict=True)},
+        "planted_platform_shares_basis": {
+            "definition": PLATFORM_SHARES_DEFINITION,
+            "window": {
+                "first_day": (world.start + timedelta(days=first_day)).isoformat(),
+                "last_day": (world.start + timedelta(days=world.days - 1)).isoformat(),
+                "model_window_days": window,
+            },
+            "seeded_orders": int(len(planted)),
+            "seeded_orders_by_seeding_set_size": {str(k): int(v) for k, v in zip(*np.unique(sizes, return_counts=True), strict=True)},
+            "amount_fen": int(planted["amount_fen"].sum()),
+            "platform_amount_fen": {p: round(float(v), 2) for p, v in zip(schemas.PLATFORMS, credit, strict=True)},
+        },
+    }
+
+
 def ground_truth(world: World, beh, touches: pd.DataFrame, vocab, defects: Defects, w: _Writer, *, seed: int, users: int,
-                 n_exposures: int, arrival: dict) -> dict:
+                 n_exposures: int, arrival: dict, spend: dict) -> dict:
     """Everything a test or a reader needs to know about the world: parameters, estimand, defects.
 
     Every figure is of the final state (after every delivery arrived): final links, the latest
@@ -747,12 +886,14 @@ def ground_truth(world: World, beh, touches: pd.DataFrame, vocab, defects: Defec
         for k in ("seeded", "seeded_vertical_match", "seeded_mismatch")
     }
     query_scripts = beh.searches["query_script"].value_counts().to_dict()
+    platform_truth = _platform_truth(world, beh, lost) if p.platform_effects else {}
     malformed = sorted(defects.malformed, key=lambda m: (m["file"], m["row"]))
     malformed_counts: dict[str, int] = {}
     for m in malformed:
         key = f"{m['source']}_{m['reason']}"
         malformed_counts[key] = malformed_counts.get(key, 0) + 1
     return {
+        **platform_truth,
         "seed": seed,
         "users": users,
         "days": world.days,
@@ -807,10 +948,13 @@ def ground_truth(world: World, beh, touches: pd.DataFrame, vocab, defects: Defec
             "orders_paid": int((beh.orders["final_status"] == "paid").sum()),
             "orders_refunded": int((beh.orders["final_status"] == "refunded").sum()),
             "items": int(len(world.items)),
+            "spend": spend["spends"],
+            "spend_fen": spend["spend_fen"],
             "files": len(w.manifest) + 1,
             "bytes": int(w.bytes),
         },
         "links": world.link_stats,
+        "spend": spend,
         "arrival": arrival,
         "defects": {
             "exact_duplicate_rows": dict(sorted(defects.duplicate_rows.items())),

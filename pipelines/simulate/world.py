@@ -9,11 +9,17 @@ driven by what the funnel can observe, so that its estimand is exactly the plant
 - search-backs follow touches; every other search is background;
 - orders answer searches only: for a kept search pair (s, c) and each brand b of c, one Bernoulli
   draw with probability ``p0 * f`` where f is 1 unseeded, ``factor_vertical_match`` when the last
-  seeding touch's creator vertical is c, else ``factor_mismatch``.
+  seeding touch's creator vertical is c, else ``factor_mismatch``; with ``platform_effects`` set,
+  f is 1 + the sum of the planted e_p over the distinct platforms of the pair's seeding touches
+  instead (``planted_orders`` / ``planted_platform_shares``: each platform's planted share).
+
+Seed and conversion windows are those of the brand's category (SPEC 5.11, ``funnel.category_windows``
+of the world's funnel parameters), as the funnel reads them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 
@@ -30,6 +36,17 @@ from .vocab import SEPARATORS, Vocabulary
 DAY = 86_400
 PLATFORM_CODE = {p: i for i, p in enumerate(schemas.PLATFORMS)}
 KIND_CODE = {k: i for i, k in enumerate(schemas.EXPOSURE_KINDS)}
+#: Planted per-platform incremental effects e_p for ``WorldParams.platform_effects`` (what
+#: bench/coverage.py plants; docs/simulator.md). Douyin, the platform with the most exposures,
+#: has the smallest effect and Bilibili, one of the least exposed, the largest, so that exposure
+#: volume and incremental effect rank the platforms differently.
+PLATFORM_EFFECTS: tuple[tuple[str, float], ...] = (
+    ("xiaohongshu", 1.0),
+    ("douyin", 0.2),
+    ("bilibili", 1.5),
+    ("kuaishou", 0.6),
+    ("weibo", 0.4),
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,13 @@ class WorldParams:
     # window before t_s). Seeded users are the active ones, so the naive uplift overstates f; the
     # engagement-adjusted uplift over those strata estimates it.
     confounding: float = 0.0
+    # Per-platform incremental effects (docs/simulator.md, "Platform effects"): empty plants none
+    # and the vertical-match factors above apply. Set ((platform, e_p), ...; a mapping is accepted),
+    # a seeded pair's factor is 1 + the sum of e_p over the distinct platforms of its seeding set
+    # (the user's touches for the brand in [t_s - seed_window, t_s)) instead, and ground_truth.json
+    # holds each platform's planted share (planted_platform_shares). PLATFORM_EFFECTS: the values
+    # bench/coverage.py plants.
+    platform_effects: tuple[tuple[str, float], ...] = ()
     p_search_back: float = 0.3
     search_back_delay_mean_days: float = 2.0
     background_searches_per_user_day: float = 0.03
@@ -97,20 +121,54 @@ class WorldParams:
     items_per_brand: int = 4
     refunded_extra_share: float = 0.05  # extra refunded orders, per paid order
     missing_brand_orders_share: float = 0.01  # paid orders written without brand_id / category_id
+    # spend (SPEC 5.11): what seeding cost; drawn from its own stream, it never moves other draws
+    creator_fee_share: float = 0.3  # of notes: the creator is paid a fee for it around publication
+    creator_fee_median_fen: int = 80_000  # lognormal, sigma 0.8, in whole yuan
+    paid_boost_share: float = 0.1  # of brand-bearing notes: boosted 1-3 times after publication
+    paid_boost_median_fen: int = 20_000
+    retainer_share: float = 0.1  # of creators in creators.csv: a fee per creator (no note) on day 1
     # funnel parameters the estimand is defined with (SPEC 5 defaults)
     funnel: FunnelParams = field(default_factory=FunnelParams)
     # when files arrive (late notes, link batches, late rows, order versions, re-sends):
     # realistic by default, ArrivalParams.in_order() for an in-order landing zone
     arrival: ArrivalParams = field(default_factory=ArrivalParams)
 
+    def __post_init__(self) -> None:
+        effects = self.platform_effects
+        pairs = tuple(effects.items()) if isinstance(effects, Mapping) else tuple(effects)
+        pairs = tuple((str(p), float(e)) for p, e in pairs)
+        unknown = sorted({p for p, _ in pairs} - set(schemas.PLATFORMS))
+        if unknown:
+            raise ValueError(f"platform_effects: unknown platforms {unknown}; known: {', '.join(schemas.PLATFORMS)}")
+        if len({p for p, _ in pairs}) != len(pairs):
+            raise ValueError("platform_effects: a platform is named twice")
+        if any(not np.isfinite(e) or e < 0 for _, e in pairs):
+            raise ValueError("platform_effects: every effect must be finite and >= 0")
+        object.__setattr__(self, "platform_effects", pairs)
+
+    def effect_of_platform(self) -> np.ndarray:
+        """The planted incremental effect e_p per platform code (0 for a platform not named)."""
+        out = np.zeros(len(schemas.PLATFORMS))
+        for platform, e in self.platform_effects:
+            out[PLATFORM_CODE[platform]] = e
+        return out
+
     def as_dict(self) -> dict:
         """Parameters as plain JSON-able values."""
         out = asdict(self)
+        # Written only when set, so that worlds without platform effects keep their ground truth.
+        del out["platform_effects"]
+        if self.platform_effects:
+            out["platform_effects"] = dict(self.platform_effects)
         out["kind_probs"] = dict(self.kind_probs)
         out["platform_presence"] = dict(self.platform_presence)
         out["platform_note_shares"] = dict(self.platform_note_shares)
         out["funnel"]["touch_kinds"] = list(self.funnel.touch_kinds)
         out["funnel"]["kind_weights"] = dict(self.funnel.kind_weights)
+        # Written only when set, so that worlds with the global windows keep their ground truth.
+        del out["funnel"]["category_windows"]
+        if self.funnel.category_windows:
+            out["funnel"]["category_windows"] = {c: dict(w) for c, w in self.funnel.category_windows}
         return out
 
 
@@ -595,6 +653,60 @@ def build_world(
     )
 
 
+# ---------------------------------------------------------------- spend (SPEC 5.11)
+
+
+def _yuan(rng: np.random.Generator, median_fen: int, n: int) -> np.ndarray:
+    """Lognormal amounts (sigma 0.8) in whole yuan, at least 1 yuan (100 fen)."""
+    fen = rng.lognormal(np.log(median_fen), 0.8, n)
+    return np.maximum(np.round(fen / 100), 1).astype(np.int64) * 100
+
+
+def make_spend(rng: np.random.Generator, world: World) -> pd.DataFrame:
+    """What seeding cost: creator fees, paid boosts and retainers inside the world's days.
+
+    - a creator fee per (creator, note) for ``creator_fee_share`` of notes, paid from 3 days
+      before to 1 day after publication;
+    - ``paid_boost_share`` of brand-bearing notes boosted 1-3 times, boost i on day i after
+      publication (so one note's boosts never share a time);
+    - a retainer (note -1) for ``retainer_share`` of the creators of creators.csv, on the first day.
+
+    Spends paid outside the world's days (notes published before it) are left out. Columns:
+    platform (code), creator (row of world.creators), note (row of world.notes, -1: none),
+    spend_type, amount_fen, t (epoch seconds); one row per spend, sorted by time.
+    """
+    p, notes, creators = world.params, world.notes, world.creators
+    n = len(notes)
+    published = notes["published"].to_numpy()
+    fee = rng.random(n) < p.creator_fee_share
+    fee_t = published + rng.integers(-3 * DAY, DAY, n)
+    fee_amount = _yuan(rng, p.creator_fee_median_fen, n)
+    branded = notes["brand1"].to_numpy() >= 0
+    boosts = np.where(branded & (rng.random(n) < p.paid_boost_share), rng.integers(1, 4, n), 0)
+    b_note = np.repeat(np.arange(n), boosts)
+    b_seq = np.arange(len(b_note)) - np.repeat(np.cumsum(boosts) - boosts, boosts)
+    b_t = published[b_note] + (b_seq + 1) * DAY - rng.integers(0, DAY // 2, len(b_note))
+    b_amount = _yuan(rng, p.paid_boost_median_fen, len(b_note))
+    known = np.flatnonzero(creators["in_seeds"].to_numpy())
+    kept = known[rng.random(len(known)) < p.retainer_share]
+    r_t = world.day_starts[0] + 9 * 3600 + rng.integers(0, 9 * 3600, len(kept))
+    r_amount = _yuan(rng, 4 * p.creator_fee_median_fen, len(kept))
+    note_creator = notes["creator"].to_numpy()
+    fees = np.flatnonzero(fee)
+    spend = pd.DataFrame(
+        {
+            "creator": np.concatenate([note_creator[fees], note_creator[b_note], kept]),
+            "note": np.concatenate([fees, b_note, np.full(len(kept), -1)]),
+            "spend_type": np.repeat(list(schemas.SPEND_TYPES) + [schemas.SPEND_TYPES[0]], [len(fees), len(b_note), len(kept)]),
+            "amount_fen": np.concatenate([fee_amount[fees], b_amount, r_amount]),
+            "t": np.concatenate([fee_t[fees], b_t, r_t]),
+        }
+    )
+    spend.insert(0, "platform", creators["platform"].map(PLATFORM_CODE).to_numpy()[spend["creator"].to_numpy()].astype(np.int8))
+    inside = (spend["t"] >= world.day_starts[0]) & (spend["t"] < world.end)
+    return spend[inside].sort_values(["t", "creator", "note", "spend_type"], kind="stable", ignore_index=True)
+
+
 # ---------------------------------------------------------------- behaviour
 
 
@@ -664,12 +776,29 @@ def touch_order_keys(world: World, touches: pd.DataFrame) -> list[np.ndarray]:
     ]
 
 
+def window_seconds(world: World, which: int) -> int | np.ndarray:
+    """The seed (``which`` 0) or conversion (1) window in whole seconds: one int when no category
+    has windows of its own, else one per category code (SPEC 5.11); index it with ``_of``."""
+    funnel = world.params.funnel
+    if not funnel.category_windows:
+        return int(funnel.windows_of(None)[which].total_seconds())
+    ids = world.brands.attrs["category_ids"]
+    return np.array([int(funnel.windows_of(c)[which].total_seconds()) for c in ids], dtype=np.int64)
+
+
+def _of(window: int | np.ndarray, cat: np.ndarray) -> int | np.ndarray:
+    """The window of each category code in ``cat`` (the one window when there is one)."""
+    return window if np.ndim(window) == 0 else window[cat]
+
+
 def search_backs(rng: np.random.Generator, world: World, touches: pd.DataFrame) -> pd.DataFrame:
-    """Searches that follow touches: probability p_search_back, delay in (0, seed_window)."""
+    """Searches that follow touches: probability p_search_back, delay in (0, seed_window) of the
+    brand's category."""
     p = world.params
     hit = rng.random(len(touches)) < p.p_search_back
     tt = touches[hit]
-    window = int(p.funnel.seed_window.total_seconds())
+    cat = world.brands["cat"].to_numpy()[tt["brand"].to_numpy()]
+    window = _of(window_seconds(world, 0), cat)
     mean = p.search_back_delay_mean_days * DAY
     u = rng.random(len(tt))
     # truncated exponential on [0, window - 1): the search stays inside the seed window
@@ -678,7 +807,7 @@ def search_backs(rng: np.random.Generator, world: World, touches: pd.DataFrame) 
     return pd.DataFrame(
         {
             "user": tt["user"].to_numpy(),
-            "cat": world.brands["cat"].to_numpy()[tt["brand"].to_numpy()],
+            "cat": cat,
             "t": tt["t"].to_numpy() + delay,
             "source": np.int8(1),
             "brand_hint": tt["brand"].to_numpy(),
@@ -709,8 +838,9 @@ def background_searches(rng: np.random.Generator, world: World) -> pd.DataFrame:
     )
 
 
-def space_searches(searches: pd.DataFrame, conversion_seconds: int) -> tuple[pd.DataFrame, int]:
-    """Drop every search within conversion_window + 1 s of the previous search of its user+category.
+def space_searches(searches: pd.DataFrame, conversion_seconds: int | np.ndarray) -> tuple[pd.DataFrame, int]:
+    """Drop every search within conversion_window + 1 s of the previous search of its user+category
+    (``conversion_seconds``: one window, or one per category code).
 
     One pass over the original sequence suffices: if a search is kept, its gap to the immediately
     preceding search (kept or dropped) exceeds the limit, and every earlier search is earlier still,
@@ -720,17 +850,24 @@ def space_searches(searches: pd.DataFrame, conversion_seconds: int) -> tuple[pd.
     s = searches.sort_values(["user", "cat", "t", "source"], kind="stable", ignore_index=True)
     same = (s["user"].to_numpy()[1:] == s["user"].to_numpy()[:-1]) & (s["cat"].to_numpy()[1:] == s["cat"].to_numpy()[:-1])
     gap = np.diff(s["t"].to_numpy())
-    drop = np.concatenate([[False], same & (gap <= conversion_seconds + 1)])
+    limit = _of(conversion_seconds, s["cat"].to_numpy()[1:])
+    drop = np.concatenate([[False], same & (gap <= limit + 1)])
     return s[~drop].reset_index(drop=True), int(drop.sum())
 
 
-def seeded_lookup(world: World, touches: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+def seeded_lookup(world: World, touches: pd.DataFrame, pairs: pd.DataFrame, *, platforms: bool = False) -> pd.DataFrame:
     """For (user, brand, t) pairs: the last touch of that user+brand strictly before t, in touch order.
 
     Touches are sorted by (user, brand, touch order); a pair's composite key (user, brand, t)
     searched on the left finds the position after every touch with t_touch < t_s, so the element
     before it is the last such touch (the latest in touch order among equal times). The same
     answer as a merge_asof by (user, brand) with allow_exact_matches=False.
+
+    With ``platforms``, also ``seed_platforms``: the pair's seeding set, the distinct platforms of
+    the user's touches of the brand in [t - seed_window, t), as a bit mask (bit ``PLATFORM_CODE``;
+    0 when unseeded). Those touches are one run of the sorted keys, from the key (user, brand,
+    t - seed_window) searched on the left to the pair's own position; a platform is in the set
+    when its running count of touches differs at the two ends.
     """
     nb = len(world.brands)
     t_base = world.day_starts[0] - world.params.history_days * DAY
@@ -750,11 +887,22 @@ def seeded_lookup(world: World, touches: pd.DataFrame, pairs: pd.DataFrame) -> p
     pos_c = np.maximum(pos, 0)
     found &= tg[pos_c] == pg if len(tg) else np.zeros(len(pg), dtype=bool)
     last_t = np.where(found, tt[pos_c] + t_base if len(tt) else 0, -1)
-    window = int(world.params.funnel.seed_window.total_seconds())
+    window = _of(window_seconds(world, 0), world.brands["cat"].to_numpy()[pairs["brand"].to_numpy()])
     seeded = found & (last_t >= pairs["t"].to_numpy() - window)
     src = order[pos_c] if len(order) else np.zeros(len(pg), dtype=np.int64)
     last_note = np.where(seeded, touches["note"].to_numpy()[src] if len(order) else -1, -1)
-    return pd.DataFrame({"seeded": seeded, "last_touch_t": np.where(seeded, last_t, -1), "last_note": last_note})
+    out = pd.DataFrame({"seeded": seeded, "last_touch_t": np.where(seeded, last_t, -1), "last_note": last_note})
+    if platforms:
+        # touches never precede the first day, so clipping the window's start at t_base loses none
+        lo = np.searchsorted(comp, pg * shift + np.maximum(pairs["t"].to_numpy() - window - t_base, 0), side="left")
+        hi = pos + 1  # one past the pair's last touch
+        plat = world.notes["platform"].to_numpy()[touches["note"].to_numpy()[order]]
+        mask = np.zeros(len(pg), dtype=np.int64)
+        for code in range(len(schemas.PLATFORMS)):  # one running count at a time (memory)
+            running = np.concatenate([[0], np.cumsum(plat == code, dtype=np.int64)])
+            mask |= (running[hi] > running[lo]).astype(np.int64) << code
+        out["seed_platforms"] = np.where(seeded, mask, 0)
+    return out
 
 
 def activity_bands(world: World, searches: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
@@ -770,6 +918,11 @@ def activity_bands(world: World, searches: pd.DataFrame, pairs: pd.DataFrame) ->
     return np.searchsorted(np.asarray(schemas.activity_band_lows()), count, "right") - 1
 
 
+def platform_bits(mask: np.ndarray) -> np.ndarray:
+    """(len(mask), platforms) 0/1 matrix of platform bit masks (``seeded_lookup``'s seed_platforms)."""
+    return ((np.asarray(mask, dtype=np.int64)[:, None] >> np.arange(len(schemas.PLATFORMS))) & 1).astype(np.float64)
+
+
 @dataclass
 class Behaviour:
     """Searches and orders of the world, with the bookkeeping of the planted estimand."""
@@ -783,13 +936,13 @@ class Behaviour:
 def behave(rng: np.random.Generator, world: World, touches: pd.DataFrame, vocab: Vocabulary) -> Behaviour:
     """Searches (background + search-backs, spaced) and the orders that answer them."""
     p = world.params
-    conv = int(p.funnel.conversion_window.total_seconds())
+    conv_by_cat = window_seconds(world, 1)
     sb = search_backs(rng, world, touches)
     bg = background_searches(rng, world)
     raw = pd.concat([bg, sb], ignore_index=True)
     in_world = (raw["t"] >= world.day_starts[0]) & (raw["t"] < world.end)
     raw = raw[in_world]
-    kept, dropped = space_searches(raw, conv)
+    kept, dropped = space_searches(raw, conv_by_cat)
     kept = kept.sort_values(["t", "user", "cat", "source"], kind="stable", ignore_index=True)
     kept["search_id"] = np.char.add("s", np.char.zfill(np.arange(1, len(kept) + 1).astype(str), 9))
     term = _query_terms(rng, world, kept, vocab)
@@ -806,20 +959,28 @@ def behave(rng: np.random.Generator, world: World, touches: pd.DataFrame, vocab:
     within = np.arange(len(s_idx)) - np.repeat(np.cumsum(reps) - reps, reps)
     brand = b_order[b_start[kept["cat"].to_numpy()[s_idx]] + within]
     pairs = pd.DataFrame({"search": s_idx, "user": kept["user"].to_numpy()[s_idx], "brand": brand, "t": kept["t"].to_numpy()[s_idx]})
-    look = seeded_lookup(world, touches, pairs)
+    look = seeded_lookup(world, touches, pairs, platforms=bool(p.platform_effects))
     pairs = pd.concat([pairs, look], axis=1)
     creator_vertical = world.creators["vertical"].to_numpy()[world.notes["creator"].to_numpy()]
     cat_ids = np.asarray(world.brands.attrs["category_ids"])
     last_vertical = np.where(pairs["seeded"], creator_vertical[np.maximum(pairs["last_note"].to_numpy(), 0)], "")
     pairs["match"] = pairs["seeded"].to_numpy() & (last_vertical == cat_ids[cat_codes[pairs["brand"].to_numpy()]])
-    factor = np.where(pairs["match"], p.factor_vertical_match, np.where(pairs["seeded"], p.factor_mismatch, 1.0))
+    if p.platform_effects:  # additive incremental effects of the seeding set's platforms
+        effect = p.effect_of_platform()
+        factor = 1.0 + platform_bits(pairs["seed_platforms"].to_numpy()) @ effect
+        biggest = 1.0 + effect.sum()
+    else:
+        factor = np.where(pairs["match"], p.factor_vertical_match, np.where(pairs["seeded"], p.factor_mismatch, 1.0))
+        biggest = max(p.factor_vertical_match, p.factor_mismatch, 1.0)
     engaged = 1.0 + p.confounding * activity_bands(world, kept, pairs) if p.confounding > 0 else 1.0
     top = 1.0 + p.confounding * (len(schemas.ACTIVITY_BANDS) - 1)
-    if p.p0 * max(p.factor_vertical_match, p.factor_mismatch, 1.0) * max(top, 1.0) > 1:
+    if p.p0 * biggest * max(top, 1.0) > 1:
         raise ValueError("p0 * factor (times the confounding multiplier) exceeds 1; lower p0 or confounding")
     buy = rng.random(len(pairs)) < p.p0 * factor * engaged
+    conv = _of(conv_by_cat, cat_codes[pairs["brand"].to_numpy()])
     paid = pairs["t"].to_numpy() + rng.integers(0, conv + 1, len(pairs))
-    # Final as SPEC 5 "Arrival" has it: search day d + ceil(conversion_window) < W, the last day.
+    # Final as SPEC 5 "Arrival" has it: search day d + ceil(conversion_window) < W, the last day
+    # (the window of the pair's category).
     search_day = np.searchsorted(world.day_starts, pairs["t"].to_numpy(), side="right") - 1
     last_day = len(world.day_starts) - 2
     pairs["final"] = search_day + -(-conv // DAY) < last_day
@@ -837,6 +998,65 @@ def behave(rng: np.random.Generator, world: World, touches: pd.DataFrame, vocab:
         "searches_kept_search_back": int((kept["source"] == 1).sum()),
     }
     return Behaviour(searches=kept, orders=orders, pairs=pairs, counts=counts)
+
+
+# ---------------------------------------------------------------- planted platform shares
+
+
+def planted_orders(world: World, beh: Behaviour, *, first_day: int = 0, keep: np.ndarray | None = None) -> pd.DataFrame:
+    """The seeded orders of the world paid on day ``first_day`` or later, as the funnel counts them
+    (SPEC 5.5): one per converted seeded pair (its order's final version paid), so one per order.
+    Columns: order_id, pair (row of ``beh.pairs``), t (paid), amount_fen (final), seed_platforms
+    (bit mask). ``keep``: per pair, False for pairs the funnel never sees (lost searches).
+
+    A converted seeded pair's order is a seeded order anchored on the pair's own search: searches of
+    one user and category are more than conversion_window + 1 s apart, so no other search of the
+    brand's category lies between the search and the payment, and an unseeded pair's order has no
+    seeded search within the conversion window before it.
+    """
+    pairs, o = beh.pairs, beh.orders
+    ok = pairs["converted"].to_numpy() & pairs["seeded"].to_numpy()
+    if keep is not None:
+        ok &= keep
+    nb = len(world.brands)
+    paid = o.loc[o["status"].to_numpy() == "paid"]
+    key = paid["search"].to_numpy().astype(np.int64) * nb + paid["brand"].to_numpy()
+    pair_key = pairs["search"].to_numpy().astype(np.int64) * nb + pairs["brand"].to_numpy()
+    rows = np.flatnonzero(ok)
+    by_key = np.argsort(key, kind="stable")
+    at = by_key[np.searchsorted(key[by_key], pair_key[rows])] if len(key) else np.zeros(0, dtype=np.int64)
+    match = paid.iloc[at]
+    amount = match["final_amount_fen"] if "final_amount_fen" in match.columns else match["amount_fen"]
+    day = np.searchsorted(world.day_starts, match["t"].to_numpy(), side="right") - 1
+    mask = pairs["seed_platforms"].to_numpy()[rows] if "seed_platforms" in pairs.columns else np.zeros(len(rows), dtype=np.int64)
+    out = pd.DataFrame({
+        "order_id": match["order_id"].to_numpy(),
+        "pair": rows,
+        "t": match["t"].to_numpy(),
+        "amount_fen": amount.to_numpy().astype(np.int64),
+        "seed_platforms": mask,
+    })
+    return out.loc[day >= first_day].sort_values("order_id", ignore_index=True)
+
+
+def planted_split(world: World, planted: pd.DataFrame) -> np.ndarray:
+    """(orders, platforms): each order's amount split over the platforms of its seeding set in
+    proportion to their planted effects e_p (equally when every e_p of the set is 0)."""
+    bits = platform_bits(planted["seed_platforms"].to_numpy())
+    weight = bits * world.params.effect_of_platform()[None, :]
+    total = weight.sum(axis=1, keepdims=True)
+    n = bits.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(total > 0, weight / total, np.where(n > 0, bits / n, 0.0))
+    return frac * planted["amount_fen"].to_numpy(dtype=np.float64)[:, None]
+
+
+def planted_platform_shares(world: World, planted: pd.DataFrame) -> np.ndarray:
+    """Each platform's planted share of the seeded GMV of ``planted`` (``planted_split`` summed per
+    platform, over its total; NaN without orders), per platform code."""
+    credit = planted_split(world, planted).sum(axis=0)
+    total = credit.sum()
+    return credit / total if total > 0 else np.full(len(credit), np.nan)
 
 
 def _query_terms(rng: np.random.Generator, world: World, searches: pd.DataFrame, vocab: Vocabulary) -> np.ndarray:
