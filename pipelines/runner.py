@@ -466,11 +466,13 @@ def _marts_facts(settings: Settings, first_as_of: date, latest: date):
     return model_facts(settings, frames, counted, load_reference(settings.seeds).brands)
 
 
-def model_tables(settings: Settings, facts, first: date, as_of_days: list[date], run_id: str) -> dict[str, pd.DataFrame]:
+def model_tables(
+    settings: Settings, facts, first: date, as_of_days: list[date], run_id: str, say: Say = _quiet
+) -> dict[str, pd.DataFrame]:
     """The tables of schemas.MODEL_TABLES as of each given day (``funnel.models``)."""
     from .funnel import models
 
-    return models.compute(facts, settings.funnel, settings.models, as_of_days, first, run_id)
+    return models.compute(facts, settings.funnel, settings.models, as_of_days, first, run_id, say)
 
 
 # ---------------------------------------------------------------- stage 3: funnel per bucket
@@ -671,7 +673,7 @@ def _scoped_days(settings: Settings, plan: Plan) -> dict[date, pa.Array]:
     }
 
 
-def stage_reduce(settings: Settings, plan: dict | Plan, parts: list[str]) -> dict[str, int]:
+def stage_reduce(settings: Settings, plan: dict | Plan, parts: list[str], say: Say = _quiet) -> dict[str, int]:
     """Merge bucket outputs; write the days whose rows changed to the marts and record each.
 
     Refuses (StaleRunError) when the lake took another ingestion after the plan: the computation
@@ -688,7 +690,7 @@ def stage_reduce(settings: Settings, plan: dict | Plan, parts: list[str]) -> dic
             )
         counts: dict[str, int] = {}
         if plan.computes:
-            counts = _write_changed_days(settings, plan, state, parts)
+            counts = _write_changed_days(settings, plan, state, parts, say)
         state.pending = arrival.Pending()
         if plan.latest:
             state.computed = {"latest": plan.latest, "first": plan.first, "reference": plan.reference}
@@ -696,7 +698,7 @@ def stage_reduce(settings: Settings, plan: dict | Plan, parts: list[str]) -> dic
     return counts
 
 
-def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, parts: list[str]) -> dict[str, int]:
+def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, parts: list[str], say: Say = _quiet) -> dict[str, int]:
     loaded = [_read_bucket(p) for p in parts]
     if len(loaded) == 1:
         merged = loaded[0]
@@ -754,7 +756,9 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
     # first day whose snapshot can differ: the first fact day that changed, a new day, or (spend,
     # seeds, settings, the first data day) every day the run computes.
     days = _model_days(plan, span, {r["dt"] for r in records if r["table_name"] in FACT_NAMES})
-    models = model_tables(settings, _marts_facts(settings, days[0], latest), date.fromisoformat(plan.first), days, plan.run_id) if days else {}
+    if days:
+        say(f"model snapshots (SPEC 5.11) as of {days[0]} .. {days[-1]}: {len(days)} days")
+    models = model_tables(settings, _marts_facts(settings, days[0], latest), date.fromisoformat(plan.first), days, plan.run_id, say) if days else {}
     for t in schemas.MODEL_TABLES:
         counts[t.name] = restate(t, models[t.name], days) if days else 0
     if records:
@@ -918,7 +922,7 @@ def run_day(
     with arrival.locked(settings, say, f"run {day}"):
         plan = Plan.of(stage_plan(settings, day, run_id, say))
         parts = [stage_funnel_bucket(settings, plan, b, settings.buckets, engine) for b in range(settings.buckets)]
-        stage_reduce(settings, plan, parts)
+        stage_reduce(settings, plan, parts, say)
         shutil.rmtree(run_dir(settings, plan), ignore_errors=True)
         # Raises QualityGateError on a critical failure: nothing more is published, and what this
         # run computed stays pending for the next run.

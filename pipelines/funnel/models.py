@@ -17,6 +17,7 @@ the as-of days to compute. How spend and orders are assigned to subjects: docs/a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -83,13 +84,17 @@ def compute(
     as_of_days: list[date],
     first_day: date,
     run_id: str,
+    say: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, pd.DataFrame]:
-    """Every table of schemas.MODEL_TABLES for the given as-of days, conformed and sorted."""
+    """Every table of schemas.MODEL_TABLES for the given as-of days, conformed and sorted; ``say``
+    hears of each snapshot (a bootstrap per day: the slow part of a long run)."""
     prepared = _prepare(facts)
     parts: dict[str, list[pd.DataFrame]] = {t.name: [] for t in schemas.MODEL_TABLES}
     # Thousands of small dense solves: BLAS threads only contend for them (4x slower on 2 cores).
     with threadpool_limits(limits=1, user_api="blas"):
-        for day in as_of_days:
+        for i, day in enumerate(as_of_days, 1):
+            if len(as_of_days) > 1:
+                say(f"  snapshot as of {day} ({i}/{len(as_of_days)})")
             for name, frame in snapshot(prepared, params, models, day, first_day).items():
                 parts[name].append(frame)
     out = {}
