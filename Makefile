@@ -21,6 +21,8 @@ help:
 	@echo "            written to bench/out/results.json and docs/benchmarks.md; then a late-delivered"
 	@echo "            100k-user world run day by day (bench/arrival.py, ARRIVAL_ARGS='--users 10000' for less);"
 	@echo "            then the whole daily run per stage at 10k and 100k users (bench/daily.py, DAILY_ARGS='--sizes 10k')"
+	@echo "            then the coverage of the attribution intervals over 500 simulated worlds (bench/coverage.py,"
+	@echo "            COVERAGE_ARGS='--replications 60' for fewer)"
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }
