@@ -90,6 +90,7 @@ _ZOBRIST_SEED = 20_260_511  # channel-set hashing only: any fixed value
 _PERMUTATION_SEED = 5_011  # sampled Shapley orderings: fixed, so estimates depend on data only
 _DENSE_STATES = 5000  # chains up to this many states are inverted densely (200 MB)
 _CHUNK = 1 << 20  # cells per block of the vectorised Shapley and dense Markov work
+_CELLS = 1 << 22  # float cells per array of one batch of bootstrap replicates (32 MB)
 
 
 # ---------------------------------------------------------------- result
@@ -162,12 +163,29 @@ _SELECTION = {
 }
 
 
-def _frame(parts: list[pd.DataFrame], dtypes: dict[str, str]) -> pd.DataFrame:
-    """Concatenate ``parts`` into the declared columns and dtypes (an empty frame when none)."""
+def _frame(
+    parts: list[dict[str, object]], dtypes: dict[str, str], by: str | None = None
+) -> pd.DataFrame:
+    """Concatenate ``parts`` (column -> array, or a value for every row) into the declared
+    columns and dtypes (an empty frame when none), stably sorted by the integer column ``by``
+    when given."""
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
-    out = pd.concat(parts, ignore_index=True)[list(dtypes)]
-    return out.astype(dtypes)
+    sizes = [max(np.size(v) for v in part.values() if np.ndim(v)) for part in parts]
+    columns = {}
+    for c in [*dtypes, *([by] if by else [])]:
+        columns[c] = np.concatenate(
+            [
+                np.asarray(part[c])
+                if np.ndim(part[c])
+                else np.repeat(np.array([part[c]], object), n)
+                for part, n in zip(parts, sizes, strict=True)
+            ]
+        )
+    if by:
+        order = np.argsort(columns.pop(by), kind="stable")
+        columns = {c: v[order] for c, v in columns.items()}
+    return pd.DataFrame(columns).astype(dtypes)
 
 
 # ---------------------------------------------------------------- hashing and bootstrap weights
@@ -192,6 +210,14 @@ def _unit_uniform(z: np.ndarray) -> np.ndarray:
 
 
 _POISSON_CDF = np.cumsum([math.exp(-1.0) / math.factorial(i) for i in range(24)])
+# The quantile of every uniform number in [b / 256, (b + 1) / 256) when no CDF value splits that
+# range (-1 when one does): most draws need no search.
+_BUCKET_DRAW = np.where(
+    np.searchsorted(_POISSON_CDF, np.arange(1, 257) / 256, side="left")
+    == np.searchsorted(_POISSON_CDF, np.arange(256) / 256, side="right"),
+    np.searchsorted(_POISSON_CDF, np.arange(256) / 256, side="right"),
+    -1,
+)
 
 
 def bootstrap_weights(
@@ -212,13 +238,83 @@ def bootstrap_weights(
         0, np.iinfo(np.uint64).max, size=replicates, dtype=np.uint64, endpoint=True
     )
     z = _mix(_mix(keys[:, None] ^ hashed[None, :]) + np.uint64(0x9E3779B97F4A7C15))
-    draws = np.searchsorted(_POISSON_CDF, _unit_uniform(z), side="right")
+    draws = _BUCKET_DRAW[z >> np.uint64(56)]  # the top 8 bits of the uniform number
+    split = draws < 0
+    draws[split] = np.searchsorted(_POISSON_CDF, _unit_uniform(z[split]), side="right")
     return draws.astype("float64").reshape(replicates, len(hashed))
 
 
 def _held_out(user_ids: np.ndarray, share: float) -> np.ndarray:
     """Users held out for the choice of k: the lowest ``share`` of a stable hash of user_id."""
     return _unit_uniform(_mix(_hash_ids(user_ids, _HOLDOUT_KEY))) < share
+
+
+# ---------------------------------------------------------------- sorting helpers
+# numpy's np.unique hashes integers and its return_inverse sorts stably: plain sorts are far faster.
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)``."""
+    s = np.sort(values)
+    new = np.empty(len(s), dtype=bool)
+    new[:1] = True
+    np.not_equal(s[1:], s[:-1], out=new[1:])
+    return s[new]
+
+
+def _index_in(table: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of each of ``values`` (integers) in ``table``, sorted distinct values that hold them
+    all."""
+    if len(table) and table[-1] - table[0] < max(1 << 16, 2 * len(values)):
+        lookup = np.zeros(int(table[-1] - table[0]) + 1, dtype="int64")
+        lookup[table - table[0]] = np.arange(len(table))
+        return lookup[values - table[0]]
+    return np.searchsorted(table, values)
+
+
+def _groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(values, return_index=True, return_inverse=True)``: sorted distinct values, the
+    first index of each, the index of each value in them."""
+    order = np.argsort(values)
+    s = values[order]
+    new = np.empty(len(s), dtype=bool)
+    new[:1] = True
+    np.not_equal(s[1:], s[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    inverse = np.empty(len(s), dtype="int64")
+    inverse[order] = np.cumsum(new) - 1
+    first = np.minimum.reduceat(order, starts) if len(s) else np.zeros(0, dtype="int64")
+    return s[starts], first, inverse
+
+
+def _lexsort(keys: list[np.ndarray]) -> np.ndarray:
+    """``np.lexsort(keys[::-1])`` (the first key most significant) for integer keys, as passes
+    over their 16-bit digits (numpy sorts 16-bit integers stably by radix sort)."""
+    digits = []
+    for key in reversed(keys):
+        if not len(key):
+            return np.zeros(0, dtype="int64")
+        key = key - key.min()
+        top, shift = int(key.max()), 0
+        while True:
+            digits.append(((key >> shift) & 0xFFFF).astype(np.uint16))
+            shift += 16
+            if top >> shift == 0:
+                break
+    return np.lexsort(digits)
+
+
+def _count_matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """``csr_matrix((ones, (rows, cols)), shape)``, duplicates summed."""
+    key = np.sort(rows.astype("int64") * shape[1] + cols)
+    new = np.empty(len(key), dtype=bool)
+    new[:1] = True
+    np.not_equal(key[1:], key[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, len(key))).astype("float64")
+    key = key[starts]
+    indptr = np.searchsorted(key, np.arange(shape[0] + 1, dtype="int64") * shape[1])
+    return sp.csr_matrix((counts, key % shape[1], indptr), shape=shape)
 
 
 # ---------------------------------------------------------------- units
@@ -229,7 +325,10 @@ class _Units:
     """Touch rows of every path, sorted by path then position; converting paths come first, one
     per order (orders sorted by order_id), and their rows are the sorted eligible rows."""
 
-    touches: pd.DataFrame  # path, user_id, platform, author_id, vertical
+    path: np.ndarray  # per touch row (sorted)
+    first: np.ndarray  # per path: index of its first touch row
+    last: np.ndarray  # per path: index of its last touch row
+    columns: dict[str, tuple[np.ndarray, pd.Series]]  # source -> (code per touch row, its values)
     path_user: np.ndarray  # user code per path
     converted: np.ndarray  # per path
     users: np.ndarray  # sorted distinct user ids
@@ -237,40 +336,101 @@ class _Units:
     eligible: pd.DataFrame  # order_id, touch_seq (the converting touch rows)
 
 
+def _sort_codes(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(code per value, value per code): codes ordered as ``sort_values`` orders the values, nulls
+    last (code ``len(values_of)``)."""
+    codes, uniques = pd.factorize(values, sort=True)
+    return np.where(codes < 0, len(uniques), codes), pd.Series(uniques)
+
+
+def _time_codes(values: pd.Series) -> np.ndarray:
+    """Codes ordered as ``sort_values`` orders the values (nulls last)."""
+    if isinstance(values.array, pd.arrays.DatetimeArray):
+        codes = values.array.asi8.copy()
+        null = values.isna().to_numpy()
+        codes[null] = codes[~null].max() + 1 if (~null).any() else 0
+        return codes
+    return _sort_codes(values)[0]
+
+
+def _recode(codes: np.ndarray, values_of: pd.Series, convert) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(convert(values), sort=True)`` of the values with codes ``codes`` (from
+    ``_sort_codes``), converting each distinct value once."""
+    n = len(values_of)
+    present = np.flatnonzero(np.bincount(codes, minlength=n + 1))
+    values = values_of.iloc[present[present < n]]
+    if len(present) and present[-1] == n:  # a null
+        values = pd.concat([values, pd.Series([None], dtype=values_of.dtype)], ignore_index=True)
+    sub, uniques = pd.factorize(convert(values), sort=True)
+    lookup = np.full(n + 1, -1, dtype="int64")
+    lookup[present] = sub
+    return lookup[codes], np.asarray(uniques, dtype=object)
+
+
+def _user_text(values: pd.Series) -> np.ndarray:
+    return values.astype(str).to_numpy(dtype=object)
+
+
+def _channel_text(values: pd.Series) -> np.ndarray:
+    raw = values.astype(object).where(values.notna())
+    return raw.fillna(UNKNOWN).astype(str).to_numpy(dtype=object)
+
+
 def _units(touches: pd.DataFrame, eligible: pd.DataFrame) -> _Units:
-    cols = ["user_id", "platform", "author_id", "vertical"]
     el = eligible.sort_values(["order_id", "touch_seq"], kind="stable").reset_index(drop=True)
     orders = el.drop_duplicates("order_id")[["order_id", "user_id", "brand_id", "amount_fen"]]
+    head = orders.index.to_numpy()  # each order's first eligible row
     orders = orders.reset_index(drop=True)
     n_orders = len(orders)
     order_of = pd.Index(orders["order_id"]).get_indexer(el["order_id"])
 
-    seeded = orders[["user_id", "brand_id"]].drop_duplicates().assign(_seeded=True)
-    tt = touches[["brand_id", *cols, "touch_at", "note_id"]].merge(
-        seeded, on=["user_id", "brand_id"], how="left"
-    )
-    tt = tt.loc[tt["_seeded"].isna().to_numpy()]
-    tt = tt.sort_values(
-        ["user_id", "brand_id", "touch_at", "platform", "note_id", "author_id"], kind="stable"
-    )
-    nc_path = tt.groupby(["user_id", "brand_id"], sort=True).ngroup().to_numpy(dtype="int64")
+    # Every column as codes over the touches then the eligible rows (so the two match).
+    n_t = len(touches)
+    codes = {
+        c: _sort_codes(pd.concat([touches[c], el[c]], ignore_index=True))
+        for c in ("user_id", "brand_id", "platform", "author_id", "vertical")
+    }
+    user, brand = codes["user_id"][0], codes["brand_id"][0]
+    n_user, n_brand = len(codes["user_id"][1]), len(codes["brand_id"][1])
+    pair = user * (n_brand + 1) + brand
+    keep = np.flatnonzero(~np.isin(pair[:n_t], pair[n_t:][head]))  # (user, brand) not seeded
+    # Non-converting rows sorted by (user_id, brand_id, touch_at, platform, note_id, author_id).
+    keys = [
+        user[keep],
+        brand[keep],
+        _time_codes(touches["touch_at"])[keep],
+        codes["platform"][0][keep],
+        _sort_codes(touches["note_id"])[0][keep],
+        codes["author_id"][0][keep],
+    ]
+    nc = keep[_lexsort(keys)]
+    # One path per (user_id, brand_id) in sorted order; null keys have none (-1), as groupby.
+    u, b = user[nc], brand[nc]
+    valid = (u < n_user) & (b < n_brand)
+    u, b = u[valid], b[valid]
+    step = np.ones(len(u), dtype=bool)
+    step[1:] = (u[1:] != u[:-1]) | (b[1:] != b[:-1])
+    nc_path = np.full(len(nc), -1, dtype="int64")
+    nc_path[valid] = np.cumsum(step) - 1
     n_paths = n_orders + (int(nc_path.max()) + 1 if len(nc_path) else 0)
 
-    rows = pd.concat(
-        [
-            el[cols].assign(path=order_of.astype("int64")),
-            tt[cols].assign(path=nc_path + n_orders),
-        ],
-        ignore_index=True,
-    )
-    user_codes, users = pd.factorize(rows["user_id"].astype(str).to_numpy(dtype=object), sort=True)
+    source = np.concatenate([n_t + np.arange(len(el)), nc])  # rows of the joint columns
+    path = np.concatenate([order_of.astype("int64"), nc_path + n_orders])
+    user_codes, users = _recode(user[source], codes["user_id"][1], _user_text)
     path_user = np.zeros(n_paths, dtype="int64")
-    path_user[rows["path"].to_numpy()] = user_codes
+    path_user[path] = user_codes
+    order = np.argsort(path, kind="stable")  # converting rows first, each path's rows in order
+    source = source[order]
+    counts = np.bincount(path, minlength=n_paths)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("int64")
     return _Units(
-        touches=rows,
+        path=path[order],
+        first=first,
+        last=first + counts - 1,
+        columns={c: (codes[c][0][source], codes[c][1]) for c in set(_SOURCE.values())},
         path_user=path_user,
         converted=np.arange(n_paths) < n_orders,
-        users=np.asarray(users, dtype=object),
+        users=users,
         orders=pd.DataFrame(
             {
                 "order_id": orders["order_id"].astype(str).to_numpy(dtype=object),
@@ -295,13 +455,14 @@ class _Paths:
     converted: np.ndarray
 
 
-def _channel_codes(raw: np.ndarray, max_channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, names): the ``max_channels`` channels with most touches (ties: smaller name) keep
-    their name, sorted; the rest pool into OTHER, the last code."""
-    codes, uniques = pd.factorize(raw, sort=True)
-    uniques = np.asarray(uniques, dtype=object)
+def _channel_codes(
+    codes: np.ndarray, uniques: np.ndarray, max_channels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, names) from the touches' codes of their sorted channel names ``uniques``: the
+    ``max_channels`` channels with most touches (ties: smaller name) keep their name, sorted; the
+    rest pool into OTHER, the last code."""
     if len(uniques) <= max_channels:
-        return codes.astype("int64"), uniques
+        return codes, uniques
     counts = np.bincount(codes, minlength=len(uniques))
     ranked = np.lexsort((np.arange(len(uniques)), -counts))  # names are sorted: index breaks ties
     kept = np.sort(ranked[:max_channels])
@@ -311,20 +472,15 @@ def _channel_codes(raw: np.ndarray, max_channels: int) -> tuple[np.ndarray, np.n
 
 
 def _paths(units: _Units, kind: str, max_channels: int) -> _Paths:
-    raw = units.touches[_SOURCE[kind]].astype(object).where(units.touches[_SOURCE[kind]].notna())
-    raw = raw.fillna(UNKNOWN).astype(str).to_numpy(dtype=object)
-    codes, names = _channel_codes(raw, max_channels)
-    path = units.touches["path"].to_numpy(dtype="int64")
-    order = np.argsort(path, kind="stable")  # converting rows first, each path's rows in order
-    n_paths = len(units.converted)
-    counts = np.bincount(path, minlength=n_paths)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("int64")
+    codes, names = _channel_codes(
+        *_recode(*units.columns[_SOURCE[kind]], _channel_text), max_channels
+    )
     return _Paths(
         names=names,
-        channel=codes[order],
-        path=path[order],
-        first=first,
-        last=first + counts - 1,
+        channel=codes,
+        path=units.path,
+        first=units.first,
+        last=units.last,
         path_user=units.path_user,
         converted=units.converted,
     )
@@ -367,9 +523,18 @@ def _transitions(p: _Paths, k: int) -> _Transitions:
     )
 
 
-def _heldout_loglik(t: _Transitions, held: np.ndarray, n_symbols: int, alpha: float) -> float:
+def _heldout_loglik(
+    t: _Transitions, held: np.ndarray, n_symbols: int, alpha: float, states: np.ndarray
+) -> float:
     """Mean log-likelihood of the held-out transitions under add-alpha smoothed probabilities
-    ``(n(s, y) + alpha) / (n(s) + alpha * n_symbols)`` counted on the other transitions."""
+    ``(n(s, y) + alpha) / (n(s) + alpha * n_symbols)`` counted on the other transitions
+    (``states``: the distinct t.src)."""
+    if len(states) * n_symbols <= max(1 << 16, 4 * len(t.src)):  # dense counts
+        src = _index_in(states, t.src)
+        key = src * n_symbols + t.symbol
+        n_sy = np.bincount(key[~held], minlength=len(states) * n_symbols)[key[held]]
+        n_s = np.bincount(src[~held], minlength=len(states))[src[held]]
+        return float(np.mean(np.log((n_sy + alpha) / (n_s + alpha * n_symbols))))
     key = t.src * n_symbols + t.symbol
     train_keys, train_n = np.unique(key[~held], return_counts=True)
     train_states, state_n = np.unique(t.src[~held], return_counts=True)
@@ -385,31 +550,33 @@ def _heldout_loglik(t: _Transitions, held: np.ndarray, n_symbols: int, alpha: fl
 
 def _select_order(
     p: _Paths,
-    users: np.ndarray,
+    held_user: np.ndarray,
     orders: Sequence[int],
-    holdout_share: float,
     alpha: float,
     max_states: int,
-) -> tuple[int, list[dict]]:
-    """The chain order k (rule in the module docstring) and the score of every candidate."""
-    held_user = _held_out(users, holdout_share)
+) -> tuple[int, list[dict], _Transitions]:
+    """The chain order k (rule in the module docstring), the score of every candidate and the
+    transitions of the chosen k."""
     rows: list[dict] = []
     best_k, best = min(orders), -np.inf
     for k in sorted(orders):
         t = _transitions(p, k)
-        states = int(np.unique(t.src).size)
+        distinct = _sorted_unique(t.src)
+        states = len(distinct)
         if states >= max_states and k > min(orders):
             break
+        if k == best_k:
+            chosen = t
         held = held_user[p.path_user[t.path]]
         score = np.nan
         if held.any() and (~held).any():
-            score = _heldout_loglik(t, held, len(p.names) + 2, alpha)
+            score = _heldout_loglik(t, held, len(p.names) + 2, alpha, distinct)
             if score > best:
-                best_k, best = k, score
+                best_k, best, chosen = k, score, t
         rows.append({"k": k, "states": states, "heldout_loglik": score})
     for row in rows:
         row["chosen"] = row["k"] == best_k
-    return best_k, rows
+    return best_k, rows, chosen
 
 
 @dataclass(frozen=True)
@@ -422,80 +589,118 @@ class _Chain:
     dst: np.ndarray  # to-state index; n_states = conversion, n_states + 1 = null
     by_user: sp.csr_matrix  # (distinct transitions, users): occurrences
     entered: list[np.ndarray]  # per channel: the states whose latest channel it is
+    out_of: sp.csr_matrix  # (states, distinct transitions): 1 where the transition leaves the state
+    blocks: list[tuple[np.ndarray, np.ndarray]]  # per |R_c|: (channels, their states R_c)
 
     @classmethod
-    def build(cls, p: _Paths, k: int, n_users: int) -> _Chain:
-        t = _transitions(p, k)
+    def build(cls, t: _Transitions, p: _Paths, n_users: int) -> _Chain:
         n_channels = len(p.names)
-        states = np.unique(t.src)
+        states = _sorted_unique(t.src)
         n = len(states)
+        absorbed = t.dst < 0
         dst = np.where(
-            t.dst >= 0,
-            np.searchsorted(states, np.maximum(t.dst, 0)),
+            absorbed,
             np.where(t.symbol == n_channels, n, n + 1),
+            _index_in(states, np.where(absorbed, states[0], t.dst)),
         )
-        key = np.searchsorted(states, t.src) * (n + 2) + dst
-        keys, inverse = np.unique(key, return_inverse=True)
-        by_user = sp.csr_matrix(
-            (np.ones(len(key)), (inverse, p.path_user[t.path])), shape=(len(keys), n_users)
-        )
+        key = _index_in(states, t.src) * (n + 2) + dst
+        keys = _sorted_unique(key)
+        by_user = _count_matrix(_index_in(keys, key), p.path_user[t.path], (len(keys), n_users))
         latest = states % t.base  # the start state's is the padding symbol, n_channels
         by_latest = np.argsort(latest, kind="stable")
         bounds = np.searchsorted(latest[by_latest], np.arange(n_channels + 1))
         entered = [by_latest[bounds[c] : bounds[c + 1]] for c in range(n_channels)]
+        sizes = np.diff(bounds)
+        blocks = []
+        for m in np.unique(sizes[sizes > 0]):
+            chans = np.flatnonzero(sizes == m)
+            blocks.append((chans, by_latest[bounds[chans][:, None] + np.arange(m)[None, :]]))
+        src = keys // (n + 2)
+        out_of = _count_matrix(src, np.arange(len(keys)), (n, len(keys)))
         return cls(
             n_states=n,
             start=int(np.searchsorted(states, t.start)),
-            src=keys // (n + 2),
+            src=src,
             dst=keys % (n + 2),
             by_user=by_user,
             entered=entered,
+            out_of=out_of,
+            blocks=blocks,
         )
 
     def removal_effects(self, counts: np.ndarray) -> np.ndarray:
-        """Removal effect per channel for transition counts ``counts`` (weighted by users)."""
-        n = self.n_states
-        out_n = np.bincount(self.src, weights=counts, minlength=n)
+        """Removal effects (replicates, channels) for transition counts ``counts`` (distinct
+        transitions, replicates), each column weighted by one replicate's users."""
+        n, n_rep = self.n_states, counts.shape[1]
+        out_n = (self.out_of @ counts)[self.src]
         with np.errstate(divide="ignore", invalid="ignore"):
-            prob = np.where(out_n[self.src] > 0, counts / out_n[self.src], 0.0)
-        inner = self.dst < n
-        q = sp.csr_matrix((prob[inner], (self.src[inner], self.dst[inner])), shape=(n, n))
-        r = np.bincount(self.src[self.dst == n], weights=prob[self.dst == n], minlength=n)
-        p_conv, p_removed = _absorption(
-            sp.identity(n, format="csc") - q, r, self.start, self.entered
-        )
-        if p_conv <= 0:
-            return np.zeros(len(self.entered))
-        return np.clip(1.0 - p_removed / p_conv, 0.0, 1.0)
+            prob = np.where(out_n > 0, counts / out_n, 0.0)
+        inner, conv = self.dst < n, self.dst == n
+        if n > _DENSE_STATES:
+            p_conv, p_removed = np.zeros(n_rep), np.zeros((n_rep, len(self.entered)))
+            for b in range(n_rep):
+                q = sp.csr_matrix(
+                    (prob[inner, b], (self.src[inner], self.dst[inner])), shape=(n, n)
+                )
+                r = np.bincount(self.src[conv], weights=prob[conv, b], minlength=n)
+                p_conv[b], p_removed[b] = _absorption_sparse(
+                    sp.identity(n, format="csc") - q, r, self.start, self.entered
+                )
+        else:
+            a = np.zeros((n_rep, n, n))
+            a[:, self.src[inner], self.dst[inner]] = -prob[inner].T
+            diagonal = np.arange(n)
+            a[:, diagonal, diagonal] += 1.0
+            r = np.zeros((n_rep, n))
+            r[:, self.src[conv]] = prob[conv].T
+            p_conv, p_removed = _absorption(a, r, self.start, self.blocks, len(self.entered))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            effects = np.clip(1.0 - p_removed / p_conv[:, None], 0.0, 1.0)
+        return np.where((p_conv <= 0)[:, None], 0.0, effects)
 
 
 def _absorption(
-    a: sp.csc_matrix, r: np.ndarray, start: int, entered: list[np.ndarray]
-) -> tuple[float, np.ndarray]:
-    """P(conv) from ``start``, and per channel c the same when every state containing c leads to
-    null instead.
+    a: np.ndarray,
+    r: np.ndarray,
+    start: int,
+    blocks: list[tuple[np.ndarray, np.ndarray]],
+    n_channels: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For a stack of chains (``a`` = I - Q, (replicates, n, n); ``r``, (replicates, n)): P(conv)
+    from ``start``, and per channel c the same when every state containing c leads to null
+    instead.
 
     A path reaches a state containing c only through a state whose latest channel is c (the step
-    that emits c), so with R_c = ``entered[c]`` those states, x = N r and N = (I - Q)^-1 (expected
-    visits), the chain converts without entering R_c with probability
-    ``x_s - N[s, R] N[R, R]^-1 x_R``: ``N[s, R] N[R, R]^-1`` is the distribution of the first state
-    of R entered, ``x_R`` their conversion probabilities. The sets R_c partition the states but the
-    start, so one dense inverse serves every channel. Chains above ``_DENSE_STATES`` states use a
-    sparse LU per channel of the system with the rows of R_c set to ``x = 0`` instead."""
+    that emits c), so with R_c those states, x = N r and N = (I - Q)^-1 (expected visits), the chain
+    converts without entering R_c with probability ``x_s - N[s, R] N[R, R]^-1 x_R``:
+    ``N[s, R] N[R, R]^-1`` is the distribution of the first state of R entered, ``x_R`` their
+    conversion probabilities. The sets R_c partition the states but the start, so one dense
+    inverse serves every channel; ``blocks`` groups the channels by |R_c| (their states R_c as
+    rows), so the small solves run as one batched call per size. A channel without states keeps
+    P(conv)."""
+    inverse = np.linalg.inv(a)
+    x = np.matmul(inverse, r[:, :, None])[:, :, 0]
+    x_start, row = x[:, start], inverse[:, start, :]
+    p_removed = np.repeat(x_start[:, None], n_channels, axis=1)
+    for channels, at in blocks:
+        block = inverse[:, at[:, :, None], at[:, None, :]]
+        solved = np.linalg.solve(block, x[:, at][..., None])[..., 0]
+        p_removed[:, channels] = x_start[:, None] - np.einsum("bgm,bgm->bg", row[:, at], solved)
+    return x_start, np.clip(p_removed, 0.0, x_start[:, None])
+
+
+def _absorption_sparse(
+    a: sp.csc_matrix, r: np.ndarray, start: int, entered: list[np.ndarray]
+) -> tuple[float, np.ndarray]:
+    """``_absorption`` for one chain above ``_DENSE_STATES`` states: a sparse LU per channel of
+    the system with the rows of R_c set to ``x = 0``."""
     n = a.shape[0]
     p_removed = np.zeros(len(entered))
-    if n <= _DENSE_STATES:
-        inverse = np.linalg.inv(a.toarray())
-        x, row = inverse @ r, inverse[start]
-        for c, at in enumerate(entered):
-            block = inverse[np.ix_(at, at)]
-            p_removed[c] = x[start] - row[at] @ np.linalg.solve(block, x[at])
-    else:
-        x = splu(a).solve(r)
-        for c, at in enumerate(entered):
-            keep = np.setdiff1d(np.arange(n), at, assume_unique=True)
-            restricted = splu(a[keep][:, keep].tocsc())
-            p_removed[c] = restricted.solve(r[keep])[np.searchsorted(keep, start)]
+    x = splu(a).solve(r)
+    for c, at in enumerate(entered):
+        keep = np.setdiff1d(np.arange(n), at, assume_unique=True)
+        restricted = splu(a[keep][:, keep].tocsc())
+        p_removed[c] = restricted.solve(r[keep])[np.searchsorted(keep, start)]
     return float(x[start]), np.clip(p_removed, 0.0, x[start])
 
 
@@ -504,28 +709,30 @@ def _absorption(
 
 @dataclass(frozen=True)
 class _Shapley:
-    """Shapley values of every distinct channel set of an order, for any path weights.
+    """Shapley values of every distinct channel set of an order, for any user weights.
 
     Atoms are the distinct channel sets of all paths; ``sets`` the distinct sets of the orders
     (a subset of the atoms). The values of a set's channels sit at ``offsets[s] + j`` in the flat
     result, j the rank of the channel code within the set.
     """
 
-    path_atom: np.ndarray  # per path
-    n_atoms: int
+    atom_conv: sp.csr_matrix  # (atoms, users): converting paths
+    atom_total: sp.csr_matrix  # (atoms, users): paths
     order_set: np.ndarray  # per order: its set
     offsets: np.ndarray  # per set: start of its values in the flat result (plus the total)
     exact: list[tuple[np.ndarray, int, np.ndarray]]  # (set rows, m, atom of each subset mask)
-    sampled: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]  # (set, atoms, pos, ranks)
+    sampled: list[tuple[int, np.ndarray, sp.csr_matrix, np.ndarray]]  # (set, atoms, scatter, ranks)
     permutations: int
 
     @classmethod
-    def build(cls, p: _Paths, n_orders: int, exact_max: int, permutations: int) -> _Shapley:
+    def build(
+        cls, p: _Paths, n_orders: int, n_users: int, exact_max: int, permutations: int
+    ) -> _Shapley:
         n_channels, n_paths = len(p.names), len(p.first)
-        pair_key = np.unique(p.path * n_channels + p.channel)  # distinct (path, channel), sorted
+        pair_key = _sorted_unique(p.path * n_channels + p.channel)  # distinct (path, channel)
         pair_path, pair_channel = pair_key // n_channels, pair_key % n_channels
-        pair_start = np.searchsorted(pair_path, np.arange(n_paths))
         size = np.bincount(pair_path, minlength=n_paths)
+        pair_start = np.cumsum(size) - size
         zobrist = np.random.default_rng(_ZOBRIST_SEED).integers(
             0, np.iinfo(np.uint64).max, size=(2, n_channels), dtype=np.uint64, endpoint=True
         )
@@ -536,11 +743,12 @@ class _Shapley:
             if n_paths
             else np.zeros((0, 2), dtype=np.uint64)
         )
-        atoms, rep, path_atom = np.unique(hashes, axis=0, return_index=True, return_inverse=True)
-        path_atom = path_atom.ravel()
+        # Atoms sorted by (hash 0, hash 1); hash 0 alone tells them apart (checked below).
+        first_hash, rep, path_atom = _groups(hashes[:, 0])
+        atoms = hashes[rep]
         if len(atoms) >= np.iinfo(np.int32).max:
             raise ValueError("too many distinct channel sets")
-        if len(atoms) > 1 and not (np.diff(atoms[:, 0]) > 0).all():
+        if (atoms[path_atom, 1] != hashes[:, 1]).any():
             raise RuntimeError("channel-set hash collision")  # probability ~ 2**-64 per pair
 
         def members(atom_rows: np.ndarray, m: int) -> np.ndarray:
@@ -563,12 +771,12 @@ class _Shapley:
                 for j in range(m):
                     view = keys.reshape(2, len(rows), -1, 2, 1 << j)[:, :, :, 1, :]
                     view ^= zobrist[:, codes[:, j]][:, :, None, None]
-                at = np.minimum(np.searchsorted(atoms[:, 0], keys[0]), len(atoms) - 1)
+                at = np.minimum(np.searchsorted(first_hash, keys[0]), len(atoms) - 1)
                 found = (atoms[at, 0] == keys[0]) & (atoms[at, 1] == keys[1])
                 found[:, 0] = False
                 exact.append((rows, m, np.where(found, at, -1).astype(np.int32)))
 
-        sampled: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        sampled: list[tuple[int, np.ndarray, sp.csr_matrix, np.ndarray]] = []
         big = np.flatnonzero(set_size > exact_max)
         if len(big):
             atom_size = size[rep]
@@ -592,10 +800,17 @@ class _Shapley:
                 ranks = np.argsort(rng.random((permutations, m)), axis=1).argsort(axis=1)
                 bounds = np.concatenate([[0], np.cumsum(local_size)[:-1]])
                 pos = np.maximum.reduceat(ranks[:, member_rank], bounds, axis=1)
-                sampled.append((int(s), local, pos, ranks))
+                # Local atom j of ordering o completes the coalition at position pos[o, j].
+                cell = (np.arange(permutations)[:, None] * m + pos).ravel()
+                scatter = sp.csr_matrix(
+                    (np.ones(len(cell)), (cell, np.tile(np.arange(len(local)), permutations))),
+                    shape=(permutations * m, len(local)),
+                )
+                sampled.append((int(s), local, scatter, ranks))
+        conv = p.converted
         return cls(
-            path_atom=path_atom,
-            n_atoms=len(atoms),
+            atom_conv=_count_matrix(path_atom[conv], p.path_user[conv], (len(atoms), n_users)),
+            atom_total=_count_matrix(path_atom, p.path_user, (len(atoms), n_users)),
             order_set=order_set.ravel(),
             offsets=offsets,
             exact=exact,
@@ -603,38 +818,36 @@ class _Shapley:
             permutations=permutations,
         )
 
-    def values(
-        self, path_weight: np.ndarray, converted: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(Shapley value, standard error) of every (order set, channel), flat."""
-        conv = np.bincount(self.path_atom, weights=path_weight * converted, minlength=self.n_atoms)
-        total = np.bincount(self.path_atom, weights=path_weight, minlength=self.n_atoms)
-        phi = np.zeros(self.offsets[-1])
-        se = np.zeros(self.offsets[-1])
+    def values(self, user_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Shapley value, standard error) of every (order set, channel), flat, per column of
+        ``user_weights`` (users, replicates): both (replicates, values)."""
+        n_rep = user_weights.shape[1]
+        conv = np.ascontiguousarray((self.atom_conv @ user_weights).T)
+        total = np.ascontiguousarray((self.atom_total @ user_weights).T)
+        phi = np.zeros((n_rep, self.offsets[-1]))
+        se = np.zeros((n_rep, self.offsets[-1]))
         for rows, m, lookup in self.exact:
-            phi[self.offsets[rows][:, None] + np.arange(m)[None, :]] = _exact(
-                lookup, m, conv, total
-            )
-        for s, local, pos, ranks in self.sampled:
-            m = ranks.shape[1]
-            perm = np.arange(len(pos))[:, None] * m + pos
-            cum = [
-                np.bincount(
-                    perm.ravel(),
-                    weights=np.broadcast_to(w[local], pos.shape).ravel(),
-                    minlength=len(pos) * m,
-                )
-                .reshape(len(pos), m)
-                .cumsum(axis=1)
-                for w in (conv, total)
-            ]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                v = np.where(cum[1] > 0, cum[0] / cum[1], 0.0)
-            marginal = np.diff(v, axis=1, prepend=0.0)
-            per_channel = np.take_along_axis(marginal, ranks, axis=1)
+            at = self.offsets[rows][:, None] + np.arange(m)[None, :]
+            step = max(1, _CELLS // lookup.size)
+            for lo in range(0, n_rep, step):
+                part = slice(lo, lo + step)
+                phi[part, at] = _exact(lookup, m, conv[part], total[part])
+        for s, local, scatter, ranks in self.sampled:
+            permutations, m = ranks.shape
             at = self.offsets[s] + np.arange(m)
-            phi[at] = per_channel.mean(axis=0)
-            se[at] = per_channel.std(axis=0, ddof=1) / np.sqrt(len(pos))
+            step = max(1, _CELLS // (permutations * m))
+            for lo in range(0, n_rep, step):
+                part = slice(lo, lo + step)
+                cum = [
+                    (scatter @ w[part, local].T).reshape(permutations, m, -1).cumsum(axis=1)
+                    for w in (conv, total)
+                ]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    v = np.where(cum[1] > 0, cum[0] / cum[1], 0.0)
+                marginal = np.diff(v, axis=1, prepend=0.0)
+                per_channel = np.take_along_axis(marginal, ranks[:, :, None], axis=1)
+                phi[part, at] = per_channel.mean(axis=0).T
+                se[part, at] = per_channel.std(axis=0, ddof=1).T / np.sqrt(permutations)
         return phi, se
 
 
@@ -645,27 +858,28 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def _exact(lookup: np.ndarray, m: int, conv: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """Exact Shapley values (rows, m) from each set's subset -> atom table ``lookup`` (rows, 2**m):
-    v(S) = conv / total summed over the atoms that are subsets of S (a zeta transform)."""
+    """Exact Shapley values (replicates, rows, m) from each set's subset -> atom table ``lookup``
+    (rows, 2**m) and the atoms' weighted conversions and paths (replicates, atoms): v(S) =
+    conv / total summed over the atoms that are subsets of S (a zeta transform)."""
     hit = lookup >= 0
-    f_conv = np.where(hit, conv[lookup], 0.0)
-    f_total = np.where(hit, total[lookup], 0.0)
-    n = len(lookup)
+    f_conv = np.where(hit, conv[:, lookup], 0.0)
+    f_total = np.where(hit, total[:, lookup], 0.0)
+    n_rep, n = len(conv), len(lookup)
     for j in range(m):
         for f in (f_conv, f_total):
-            view = f.reshape(n, -1, 2, 1 << j)
-            view[:, :, 1, :] += view[:, :, 0, :]
+            view = f.reshape(n_rep, n, -1, 2, 1 << j)
+            view[:, :, :, 1, :] += view[:, :, :, 0, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         v = np.where(f_total > 0, f_conv / f_total, 0.0)
     size = np.bitwise_count(np.arange(1 << m, dtype=np.uint64)).astype("int64")
     weight = np.array(
         [math.factorial(s) * math.factorial(m - 1 - s) / math.factorial(m) for s in range(m)]
     )
-    phi = np.zeros((n, m))
+    phi = np.zeros((n_rep, n, m))
     for i in range(m):
-        view = v.reshape(n, -1, 2, 1 << i)
+        view = v.reshape(n_rep, n, -1, 2, 1 << i)
         w = weight[size.reshape(-1, 2, 1 << i)[:, 0, :]]
-        phi[:, i] = ((view[:, :, 1, :] - view[:, :, 0, :]) * w[None]).sum(axis=(1, 2))
+        phi[:, :, i] = ((view[:, :, :, 1, :] - view[:, :, :, 0, :]) * w).sum(axis=(2, 3))
     return phi
 
 
@@ -681,6 +895,9 @@ class _Pairs:
     rank: np.ndarray  # rank of the channel within the order's distinct channels
     touches: np.ndarray  # the order's touches of the channel
     of_touch: np.ndarray  # per converting touch row: its pair
+    by_order: sp.csr_matrix  # (orders, pairs): 1 where the pair is the order's
+    by_channel: sp.csr_matrix  # (channels, pairs): 1 where the pair is the channel's
+    per_order: np.ndarray  # per pair: its order's number of pairs
 
     @classmethod
     def build(cls, p: _Paths, n_orders: int) -> _Pairs:
@@ -690,23 +907,28 @@ class _Pairs:
             p.path[conv] * n_channels + p.channel[conv], return_inverse=True, return_counts=True
         )
         order = keys // n_channels
+        channel = keys % n_channels
         first = np.searchsorted(order, np.arange(n_orders))
+        pair = np.arange(len(keys))
+        ones = np.ones(len(keys))
         return cls(
             order=order,
-            channel=keys % n_channels,
-            rank=np.arange(len(keys)) - first[order],
+            channel=channel,
+            rank=pair - first[order],
             touches=touches,
             of_touch=of_touch.ravel(),
+            by_order=sp.csr_matrix((ones, (order, pair)), shape=(n_orders, len(keys))),
+            by_channel=sp.csr_matrix((ones, (channel, pair)), shape=(n_channels, len(keys))),
+            per_order=np.bincount(order, minlength=n_orders)[order],
         )
 
-    def fractions(self, weight: np.ndarray, n_orders: int) -> np.ndarray:
-        """Each pair's fraction of its order: clipped weights normalised per order; equal when an
-        order's clipped weights are all 0."""
+    def fractions(self, weight: np.ndarray) -> np.ndarray:
+        """Each pair's fraction of its order (per row of ``weight``, (replicates, pairs)): clipped
+        weights normalised per order; equal when an order's clipped weights are all 0."""
         w = np.clip(weight, 0.0, None)
-        total = np.bincount(self.order, weights=w, minlength=n_orders)[self.order]
-        n = np.bincount(self.order, minlength=n_orders)[self.order]
+        total = (self.by_order @ w.T).T[:, self.order]
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(total > 0, w / total, 1.0 / n)
+            return np.where(total > 0, w / total, 1.0 / self.per_order)
 
 
 @dataclass(frozen=True)
@@ -722,43 +944,67 @@ class _Fit:
 
     @classmethod
     def build(
-        cls, p: _Paths, k: int, n_users: int, n_orders: int, exact_max: int, permutations: int
+        cls,
+        p: _Paths,
+        t: _Transitions,
+        n_users: int,
+        n_orders: int,
+        exact_max: int,
+        permutations: int,
     ) -> _Fit:
-        shapley = _Shapley.build(p, n_orders, exact_max, permutations)
+        shapley = _Shapley.build(p, n_orders, n_users, exact_max, permutations)
         pairs = _Pairs.build(p, n_orders)
         flat = shapley.offsets[shapley.order_set[pairs.order]] + pairs.rank
-        return cls(_Chain.build(p, k, n_users), shapley, pairs, flat, p, n_orders)
+        return cls(_Chain.build(t, p, n_users), shapley, pairs, flat, p, n_orders)
 
     def __call__(
-        self, user_weight: np.ndarray
+        self, user_weights: np.ndarray
     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
-        """(per model: (weight, its se, fraction of the order) per pair; removal effects)."""
-        effects = self.chain.removal_effects(self.chain.by_user @ user_weight)
-        phi, se = self.shapley.values(user_weight[self.paths.path_user], self.paths.converted)
+        """Per column of ``user_weights`` (users, replicates): (per model: (weight, its se,
+        fraction of the order), each (replicates, pairs); removal effects (replicates,
+        channels))."""
+        columns = np.ascontiguousarray(user_weights)
+        effects = self.chain.removal_effects(self.chain.by_user @ columns)
+        phi, se = self.shapley.values(columns)
         pairs = self.pairs
         out = {}
         for model, w, s in (
-            ("markov", effects[pairs.channel], np.zeros(len(pairs.order))),
-            ("shapley", phi[self.flat], se[self.flat]),
+            ("markov", effects[:, pairs.channel], np.zeros((len(effects), len(pairs.order)))),
+            ("shapley", phi[:, self.flat], se[:, self.flat]),
         ):
-            out[model] = (w, s, pairs.fractions(w, self.n_orders))
+            out[model] = (w, s, pairs.fractions(w))
         return out, effects
+
+    def _cells(self) -> int:
+        """Float cells one replicate of ``__call__`` holds at once (the largest array)."""
+        chain = self.chain
+        square = chain.n_states**2 if chain.n_states <= _DENSE_STATES else 0
+        return max(
+            1,
+            square,
+            len(chain.src),
+            self.shapley.atom_total.shape[0],
+            int(self.shapley.offsets[-1]),
+            len(self.pairs.order),
+        )
 
     def replicate_credits(
         self, weights: np.ndarray, order_user: np.ndarray, amount: np.ndarray
     ) -> dict[str, np.ndarray]:
-        """Per model, (channels, replicates) credits: each replicate re-fits both models under
-        its user weights and credits every order's split weighted by its user's weight."""
-        n_channels = len(self.paths.names)
-        out = {model: np.zeros((n_channels, len(weights))) for model in DATA_DRIVEN}
-        for b, user_weight in enumerate(weights):
-            fitted, _ = self(user_weight)
-            order_weight = (user_weight[order_user] * amount)[self.pairs.order]
+        """Per model, (channels, replicates) credits for user weights (users, replicates): each
+        replicate re-fits both models under its user weights and credits every order's split
+        weighted by its user's weight. The replicates run in batches of bounded memory."""
+        n_channels, n_rep = len(self.paths.names), weights.shape[1]
+        out = {model: np.zeros((n_channels, n_rep)) for model in DATA_DRIVEN}
+        step = max(1, _CELLS // self._cells())
+        order = self.pairs.order
+        for lo in range(0, n_rep, step):
+            user_weights = weights[:, lo : lo + step]
+            fitted, _ = self(user_weights)
+            order_weight = user_weights[order_user[order]] * amount[order][:, None]
             for model in DATA_DRIVEN:
-                out[model][:, b] = np.bincount(
-                    self.pairs.channel,
-                    weights=order_weight * fitted[model][2],
-                    minlength=n_channels,
+                out[model][:, lo : lo + step] = self.pairs.by_channel @ (
+                    order_weight * fitted[model][2].T
                 )
         return out
 
@@ -794,6 +1040,7 @@ def channel_attribution(
     units = _units(touches, eligible)
     n_orders, n_users = len(units.orders), len(units.users)
     weights = bootstrap_weights(units.users, replicates, seed)  # (B, users)
+    weights_t = np.ascontiguousarray(weights.T)
     amount = units.orders["amount_fen"].to_numpy()
     order_user = units.orders["user"].to_numpy()
 
@@ -807,6 +1054,10 @@ def channel_attribution(
     hc_row = hc["_row"].to_numpy(dtype="int64")
     hc_model = hc["model"].astype(str).to_numpy(dtype=object)
     hc_credit = hc["credit_fen"].to_numpy(dtype="float64")
+    eligible_order_id = units.eligible["order_id"].astype(str).to_numpy(dtype=object)
+    eligible_touch_seq = units.eligible["touch_seq"].to_numpy(dtype="int64")
+    order_ids = units.orders["order_id"].to_numpy()
+    held_user = _held_out(units.users, holdout_share)
 
     channel_parts, credit_parts, weight_parts, removal_parts, selection_parts = [], [], [], [], []
     replicate_credits: dict[tuple[str, str], pd.DataFrame] = {}
@@ -818,20 +1069,23 @@ def channel_attribution(
             continue
         p = _paths(units, kind, max_channels)
         n_channels = len(p.names)
-        k, scores = _select_order(p, units.users, markov_orders, holdout_share, alpha, max_states)
+        k, scores, t = _select_order(p, held_user, markov_orders, alpha, max_states)
         markov_order[kind] = k
-        selection_parts.append(pd.DataFrame(scores).assign(channel_kind=kind))
-        model_fit = _Fit.build(p, k, n_users, n_orders, shapley_exact_max, shapley_permutations)
-        pairs = model_fit.pairs
-        point, effects = model_fit(np.ones(n_users))
-        shapley_max_se[kind] = float(point["shapley"][1].max()) if len(pairs.order) else 0.0
-        removal_parts.append(
-            pd.DataFrame({"channel_kind": kind, "channel": p.names, "removal_effect": effects})
+        selection_parts.append(
+            {c: np.array([row[c] for row in scores]) for c in scores[0]} | {"channel_kind": kind}
         )
-        reps = model_fit.replicate_credits(weights, order_user, amount)
+        model_fit = _Fit.build(p, t, n_users, n_orders, shapley_exact_max, shapley_permutations)
+        pairs = model_fit.pairs
+        point, effects = model_fit(np.ones((n_users, 1)))
+        point = {model: tuple(a[0] for a in fitted) for model, fitted in point.items()}
+        effects = effects[0]
+        shapley_max_se[kind] = float(point["shapley"][1].max()) if len(pairs.order) else 0.0
+        removal_parts.append({"channel_kind": kind, "channel": p.names, "removal_effect": effects})
+        reps = model_fit.replicate_credits(weights_t, order_user, amount)
 
         conv_rows = p.path < n_orders
         touch_pair = pairs.of_touch
+        touch_channel = p.channel[conv_rows]
         credits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for model in DATA_DRIVEN:
             w, s, frac = point[model]
@@ -841,30 +1095,27 @@ def channel_attribution(
                 reps[model],
             )
             credit_parts.append(
-                pd.DataFrame(
-                    {
-                        "order_id": units.eligible["order_id"].astype(str).to_numpy(dtype=object),
-                        "touch_seq": units.eligible["touch_seq"].to_numpy(dtype="int64"),
-                        "model": model,
-                        "channel_kind": kind,
-                        "channel": p.names[p.channel[conv_rows]],
-                        "credit_fen": pair_credit[touch_pair] / pairs.touches[touch_pair],
-                    }
-                )
+                {
+                    "order_id": eligible_order_id,
+                    "touch_seq": eligible_touch_seq,
+                    "model": model,
+                    "channel_kind": kind,
+                    "channel": p.names[touch_channel],
+                    "credit_fen": pair_credit[touch_pair] / pairs.touches[touch_pair],
+                    "_order": p.path[conv_rows],
+                }
             )
             weight_parts.append(
-                pd.DataFrame(
-                    {
-                        "order_id": units.orders["order_id"].to_numpy()[pairs.order],
-                        "model": model,
-                        "channel_kind": kind,
-                        "channel": p.names[pairs.channel],
-                        "weight": w,
-                        "weight_se": s,
-                    }
-                )
+                {
+                    "order_id": order_ids[pairs.order],
+                    "model": model,
+                    "channel_kind": kind,
+                    "channel": p.names[pairs.channel],
+                    "weight": w,
+                    "weight_se": s,
+                    "_order": pairs.order,
+                }
             )
-        touch_channel = p.channel[conv_rows]
         for model in schemas.ATTRIBUTION_MODELS:
             mine = hc_model == model
             by_user = sp.csr_matrix(
@@ -873,7 +1124,7 @@ def channel_attribution(
             )
             credits[model] = (
                 np.asarray(by_user.sum(axis=1)).ravel(),
-                np.asarray(by_user @ weights.T).reshape(n_channels, replicates),
+                np.asarray(by_user @ weights_t).reshape(n_channels, replicates),
             )
 
         for model in MODELS:
@@ -884,27 +1135,22 @@ def channel_attribution(
             low, high = _share_interval(rep)
             total = credit.sum()
             channel_parts.append(
-                pd.DataFrame(
-                    {
-                        "model": model,
-                        "channel_kind": kind,
-                        "channel": p.names,
-                        "credit_fen": credit,
-                        "share": credit / total if total > 0 else np.full(n_channels, np.nan),
-                        "share_ci_low": low,
-                        "share_ci_high": high,
-                    }
-                )
+                {
+                    "model": model,
+                    "channel_kind": kind,
+                    "channel": p.names,
+                    "credit_fen": credit,
+                    "share": credit / total if total > 0 else np.full(n_channels, np.nan),
+                    "share_ci_low": low,
+                    "share_ci_high": high,
+                }
             )
 
-    order_credits = _frame(credit_parts, _ORDER_CREDITS)
-    order_credits = order_credits.sort_values("order_id", kind="stable").reset_index(drop=True)
-    order_weights = _frame(weight_parts, _ORDER_WEIGHTS)
-    order_weights = order_weights.sort_values("order_id", kind="stable").reset_index(drop=True)
+    # Orders are numbered in order_id order: sorting by number sorts by order_id.
     return ChannelAttribution(
         channels=_frame(channel_parts, _CHANNELS),
-        order_credits=order_credits,
-        order_weights=order_weights,
+        order_credits=_frame(credit_parts, _ORDER_CREDITS, by="_order"),
+        order_weights=_frame(weight_parts, _ORDER_WEIGHTS, by="_order"),
         removal_effects=_frame(removal_parts, _REMOVAL),
         markov_selection=_frame(selection_parts, _SELECTION),
         replicate_credits=replicate_credits,
@@ -929,7 +1175,14 @@ def _quantiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray
         low[complete], high[complete] = np.quantile(values[complete], [tail, 1.0 - tail], axis=1)
     partial = usable & ~complete
     if partial.any():
-        low[partial], high[partial] = np.nanquantile(values[partial], [tail, 1.0 - tail], axis=1)
+        rows = values[partial]
+        missing = np.isnan(rows)
+        if (missing == missing[0]).all():  # the usual case: the same replicates are NaN
+            low[partial], high[partial] = np.quantile(
+                rows[:, ~missing[0]], [tail, 1.0 - tail], axis=1
+            )
+        else:
+            low[partial], high[partial] = np.nanquantile(rows, [tail, 1.0 - tail], axis=1)
     return low, high
 
 
