@@ -142,6 +142,7 @@ class Pending:
     start: str | None = None
     causes: list[str] = field(default_factory=list)
     boost: dict[str, str] = field(default_factory=dict)  # user_id -> first as_of day it may move
+    models: str | None = None  # first as_of day a change of a MODEL_INPUTS source (spend) may move
 
     def add(self, day: date | None, cause: str) -> None:
         if day is None:
@@ -150,6 +151,11 @@ class Pending:
             self.start = day.isoformat()
         if cause not in self.causes:
             self.causes.append(cause)
+
+    def add_models(self, day: date | None) -> None:
+        """A model input (spend) changed from ``day``: the SPEC 5.11 snapshots from there may move."""
+        if day is not None and (self.models is None or day.isoformat() < self.models):
+            self.models = day.isoformat()
 
     def add_users(self, first_day: pd.Series) -> None:
         """Users whose boost snapshots may move, from the given day (user_id -> date)."""

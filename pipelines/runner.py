@@ -80,6 +80,8 @@ class Plan:
     #: Boost snapshots from this day on are recomputed for every user; earlier ones only for the
     #: users in the run's boost scope (``boost_scope``).
     boost_all_from: str | None = None
+    #: The first as-of day a changed model input (spend) may move (``_model_days``).
+    models_from: str | None = None
 
     def dates(self) -> tuple[date, date]:
         return date.fromisoformat(self.start), date.fromisoformat(self.latest)
@@ -176,7 +178,10 @@ def _record_changes(
     for source in (*arrival.EVENTS, *arrival.MODEL_INPUTS):
         after = lake.read_table(settings.lake, source, [d])
         changed[source] = arrival.changed_rows(before[source], after, schemas.table(source))
-        state.pending.add(arrival.affected_from(settings.lake, source, changed[source], params), f"{source}/dt={d}")
+        first = arrival.affected_from(settings.lake, source, changed[source], params)
+        state.pending.add(first, f"{source}/dt={d}")
+        if source in arrival.MODEL_INPUTS:
+            state.pending.add_models(first)
     dims_after = arrival.resolved_dimensions(settings.lake)
     for source, (key, _) in arrival.DIMENSIONS.items():
         changed[source] = arrival.changed_keys(dims_before[source], dims_after[source], key)
@@ -266,6 +271,7 @@ def stage_plan(settings: Settings, day: date, run_id: str | None = None, say: Sa
             ingested=[d.isoformat() for d in done],
             ingest=ingest,
             boost_all_from=boost_all_from.isoformat() if boost_all_from else None,
+            models_from=state.pending.models,
         )
         if plan.computes:
             _write_evidence(settings)
@@ -441,12 +447,13 @@ FACT_NAMES = {t.name for t in FACT_TABLES}
 
 def _model_days(plan: Plan, span: list[date], changed: set[date]) -> list[date]:
     """The as-of days whose model snapshots the run recomputes (``stage_reduce``)."""
-    if any(c.startswith(f"{source}/") for c in plan.causes for source in arrival.MODEL_INPUTS):
-        return span
     # Boost restates whole days from boost_all_from: new days, or every day after a change of
     # seeds, settings or the first data day (stage_plan).
     whole = date.fromisoformat(plan.boost_all_from) if plan.boost_all_from else span[-1] + timedelta(days=1)
     first = min([whole, *changed])
+    if any(c.startswith(f"{source}/") for c in plan.causes for source in arrival.MODEL_INPUTS):
+        # Spend changed from models_from (a plan without it, from an older state: every day).
+        first = min(first, date.fromisoformat(plan.models_from)) if plan.models_from else span[0]
     return [d for d in span if d >= first]
 
 
