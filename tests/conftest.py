@@ -20,6 +20,20 @@ os.environ.setdefault("SEEDFUNNEL_MODELS__BOOTSTRAP_REPLICATES", "20")
 MODEL_ENV = {k: v for k, v in os.environ.items() if k.startswith("SEEDFUNNEL_MODELS__")}
 
 
+def load_bench(name: str, module_name: str | None = None):
+    """``bench/<name>.py`` loaded by path: ``bench/`` is not a package (and ``coverage`` would
+    shadow the coverage package). Registered in sys.modules, where dataclasses resolve annotations."""
+    import importlib.util
+    import sys
+
+    module_name = module_name or f"bench_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _pg_reachable(url: str) -> str | None:
     import sqlalchemy as sa
 

@@ -5,15 +5,14 @@ bench/coverage.py)."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_bench
 
 from pipelines import schemas
 from pipelines.simulate import ArrivalParams, WorldParams, simulate_world
@@ -32,11 +31,7 @@ START = date(2026, 1, 1)
 @pytest.fixture(scope="module")
 def bench():
     """bench/coverage.py, loaded by path (its name would shadow the coverage package)."""
-    spec = importlib.util.spec_from_file_location("bench_coverage", ROOT / "bench" / "coverage.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("coverage")
 
 
 def _hashes(root: Path) -> dict[str, str]:

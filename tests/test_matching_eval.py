@@ -7,11 +7,10 @@ second time blind (from the note text and the brand names alone) before any late
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
 REPO = Path(__file__).resolve().parent.parent
 #: (source_file, note_id, brand_id) of the first labels that the blind labelling does not hold,
@@ -21,11 +20,7 @@ FIRST_ONLY_ACCEPTED: set[tuple[str, str, str]] = set()
 
 @pytest.fixture(scope="module")
 def matching():
-    spec = importlib.util.spec_from_file_location("bench_matching", REPO / "bench" / "matching.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("matching")
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,13 @@ stops the run instead of falling back to a local SQLite file."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
-import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import REPO, fresh_pg_schema
+from conftest import REPO, fresh_pg_schema, load_bench
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -143,11 +141,7 @@ def test_a_canary_password_appears_in_no_output_and_no_written_file(pg_server_ur
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_run_secrets", REPO / "bench" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("run", "bench_run_secrets")
 
 
 # ---------------------------------------------------------------- the Airflow connection
