@@ -446,14 +446,13 @@ FACT_NAMES = {t.name for t in FACT_TABLES}
 
 
 def _model_days(plan: Plan, span: list[date], changed: set[date]) -> list[date]:
-    """The as-of days whose model snapshots the run recomputes (``stage_reduce``)."""
+    """The as-of days whose model snapshots the run recomputes (``stage_reduce``): from the earliest
+    of the first fact day that changed, the first day of a changed spend row (``models_from``)
+    and ``boost_all_from``."""
     # Boost restates whole days from boost_all_from: new days, or every day after a change of
     # seeds, settings or the first data day (stage_plan).
     whole = date.fromisoformat(plan.boost_all_from) if plan.boost_all_from else span[-1] + timedelta(days=1)
-    first = min([whole, *changed])
-    if any(c.startswith(f"{source}/") for c in plan.causes for source in arrival.MODEL_INPUTS):
-        # Spend changed from models_from (a plan without it, from an older state: every day).
-        first = min(first, date.fromisoformat(plan.models_from)) if plan.models_from else span[0]
+    first = min([whole, *changed, *([date.fromisoformat(plan.models_from)] if plan.models_from else [])])
     return [d for d in span if d >= first]
 
 
@@ -760,12 +759,13 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
     for t in schemas.FUNNEL_TABLES:
         counts[t.name] = restate(t, merged[t.name], span)
     # The models read the funnel facts as the marts now hold them (SPEC 5.11 snapshots), from the
-    # first day whose snapshot can differ: the first fact day that changed, a new day, or (spend,
-    # seeds, settings, the first data day) every day the run computes.
+    # first day whose snapshot can differ (``_model_days``).
     days = _model_days(plan, span, {r["dt"] for r in records if r["table_name"] in FACT_NAMES})
+    models: dict[str, pd.DataFrame] = {}
     if days:
         say(f"model snapshots (SPEC 5.11) as of {days[0]} .. {days[-1]}: {len(days)} days")
-    models = model_tables(settings, _marts_facts(settings, days[0], latest), date.fromisoformat(plan.first), days, plan.run_id, say) if days else {}
+        facts = _marts_facts(settings, days[0], latest)
+        models = model_tables(settings, facts, date.fromisoformat(plan.first), days, plan.run_id, say)
     for t in schemas.MODEL_TABLES:
         counts[t.name] = restate(t, models[t.name], days) if days else 0
     if records:

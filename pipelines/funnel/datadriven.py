@@ -1161,8 +1161,9 @@ def channel_attribution(
     )
 
 
-def _quantiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval per row over the replicates (columns); NaN without replicates."""
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval per row over the replicates (columns), NaN replicates left out; NaN
+    without replicates."""
     tail = (1.0 - level) / 2.0
     if values.shape[1] == 0 or values.shape[0] == 0:
         nan = np.full(values.shape[0], np.nan)
@@ -1200,7 +1201,7 @@ def _share_interval(rep: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, 
     total = rep.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         shares = rep / np.where(total > 0, total, np.nan)[None, :]
-    return _quantiles(shares, level)
+    return percentile_interval(shares, level)
 
 
 def indistinguishable(
@@ -1216,6 +1217,6 @@ def indistinguishable(
     a, b = np.triu_indices(len(names), 1)
     values = shares.to_numpy()
     diff = values[a] - values[b]
-    low, high = _quantiles(diff, level)
+    low, high = percentile_interval(diff, level)
     tied = (low <= 0) & (high >= 0)
     return [(str(x), str(y)) for x, y in zip(names[a[tied]], names[b[tied]], strict=True)]

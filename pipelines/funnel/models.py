@@ -297,16 +297,22 @@ def _channels(fit, day: date, window_start: date) -> pd.DataFrame:
 
 
 def _spend_by_subject(p: _Prepared, spend: pd.DataFrame, touches: pd.DataFrame, level: str) -> pd.Series:
-    """Spend of the window per subject (platform, creator or brand). Brands: a note's spend is split
-    equally over the note's brands; a creator's spend without a note over the brands of the
-    creator's touches of the window, in proportion to them; spend that reaches no brand is left
-    out of the brand level."""
+    """Spend per subject (platform, creator or brand; brands: ``_spend_by_brand``)."""
+    if not len(spend):
+        return pd.Series(dtype="float64")
+    if level == "brand":
+        return _spend_by_brand(p, spend, touches)
+    subject = _text(spend["platform"] if level == "platform" else spend["creator"])
+    return spend["amount_fen"].astype("float64").groupby(subject).sum()
+
+
+def _spend_by_brand(p: _Prepared, spend: pd.DataFrame, touches: pd.DataFrame) -> pd.Series:
+    """Spend per brand: a note's spend split equally over the note's brands; a creator's spend
+    without a note over the brands of the creator's ``touches`` (those of the same days), in
+    proportion to them; spend that reaches no brand is left out."""
     if not len(spend):
         return pd.Series(dtype="float64")
     amount = spend["amount_fen"].astype("float64")
-    if level != "brand":
-        subject = _text(spend["platform"] if level == "platform" else spend["creator"])
-        return amount.groupby(subject).sum()
     on_note = spend["note_id"].notna().to_numpy(dtype=bool)
     noted = spend.loc[on_note, ["platform", "note_id"]].assign(amount=amount[on_note].to_numpy())
     noted = noted.merge(p.note_brands, on=["platform", "note_id"], how="inner")
@@ -358,15 +364,8 @@ def _interval(reps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     the replicates define the figure."""
     finite = np.isfinite(reps)
     defined = finite.mean(axis=0) >= 0.95 if reps.shape[0] else np.zeros(reps.shape[1], dtype=bool)
-    low = np.full(reps.shape[1], np.nan)
-    high = np.full(reps.shape[1], np.nan)
-    full = defined & finite.all(axis=0)
-    if full.any():  # vectorised; nanquantile goes column by column
-        low[full], high[full] = np.quantile(reps[:, full], [0.025, 0.975], axis=0)
-    rest = defined & ~full
-    if rest.any():
-        low[rest], high[rest] = np.nanquantile(np.where(finite, reps, np.nan)[:, rest], [0.025, 0.975], axis=0)
-    return low, high
+    low, high = datadriven.percentile_interval(np.where(finite, reps, np.nan).T)
+    return np.where(defined, low, np.nan), np.where(defined, high, np.nan)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -480,15 +479,15 @@ def _roi(p: _Prepared, params: FunnelParams, models: ModelParams, d: int, first_
     brands = p.brand_category
     cats = pd.Series(brands.to_numpy(), index=brands.index)
     cycles = pd.Series(_cycle_days(params, cats), index=brands.index)
-    brand_spend_days = _brand_spend(p)
     out = []
     for x in sorted(set(schemas.ROI_DAYS) | set(cycles.unique().tolist())):
         end = d - x
         start = end - mw + 1
         in_cohort = _between(linear["touch_day"].to_numpy(), start, end) & (lag_us < x * DAY_US)
         gmv = linear.loc[in_cohort].groupby("brand_id")["credit_fen"].sum()
-        sp = brand_spend_days.loc[_between(brand_spend_days["day"].to_numpy(), start, end)]
-        spend = sp.groupby("brand_id")["amount"].sum()
+        spend = _spend_by_brand(
+            p, p.spend.loc[_between(p.spend_day, start, end)], p.touches.loc[_between(p.touch_day, start, end)]
+        )
         subjects = sorted(set(gmv.index) | set(spend.index))
         if not subjects:
             continue
@@ -510,22 +509,3 @@ def _roi(p: _Prepared, params: FunnelParams, models: ModelParams, d: int, first_
     if not out:
         return schemas.empty_frame(schemas.AGG_ROI_CURVE).drop(columns=["as_of_dt", "run_id"])
     return pd.concat(out, ignore_index=True)
-
-
-def _brand_spend(p: _Prepared) -> pd.DataFrame:
-    """Spend per (brand, day) for the ROI curve: a note's spend over its brands, equally; a
-    creator's spend without a note over the brands of all the creator's touches, in proportion."""
-    spend = p.spend.assign(day=p.spend_day)
-    if not len(spend):
-        return pd.DataFrame({"brand_id": pd.Series(dtype=str), "day": pd.Series(dtype="int64"), "amount": pd.Series(dtype="float64")})
-    amount = spend["amount_fen"].astype("float64")
-    on_note = spend["note_id"].notna().to_numpy(dtype=bool)
-    noted = spend.loc[on_note, ["platform", "note_id", "day"]].assign(amount=amount[on_note].to_numpy())
-    noted = noted.merge(p.note_brands, on=["platform", "note_id"], how="inner")
-    noted["amount"] = noted["amount"] / noted.groupby(["platform", "note_id", "day"])["brand_id"].transform("size")
-    bare = spend.loc[~on_note, ["creator", "day"]].assign(amount=amount[~on_note].to_numpy())
-    mix = p.touches.groupby(["creator", "brand_id"], observed=True).size().rename("n").reset_index()
-    mix["w"] = mix["n"] / mix.groupby("creator")["n"].transform("sum")
-    bare = bare.merge(mix, on="creator", how="inner")
-    bare["amount"] = bare["amount"] * bare["w"]
-    return pd.concat([noted[["brand_id", "day", "amount"]], bare[["brand_id", "day", "amount"]]], ignore_index=True)
