@@ -311,6 +311,7 @@ def params_fingerprint(params: FunnelParams | ModelParams) -> str:
     values = asdict(params)
     if values.get("category_windows") == ():  # none set: the fingerprint of before they existed
         del values["category_windows"]
+    values.pop("workers", None)  # how many processes compute the models changes no figure
     return hashlib.sha256(repr(values).encode()).hexdigest()[:16]
 
 

@@ -86,6 +86,28 @@ def test_model_snapshots_split_the_windows_seeded_gmv(world):
     assert (brand == 1).all()
 
 
+def test_model_snapshots_in_forked_workers_equal_one_process(world):
+    # The snapshots of a run are computed in models.workers forked processes; the number of
+    # processes changes no figure, and so no fingerprint (a change of it restates nothing).
+    from dataclasses import replace
+
+    from pipelines.arrival import params_fingerprint
+    from pipelines.funnel import models
+
+    settings = _settings(world, "home")
+    end = START + timedelta(days=DAYS - 1)
+    if not (settings.lake / runner.MARTS).exists():
+        runner.run_days(settings, START, end, each_day=True)
+    facts = runner._marts_facts(settings, START, end)
+    days = [START + timedelta(days=i) for i in range(DAYS)]
+    one = models.compute(facts, PARAMS, replace(settings.models, workers=1), days, START, "r")
+    two = models.compute(facts, PARAMS, replace(settings.models, workers=2), days, START, "r")
+    for name, frame in one.items():
+        assert len(frame) > 0, name
+        pd.testing.assert_frame_equal(frame, two[name], obj=name)
+    assert params_fingerprint(replace(settings.models, workers=1)) == params_fingerprint(replace(settings.models, workers=3))
+
+
 def test_a_multi_day_run_is_one_computation_equal_to_the_daily_runs(world):
     settings = _settings(world, "once")
     end = START + timedelta(days=DAYS - 1)

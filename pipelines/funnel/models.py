@@ -17,12 +17,17 @@ the as-of days to compute. How spend and orders are assigned to subjects: docs/a
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
@@ -87,22 +92,53 @@ def compute(
     say: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, pd.DataFrame]:
     """Every table of schemas.MODEL_TABLES for the given as-of days, conformed and sorted; ``say``
-    hears of each snapshot (a bootstrap per day: the slow part of a long run)."""
+    hears of each snapshot (a bootstrap per day: the slow part of a long run).
+
+    The snapshots are independent: with ``models.workers`` > 1 they are computed in that many
+    forked processes, which share the prepared facts (``_in_workers``); the tables are the same.
+    """
     prepared = _prepare(facts)
     parts: dict[str, list[pd.DataFrame]] = {t.name: [] for t in schemas.MODEL_TABLES}
-    # Thousands of small dense solves: BLAS threads only contend for them (4x slower on 2 cores).
-    with threadpool_limits(limits=1, user_api="blas"):
-        for i, day in enumerate(as_of_days, 1):
-            if len(as_of_days) > 1:
-                say(f"  snapshot as of {day} ({i}/{len(as_of_days)})")
-            for name, frame in snapshot(prepared, params, models, day, first_day).items():
-                parts[name].append(frame)
+    for i, (day, frames) in enumerate(_in_workers(prepared, params, models, as_of_days, first_day), 1):
+        if len(as_of_days) > 1:
+            say(f"  snapshot as of {day} ({i}/{len(as_of_days)})")
+        for name, frame in frames.items():
+            parts[name].append(frame)
     out = {}
     for t in schemas.MODEL_TABLES:
         frame = pd.concat(parts[t.name], ignore_index=True) if parts[t.name] else schemas.empty_frame(t)
         frame = schemas.conform(t, frame.assign(run_id=run_id))
         out[t.name] = frame.sort_values(list(t.key), kind="stable").reset_index(drop=True)
     return out
+
+
+#: What forked snapshot workers read, by call (set by the parent before it forks them).
+_SHARED: dict[int, tuple] = {}
+
+
+def _snapshot_of(call: int, day: date) -> tuple[date, dict[str, pd.DataFrame]]:
+    prepared, params, models, first_day = _SHARED[call]
+    # Thousands of small dense solves: BLAS threads only contend for them (4x slower on 2 cores).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return day, snapshot(prepared, params, models, day, first_day)
+
+
+def _in_workers(prepared: _Prepared, params: FunnelParams, models: ModelParams, days: list[date], first_day: date):
+    """(day, snapshot) for each day, in order: in this process, or in ``models.workers`` forked
+    ones (not from a daemonic process, which may not have children, nor where fork is missing)."""
+    call = id(prepared)
+    _SHARED[call] = (prepared, params, models, first_day)
+    try:
+        workers = min(models.workers, len(days))
+        forkable = "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
+        if workers < 2 or not forkable:
+            for day in days:
+                yield _snapshot_of(call, day)
+            return
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            yield from pool.map(partial(_snapshot_of, call), days)
+    finally:
+        del _SHARED[call]
 
 
 @dataclass(frozen=True)
@@ -139,6 +175,7 @@ class _Prepared:
     note_brands: pd.DataFrame
     brand_category: pd.Series
     codes: _Codes
+    mix: pd.DataFrame  # (creator, brand_id) of every touch: how a creator's spend splits over brands
 
 
 def _creator(platform: pd.Series, author: pd.Series) -> pd.Series:
@@ -151,7 +188,8 @@ def _text(col: pd.Series) -> np.ndarray:
 
 
 def _prepare(facts: Facts) -> _Prepared:
-    touches = facts.touches.copy()
+    # The columns the models read (fewer to take per snapshot).
+    touches = facts.touches[["dt", "user_id", "brand_id", "touch_at", "platform", "note_id", "author_id", "vertical"]].copy()
     touches["creator"] = _creator(touches["platform"], touches["author_id"])
     orders = facts.seeded_orders
     credits = facts.credits.merge(
@@ -188,52 +226,70 @@ def _prepare(facts: Facts) -> _Prepared:
         note_brands=facts.note_brands[["platform", "note_id", "brand_id"]].drop_duplicates(),
         brand_category=pd.Series(brands["category_id"].to_numpy(), index=brands["brand_id"].to_numpy()),
         codes=_codes(touches, credits, orders, pairs, spend, (brands["brand_id"], facts.note_brands["brand_id"])),
+        mix=touches[["creator", "brand_id"]],
     )
+
+
+def _arrow_text(values) -> pa.Array:
+    """A text column (pandas, numpy or Arrow) as one large_string Arrow array."""
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr.cast(pa.large_string())
+
+
+def _distinct(*cols) -> pa.Array:
+    """The sorted distinct non-null values of text columns (code point order, as ``np.unique``)."""
+    values = pc.unique(pa.concat_arrays([_arrow_text(c) for c in cols])).drop_null()
+    return values.take(pc.sort_indices(values))
+
+
+def _positions(table: pa.Array, values) -> np.ndarray:
+    """Position of each value in ``table`` (``_distinct``'s output); -1 where absent or null."""
+    found = pc.index_in(_arrow_text(values), value_set=table)
+    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype("int64")
 
 
 def _codes(
     touches: pd.DataFrame, credits: pd.DataFrame, orders: pd.DataFrame, pairs: pd.DataFrame, spend: pd.DataFrame,
     brands: tuple[pd.Series, ...],
 ) -> _Codes:
-    users = pd.Index(np.unique(np.concatenate([_text(f["user_id"]).astype(str) for f in (touches, orders, pairs)])))
+    user_text = _distinct(*(f["user_id"] for f in (touches, orders, pairs)))
     exploded = pd.DataFrame({"pair": np.arange(len(pairs)), "brand_id": pairs["seeded_brand_ids"].astype(str).str.split("|")})
     exploded = exploded.explode("brand_id")
     exploded = exploded.loc[exploded["brand_id"].fillna("").astype(str) != ""]
-    creators = np.unique(np.concatenate([_text(f["creator"]).astype(str) for f in (touches, credits, spend)]))
-    subjects = {
-        "platform": pd.Index(list(schemas.PLATFORMS)),
-        "creator": pd.Index([*creators[creators != OTHER], OTHER]),
-        "brand": pd.Index(
-            np.unique(np.concatenate([
-                _text(f).astype(str) for f in (touches["brand_id"], orders["brand_id"], exploded["brand_id"], *brands)
-            ]))
-        ),
-    }
+    creators = _distinct(*(f["creator"] for f in (touches, credits, spend)))
+    creators = creators.filter(pc.not_equal(creators, OTHER))
+    creator_text = pa.concat_arrays([creators, pa.array([OTHER], pa.large_string())])
+    brand_text = _distinct(touches["brand_id"], orders["brand_id"], exploded["brand_id"], *brands)
+    platform_text = pa.array(list(schemas.PLATFORMS), pa.large_string())
+    texts = {"platform": platform_text, "creator": creator_text, "brand": brand_text}
+    subjects = {level: pd.Index(t.to_numpy(zero_copy_only=False)) for level, t in texts.items()}
     last = _last_touch_creators(touches, pairs)
     return _Codes(
-        users=users,
+        users=pd.Index(user_text.to_numpy(zero_copy_only=False)),
         subjects=subjects,
-        touch_user=users.get_indexer(_text(touches["user_id"])),
+        touch_user=_positions(user_text, touches["user_id"]),
         touch_subject={
-            "platform": subjects["platform"].get_indexer(_text(touches["platform"])),
-            "creator": subjects["creator"].get_indexer(_text(touches["creator"])),
-            "brand": subjects["brand"].get_indexer(_text(touches["brand_id"])),
+            "platform": _positions(platform_text, touches["platform"]),
+            "creator": _positions(creator_text, touches["creator"]),
+            "brand": _positions(brand_text, touches["brand_id"]),
         },
-        credit_user=users.get_indexer(_text(credits["user_id"])),
+        credit_user=_positions(user_text, credits["user_id"]),
         credit_subject={
-            "platform": subjects["platform"].get_indexer(_text(credits["platform"])),
-            "creator": subjects["creator"].get_indexer(_text(credits["creator"])),
+            "platform": _positions(platform_text, credits["platform"]),
+            "creator": _positions(creator_text, credits["creator"]),
         },
-        order_user=users.get_indexer(_text(orders["user_id"])),
-        order_brand=subjects["brand"].get_indexer(_text(orders["brand_id"])),
+        order_user=_positions(user_text, orders["user_id"]),
+        order_brand=_positions(brand_text, orders["brand_id"]),
         order_amount=orders["amount_fen"].to_numpy(dtype="float64"),
-        pair_user=users.get_indexer(_text(pairs["user_id"])),
+        pair_user=_positions(user_text, pairs["user_id"]),
         pair_subject={
-            "platform": subjects["platform"].get_indexer(_text(pairs["last_touch_platform"])),
-            "creator": subjects["creator"].get_indexer(last.reindex(pairs.index).to_numpy(dtype=object)),
+            "platform": _positions(platform_text, pairs["last_touch_platform"]),
+            "creator": _positions(creator_text, last.reindex(pairs.index).to_numpy(dtype=object)),
         },
         sb_pair=exploded["pair"].to_numpy(dtype="int64"),
-        sb_brand=subjects["brand"].get_indexer(_text(exploded["brand_id"])),
+        sb_brand=_positions(brand_text, exploded["brand_id"]),
     )
 
 
@@ -348,15 +404,16 @@ def _last_touch_creators(touches: pd.DataFrame, pairs: pd.DataFrame) -> pd.Serie
 
 
 def _user_matrix(users: np.ndarray, subjects: np.ndarray, value: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:
-    """A (window user x subject) matrix of summed values; rows with a code of -1 are left out."""
+    """A (subject x window user) matrix of summed values; rows with a code of -1 are left out.
+    ``shape`` is (users, subjects)."""
     ok = (users >= 0) & (subjects >= 0)
-    return sparse.csr_matrix((value[ok], (users[ok], subjects[ok])), shape=shape)
+    return sparse.csr_matrix((value[ok], (subjects[ok], users[ok])), shape=(shape[1], shape[0]))
 
 
-def _sums(m: sparse.csr_matrix, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column sums of a user x subject matrix, and the same under each replicate's user weights
-    (replicates x subjects)."""
-    return np.asarray(m.sum(axis=0)).ravel(), np.asarray((m.T @ weights.T).T)
+def _sums(m: sparse.csr_matrix, weights_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row sums of a subject x user matrix, and the same under each replicate's user weights
+    (replicates x subjects); ``weights_t`` is users x replicates, C-contiguous."""
+    return np.asarray(m.sum(axis=1)).ravel(), np.asarray(m @ weights_t).T
 
 
 def _interval(reps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -388,6 +445,7 @@ def _cost(p: _Prepared, fit, touches: pd.DataFrame, spend: pd.DataFrame, models:
     row = np.full(len(c.users), -1, dtype="int64")
     row[present] = np.arange(len(present))
     weights = datadriven.bootstrap_weights(c.users.to_numpy()[present], models.bootstrap_replicates, seed)  # (B, U)
+    weights = np.ascontiguousarray(weights.T)  # (U, B): one layout for every product below
     # Creators beyond the channels of their own of the attribution are pooled as OTHER.
     creators = c.subjects["creator"]
     kept = np.zeros(len(creators), dtype=bool)
@@ -486,7 +544,7 @@ def _roi(p: _Prepared, params: FunnelParams, models: ModelParams, d: int, first_
         in_cohort = _between(linear["touch_day"].to_numpy(), start, end) & (lag_us < x * DAY_US)
         gmv = linear.loc[in_cohort].groupby("brand_id")["credit_fen"].sum()
         spend = _spend_by_brand(
-            p, p.spend.loc[_between(p.spend_day, start, end)], p.touches.loc[_between(p.touch_day, start, end)]
+            p, p.spend.loc[_between(p.spend_day, start, end)], p.mix.loc[_between(p.touch_day, start, end)]
         )
         subjects = sorted(set(gmv.index) | set(spend.index))
         if not subjects:
