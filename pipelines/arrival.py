@@ -142,7 +142,6 @@ class Pending:
     start: str | None = None
     causes: list[str] = field(default_factory=list)
     boost: dict[str, str] = field(default_factory=dict)  # user_id -> first as_of day it may move
-    models: str | None = None  # first as_of day a change of a MODEL_INPUTS source (spend) may move
 
     def add(self, day: date | None, cause: str) -> None:
         if day is None:
@@ -151,11 +150,6 @@ class Pending:
             self.start = day.isoformat()
         if cause not in self.causes:
             self.causes.append(cause)
-
-    def add_models(self, day: date | None) -> None:
-        """A model input (spend) changed from ``day``: the SPEC 5.11 snapshots from there may move."""
-        if day is not None and (self.models is None or day.isoformat() < self.models):
-            self.models = day.isoformat()
 
     def add_users(self, first_day: pd.Series) -> None:
         """Users whose boost snapshots may move, from the given day (user_id -> date)."""
@@ -184,7 +178,9 @@ class State:
             return cls()
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            raw["pending"] = Pending(**raw.get("pending", {}))
+            pending = raw.get("pending", {})
+            pending.pop("models", None)  # kept by 0.5.0, which restated a snapshot per as-of day
+            raw["pending"] = Pending(**pending)
             return cls(**raw)
         except (ValueError, TypeError, AttributeError) as e:
             raise lake.damaged(path, e, settings.lake) from e
@@ -311,7 +307,6 @@ def params_fingerprint(params: FunnelParams | ModelParams) -> str:
     values = asdict(params)
     if values.get("category_windows") == ():  # none set: the fingerprint of before they existed
         del values["category_windows"]
-    values.pop("workers", None)  # how many processes compute the models changes no figure
     return hashlib.sha256(repr(values).encode()).hexdigest()[:16]
 
 

@@ -80,8 +80,6 @@ class Plan:
     #: Boost snapshots from this day on are recomputed for every user; earlier ones only for the
     #: users in the run's boost scope (``boost_scope``).
     boost_all_from: str | None = None
-    #: The first as-of day a changed model input (spend) may move (``_model_days``).
-    models_from: str | None = None
 
     def dates(self) -> tuple[date, date]:
         return date.fromisoformat(self.start), date.fromisoformat(self.latest)
@@ -180,8 +178,6 @@ def _record_changes(
         changed[source] = arrival.changed_rows(before[source], after, schemas.table(source))
         first = arrival.affected_from(settings.lake, source, changed[source], params)
         state.pending.add(first, f"{source}/dt={d}")
-        if source in arrival.MODEL_INPUTS:
-            state.pending.add_models(first)
     dims_after = arrival.resolved_dimensions(settings.lake)
     for source, (key, _) in arrival.DIMENSIONS.items():
         changed[source] = arrival.changed_keys(dims_before[source], dims_after[source], key)
@@ -271,7 +267,6 @@ def stage_plan(settings: Settings, day: date, run_id: str | None = None, say: Sa
             ingested=[d.isoformat() for d in done],
             ingest=ingest,
             boost_all_from=boost_all_from.isoformat() if boost_all_from else None,
-            models_from=state.pending.models,
         )
         if plan.computes:
             _write_evidence(settings)
@@ -420,7 +415,7 @@ def one_shot(settings: Settings, engine: str = "pandas", run_id: str = "one-shot
     inputs = load_inputs(settings)
     out = engine_module(engine).compute(inputs, settings.funnel, first, latest, run_id)
     facts = model_facts(settings, out, inputs.note_brands, inputs.brands)
-    out.update(model_tables(settings, facts, first, day_range(first, latest), run_id))
+    out.update(model_tables(settings, facts, first, [latest], run_id))
     return out
 
 
@@ -445,23 +440,12 @@ def model_facts(settings: Settings, frames: dict[str, pd.DataFrame], note_brands
 FACT_NAMES = {t.name for t in FACT_TABLES}
 
 
-def _model_days(plan: Plan, span: list[date], changed: set[date]) -> list[date]:
-    """The as-of days whose model snapshots the run recomputes (``stage_reduce``): from the earliest
-    of the first fact day that changed, the first day of a changed spend row (``models_from``)
-    and ``boost_all_from``."""
-    # Boost restates whole days from boost_all_from: new days, or every day after a change of
-    # seeds, settings or the first data day (stage_plan).
-    whole = date.fromisoformat(plan.boost_all_from) if plan.boost_all_from else span[-1] + timedelta(days=1)
-    first = min([whole, *changed, *([date.fromisoformat(plan.models_from)] if plan.models_from else [])])
-    return [d for d in span if d >= first]
-
-
-def _marts_facts(settings: Settings, first_as_of: date, latest: date):
-    """The facts of the marts the snapshots as of first_as_of..latest read (``models.reach_days``)."""
+def _marts_facts(settings: Settings, latest: date):
+    """The facts of the marts the snapshot as of ``latest`` reads (``models.reach_days``)."""
     from .funnel.models import reach_days
     from .reference import load_reference
 
-    since = first_as_of - timedelta(days=reach_days(settings.funnel, settings.models))
+    since = latest - timedelta(days=reach_days(settings.funnel, settings.models))
     marts = settings.lake / MARTS
     frames = {}
     for t in FACT_TABLES:
@@ -475,7 +459,8 @@ def _marts_facts(settings: Settings, first_as_of: date, latest: date):
 def model_tables(
     settings: Settings, facts, first: date, as_of_days: list[date], run_id: str, say: Say = _quiet
 ) -> dict[str, pd.DataFrame]:
-    """The tables of schemas.MODEL_TABLES as of each given day (``funnel.models``)."""
+    """The tables of schemas.MODEL_TABLES as of each given day (``funnel.models``; the runner
+    and the one-shot ask for W alone: SPEC 5.11)."""
     from .funnel import models
 
     return models.compute(facts, settings.funnel, settings.models, as_of_days, first, run_id, say)
@@ -589,6 +574,12 @@ def _old_digest(marts: Path, table: schemas.Table, day: date) -> tuple[np.ndarra
     return np.sort(_row_hashes(old, table)), _all_final(table, old)
 
 
+def _holds_rows(marts: Path, table: schemas.Table, day: date) -> bool:
+    """Whether a marts partition holds any row (its digest sidecar says; else its rows)."""
+    hashes = lake.read_sidecar(marts, table.name, day, DIGEST)
+    return bool(len(hashes)) if hashes is not None else lake.read_arrow(marts, table.name, [day]).num_rows > 0
+
+
 def _all_final(table: schemas.Table, rows: pd.DataFrame) -> bool:
     return "is_final" in table.names and len(rows) > 0 and bool(rows["is_final"].all())
 
@@ -648,8 +639,9 @@ def _restate_scoped(
     digest = lake.read_sidecar(marts, t.name, d, DIGEST) if exists else _NO_HASHES
     if digest is None or len(digest) != old.num_rows:
         digest = np.sort(_row_hashes(data.to_pandas(), t))
-    else:  # the day's digest without the rows that went, with those that came
-        digest = np.sort(np.concatenate([digest[~_in_sorted(digest, gone_sorted)], new]))
+    else:  # the day's digest without the rows that went, with those that came: two sorted runs,
+        # which a stable sort (timsort) merges in one pass
+        digest = np.sort(np.concatenate([_drop_sorted(digest, gone_sorted), new_sorted]), kind="stable")
     lake.write_partition(marts, t.name, d, data, sidecars={DIGEST: digest, ALL_FINAL: np.array([False])})
     moved = pd.concat([gone.loc[~_in_sorted(gone_hashes, new_sorted), col], rows.loc[~_in_sorted(new, gone_sorted), col]])
     return old.num_rows, data.num_rows, changed, False, pa.array(moved.astype(str).unique(), pa.large_string())
@@ -661,6 +653,19 @@ def _in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
         return np.zeros(len(values), dtype=bool)
     at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
     return sorted_set[at] == values
+
+
+def _drop_sorted(many: np.ndarray, few: np.ndarray) -> np.ndarray:
+    """``many`` without the values of ``few`` (both sorted, distinct values): a binary search of
+    the few in the many, so a day's digest loses a few users' rows without a pass over it per row."""
+    if not len(many) or not len(few):
+        return many
+    at = np.searchsorted(many, few)
+    at = at[at < len(many)]
+    at = at[np.isin(many[at], few)]
+    keep = np.ones(len(many), dtype=bool)
+    keep[at] = False
+    return many[keep]
 
 
 def _scoped_days(settings: Settings, plan: Plan) -> dict[date, pa.Array]:
@@ -758,16 +763,15 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
 
     for t in schemas.FUNNEL_TABLES:
         counts[t.name] = restate(t, merged[t.name], span)
-    # The models read the funnel facts as the marts now hold them (SPEC 5.11 snapshots), from the
-    # first day whose snapshot can differ (``_model_days``).
-    days = _model_days(plan, span, {r["dt"] for r in records if r["table_name"] in FACT_NAMES})
-    models: dict[str, pd.DataFrame] = {}
-    if days:
-        say(f"model snapshots (SPEC 5.11) as of {days[0]} .. {days[-1]}: {len(days)} days")
-        facts = _marts_facts(settings, days[0], latest)
-        models = model_tables(settings, facts, date.fromisoformat(plan.first), days, plan.run_id, say)
+    # SPEC 5.11: the models are fitted over the last model_window days up to W, so a run fits one
+    # snapshot, as of W, from the funnel facts as the marts now hold them. It replaces the snapshot
+    # of an earlier W (those rows go, and the restatement records say so); unchanged, it is not
+    # rewritten.
+    say(f"model snapshot (SPEC 5.11) as of {latest}")
+    models = model_tables(settings, _marts_facts(settings, latest), date.fromisoformat(plan.first), [latest], plan.run_id, say)
     for t in schemas.MODEL_TABLES:
-        counts[t.name] = restate(t, models[t.name], days) if days else 0
+        earlier = [d for d in lake.partitions(marts, t.name) if d != latest and _holds_rows(marts, t, d)]
+        counts[t.name] = restate(t, models[t.name], [*earlier, latest])
     if records:
         folder = settings.lake / RESTATED
         folder.mkdir(parents=True, exist_ok=True)

@@ -330,7 +330,6 @@ class ModelParams:
     bootstrap_replicates: int = _param(100, "int", AT_LEAST_ONE, "replicates of the bootstrap over users behind every 95% interval of the models")
     bootstrap_seed: int = _param(0, "int", NON_NEGATIVE, "seed of the bootstrap: the same inputs give the same intervals")
     max_creators: int = _param(200, "int", AT_LEAST_ONE, "creators kept as channels of their own (by touches); the rest are pooled as '(other)'")
-    workers: int = _param(2, "int", AT_LEAST_ONE, "processes a run computes its model snapshots in (forked; the figures do not depend on it)")
 
     def __post_init__(self) -> None:
         _validate(self, "models")

@@ -17,12 +17,9 @@ the as-of days to compute. How spend and orders are assigned to subjects: docs/a
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -92,53 +89,22 @@ def compute(
     say: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, pd.DataFrame]:
     """Every table of schemas.MODEL_TABLES for the given as-of days, conformed and sorted; ``say``
-    hears of each snapshot (a bootstrap per day: the slow part of a long run).
-
-    The snapshots are independent: with ``models.workers`` > 1 they are computed in that many
-    forked processes, which share the prepared facts (``_in_workers``); the tables are the same.
-    """
+    hears of each snapshot (a bootstrap per day). The runner asks for W alone (SPEC 5.11)."""
     prepared = _prepare(facts)
     parts: dict[str, list[pd.DataFrame]] = {t.name: [] for t in schemas.MODEL_TABLES}
-    for i, (day, frames) in enumerate(_in_workers(prepared, params, models, as_of_days, first_day), 1):
-        if len(as_of_days) > 1:
-            say(f"  snapshot as of {day} ({i}/{len(as_of_days)})")
-        for name, frame in frames.items():
-            parts[name].append(frame)
+    # Thousands of small dense solves: BLAS threads only contend for them (4x slower on 2 cores).
+    with threadpool_limits(limits=1, user_api="blas"):
+        for i, day in enumerate(as_of_days, 1):
+            if len(as_of_days) > 1:
+                say(f"  snapshot as of {day} ({i}/{len(as_of_days)})")
+            for name, frame in snapshot(prepared, params, models, day, first_day).items():
+                parts[name].append(frame)
     out = {}
     for t in schemas.MODEL_TABLES:
         frame = pd.concat(parts[t.name], ignore_index=True) if parts[t.name] else schemas.empty_frame(t)
         frame = schemas.conform(t, frame.assign(run_id=run_id))
         out[t.name] = frame.sort_values(list(t.key), kind="stable").reset_index(drop=True)
     return out
-
-
-#: What forked snapshot workers read, by call (set by the parent before it forks them).
-_SHARED: dict[int, tuple] = {}
-
-
-def _snapshot_of(call: int, day: date) -> tuple[date, dict[str, pd.DataFrame]]:
-    prepared, params, models, first_day = _SHARED[call]
-    # Thousands of small dense solves: BLAS threads only contend for them (4x slower on 2 cores).
-    with threadpool_limits(limits=1, user_api="blas"):
-        return day, snapshot(prepared, params, models, day, first_day)
-
-
-def _in_workers(prepared: _Prepared, params: FunnelParams, models: ModelParams, days: list[date], first_day: date):
-    """(day, snapshot) for each day, in order: in this process, or in ``models.workers`` forked
-    ones (not from a daemonic process, which may not have children, nor where fork is missing)."""
-    call = id(prepared)
-    _SHARED[call] = (prepared, params, models, first_day)
-    try:
-        workers = min(models.workers, len(days))
-        forkable = "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
-        if workers < 2 or not forkable:
-            for day in days:
-                yield _snapshot_of(call, day)
-            return
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            yield from pool.map(partial(_snapshot_of, call), days)
-    finally:
-        del _SHARED[call]
 
 
 @dataclass(frozen=True)

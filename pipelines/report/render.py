@@ -568,11 +568,16 @@ def models_section(data: ReportData) -> dict:
         "id": "models",
         "title": "Data-driven attribution, cost and ROI",
         "lede": (
-            f"The models fitted over a reporting window, as of the end of {data.day} (snapshots with as_of_dt = "
+            f"The models fitted over a reporting window, as of the end of {data.day} (the snapshot with as_of_dt = "
             f"{data.day}" + (f", window {window}" if window else "") + "): the data-driven Markov chain and "
             "Shapley attribution beside the five heuristic models, what the spend bought, and ROI(T+x) per "
             "brand. Read from agg_attribution_channels, agg_cost and agg_roi_curve."
-            + (f" No snapshot as of {data.day} in these tables: the models have not run for this day." if empty else "")
+            + (
+                f" No snapshot as of {data.day} in these tables: they hold the one fitted as of the latest "
+                "delivery day ingested (W, SPEC 5.11), and W is not this day, or the models have not run."
+                if empty
+                else ""
+            )
         ),
         "blocks": [_shares_block(data), _verticals_block(data), *_cost_blocks(data), _roi_block(data)],
     }
