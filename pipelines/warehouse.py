@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -42,9 +43,21 @@ _SA_TYPES = {
 metadata = sa.MetaData()
 
 
+#: Secondary indexes beyond each table's day index, named by their columns: the access path of
+#: the report's distinct exposed users (docs/report.md, "Cost"; migration 0006_report_indexes).
+INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
+    schemas.FCT_TOUCHES.name: (("brand_id", "user_id", "dt"),),
+}
+
+
+def index_name(table: str, columns: tuple[str, ...]) -> str:
+    return f"ix_{table}_{'_'.join(columns)}"
+
+
 def _sa_table(t: schemas.Table) -> sa.Table:
     cols = [sa.Column(c.name, _SA_TYPES[c.type](), nullable=c.nullable, comment=c.doc) for c in t.columns]
     idx = [sa.Index(f"ix_{t.name}_{t.partition}", t.partition)] if t.partition else []
+    idx += [sa.Index(index_name(t.name, on), *on) for on in INDEXES.get(t.name, ())]
     return sa.Table(t.name, metadata, *cols, *idx, comment=f"{t.grain}. Key: {', '.join(t.key)}")
 
 
@@ -67,10 +80,23 @@ def make_engine(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin_immediate(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A reader (``reading``) takes a deferred transaction: a snapshot that neither waits
+            # for nor blocks a writer, nor other readers.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+_READ_ONLY = "seedfunnel_read_only"
+
+
+@contextmanager
+def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection for reads only. On SQLite its transaction is deferred (``BEGIN``, not
+    ``BEGIN IMMEDIATE``), so readers on several connections run at the same time."""
+    with engine.connect() as conn:
+        yield conn.execution_options(**{_READ_ONLY: True})
 
 
 def create_all(engine: sa.Engine) -> None:

@@ -21,6 +21,7 @@ from pipelines.migrations import views
 D1, D2, D3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
 VIEW_NAMES = {v.name for v in views.VIEWS}
 BASELINE, RESTATED = "0001_baseline", "0002_restatements"
+MODELS, REPORT_INDEXES = "0005_models", "0006_report_indexes"
 # The 0.1.0 contract, as released: its tables and views, and its fingerprint.
 V010_TABLES = {
     "fct_touches",
@@ -64,7 +65,7 @@ def test_upgrade_creates_exactly_the_declared_tables_and_views(warehouse_url):
         assert [c["name"] for c in found] == t.names, t.name
         assert [c["nullable"] for c in found] == [c.nullable for c in t.columns], t.name
         indexes = {i["name"]: i["column_names"] for i in insp.get_indexes(t.name)}
-        assert indexes == {f"ix_{t.name}_{t.partition}": [t.partition]}, t.name
+        assert indexes == _declared_indexes(t.name), t.name
     for v in views.VIEWS:
         assert [c["name"] for c in insp.get_columns(v.name)] == schemas.table(v.source).names
 
@@ -73,6 +74,43 @@ def test_upgrade_creates_exactly_the_declared_tables_and_views(warehouse_url):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), warehouse.metadata)
     assert diff == []
+    engine.dispose()
+
+
+def _declared_indexes(name: str) -> dict[str, list[str]]:
+    """The day index of a declared table and its secondary indexes (warehouse.INDEXES)."""
+    t = schemas.table(name)
+    indexes = {warehouse.index_name(name, on): list(on) for on in warehouse.INDEXES.get(name, ())}
+    return {f"ix_{name}_{t.partition}": [t.partition], **indexes}
+
+
+def test_the_report_indexes_revision_states_the_declared_indexes():
+    # 0006 states its indexes literally; they are the ones the declaration (warehouse.INDEXES)
+    # gives the metadata, so create_all and the migrations build the same warehouse.
+    stated = db.revision_module(REPORT_INDEXES).INDEXES
+    declared = {(t, warehouse.index_name(t, on), on) for t, ons in warehouse.INDEXES.items() for on in ons}
+    assert {(ix.table, ix.name, ix.columns) for ix in stated} == declared
+    for t, name, on in declared:
+        assert [[c.name for c in ix.columns] for ix in warehouse.TABLES[t].indexes if ix.name == name] == [[*on]]
+
+
+def test_the_report_indexes_are_adopted_or_refused(warehouse_url):
+    # A warehouse at 0.5.0 with one of the indexes already made by hand on the same columns is
+    # adopted; one on other columns is refused and the upgrade rolled back.
+    db.upgrade(warehouse_url, MODELS)
+    engine = warehouse.make_engine(warehouse_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE INDEX ix_fct_touches_brand_id_user_id_dt ON fct_touches (brand_id, user_id, dt)")
+    assert db.upgrade(warehouse_url) == db.head()
+    _assert_is_the_declaration(engine)
+
+    db.downgrade(warehouse_url, MODELS)
+    assert {i["name"] for i in sa.inspect(engine).get_indexes("fct_touches")} == {"ix_fct_touches_dt"}
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE INDEX ix_fct_touches_brand_id_user_id_dt ON fct_touches (user_id)")
+    with pytest.raises(RuntimeError, match=r"ix_fct_touches_brand_id_user_id_dt.*\['user_id'\].*not made by seedfunnel"):
+        db.upgrade(warehouse_url)
+    assert db.current(warehouse_url) == MODELS
     engine.dispose()
 
 

@@ -62,6 +62,16 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Index:
+    """A secondary index of a table, beyond its day index: an access path a query needs (a revision
+    states its name and columns literally, like its tables)."""
+
+    name: str
+    table: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class View:
     """A consumer view: every stated column of ``table``, rows filtered by ``where``."""
 
@@ -128,6 +138,31 @@ def recreate_table(old: Table, new: Table) -> None:
     op.rename_table(staged, new.name)
     if new.index:
         op.create_index(new.index, new.name, [new.partition], unique=False)
+
+
+def create_indexes(indexes: tuple[Index, ...], release: str) -> None:
+    """Create each secondary index, or adopt it when it already exists on exactly those columns.
+
+    ``recreate_table`` rebuilds only a table's day index: a later revision that recreates a table
+    with secondary indexes must create them again.
+    """
+    offline = context.is_offline_mode()
+    for ix in indexes:
+        if not offline:
+            found = {i["name"]: i["column_names"] for i in sa.inspect(op.get_bind()).get_indexes(ix.table)}
+            if ix.name in found:
+                if found[ix.name] == list(ix.columns):
+                    continue
+                raise RuntimeError(
+                    f"warehouse index {ix.name!r} on {ix.table!r} exists on columns {found[ix.name]}, not "
+                    f"{list(ix.columns)}; it was not made by seedfunnel {release}. Drop it, then upgrade again."
+                )
+        op.create_index(ix.name, ix.table, list(ix.columns), unique=False)
+
+
+def drop_indexes(indexes: tuple[Index, ...]) -> None:
+    for ix in reversed(indexes):
+        op.drop_index(ix.name, table_name=ix.table)
 
 
 def create_views(views: tuple[View, ...]) -> None:

@@ -13,8 +13,8 @@ the day) and do no rendering.
 
 from __future__ import annotations
 
-import itertools
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -126,7 +126,7 @@ def _as_date(value) -> date:
 def available_days(engine: sa.Engine) -> tuple[date, date] | None:
     """First and last day of agg_brand_funnel_daily in the warehouse, or None when empty."""
     t = T[schemas.AGG_BRAND_FUNNEL_DAILY.name]
-    with engine.connect() as conn:
+    with warehouse.reading(engine) as conn:
         lo, hi = conn.execute(sa.select(sa.func.min(t.c.dt), sa.func.max(t.c.dt))).one()
     return None if lo is None else (_as_date(lo), _as_date(hi))
 
@@ -141,7 +141,7 @@ def window(engine: sa.Engine, day: date, days: int = WINDOW_DAYS) -> date:
         )
     span = available_days(engine)
     t = T[schemas.AGG_BRAND_FUNNEL_DAILY.name]
-    with engine.connect() as conn:
+    with warehouse.reading(engine) as conn:
         n = conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.dt == day)).scalar_one()
     if not n:
         have = f"it holds {span[0]} .. {span[1]}" if span else "it holds no funnel rows at all"
@@ -159,7 +159,7 @@ def seeded_pairs(engine: sa.Engine, start: date, end: date) -> pd.DataFrame:
     """The window's seeded pairs of fct_search_pairs (search_id, user_id, seeded_brand_ids): one
     query shared by the funnel (search-back users) and the top queries (seeded searches)."""
     pairs = T[schemas.FCT_SEARCH_PAIRS.name]
-    with engine.connect() as conn:
+    with warehouse.reading(engine) as conn:
         keys, rows = _raw_rows(
             conn,
             sa.select(pairs.c.search_id, pairs.c.user_id, pairs.c.seeded_brand_ids)
@@ -202,17 +202,16 @@ def brand_funnel(engine: sa.Engine, start: date, end: date, seeded: pd.DataFrame
     fct_search_pairs seeded for the brand (``seeded``: ``seeded_pairs`` of the window, read when
     not given); seeded orders and GMV: fct_seeded_orders (payment day).
     """
-    touches = T[schemas.FCT_TOUCHES.name]
-    orders = T[schemas.FCT_SEEDED_ORDERS.name]
     if seeded is None:
         seeded = seeded_pairs(engine, start, end)
-    with engine.connect() as conn:
-        exposed = _frame(
-            conn,
-            sa.select(touches.c.brand_id, sa.func.count(sa.distinct(touches.c.user_id)).label("exposed_users"))
-            .where(touches.c.dt.between(start, end))
-            .group_by(touches.c.brand_id),
-        )
+    return _funnel(*_funnel_counts(engine, start, end), _search_back_users(seeded))
+
+
+def _funnel_counts(engine: sa.Engine, start: date, end: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The window's distinct exposed users and its seeded orders and GMV, per brand."""
+    orders = T[schemas.FCT_SEEDED_ORDERS.name]
+    with warehouse.reading(engine) as conn:
+        exposed = _frame(conn, _exposed_users(conn, start, end))
         paid = _frame(
             conn,
             sa.select(
@@ -223,7 +222,10 @@ def brand_funnel(engine: sa.Engine, start: date, end: date, seeded: pd.DataFrame
             .where(orders.c.dt.between(start, end))
             .group_by(orders.c.brand_id),
         )
-    back = _search_back_users(seeded)
+    return exposed, paid
+
+
+def _funnel(exposed: pd.DataFrame, paid: pd.DataFrame, back: pd.DataFrame) -> pd.DataFrame:
     out = exposed.merge(back, on="brand_id", how="outer").merge(paid, on="brand_id", how="outer")
     cols = ["exposed_users", "search_back_users", "seeded_orders", "seeded_gmv_fen"]
     out[cols] = out[cols].fillna(0).astype("int64")
@@ -233,10 +235,44 @@ def brand_funnel(engine: sa.Engine, start: date, end: date, seeded: pd.DataFrame
     ]
 
 
+#: The window's days may be at most this share of the days fct_touches holds for the distinct
+#: exposed users to be counted walking the whole ``(brand_id, user_id, dt)`` index (SQLite).
+WALK_SHARE = 0.5
+
+
+def _exposed_users(conn: sa.Connection, start: date, end: date):
+    """The statement of the window's distinct exposed users per brand (fct_touches).
+
+    On SQLite, while the window holds most of the days of fct_touches (at least ``WALK_SHARE``),
+    the count walks the index ``(brand_id, user_id, dt)`` in order: each brand's users come
+    sorted, so no sort and no table row is needed. SQLite's planner, without statistics, would
+    pick the day index instead (then sort every touch of the window twice), so the day filter is
+    written ``+dt``, which no index serves. A longer warehouse, where the walk would read many
+    days outside the window, and PostgreSQL (which plans with statistics) take the plain filter.
+    """
+    touches = T[schemas.FCT_TOUCHES.name]
+    day = touches.c.dt
+    if conn.dialect.name == "sqlite":
+        # Two subqueries: SQLite reads one end of the day index for each (a single query with
+        # both min and max would scan it).
+        lo, hi = conn.execute(
+            sa.select(sa.select(sa.func.min(day)).scalar_subquery(), sa.select(sa.func.max(day)).scalar_subquery())
+        ).one()
+        if lo is not None:
+            held = (max(_as_date(hi), end) - min(_as_date(lo), start)).days + 1
+            if (end - start).days + 1 >= WALK_SHARE * held:
+                day = sa.sql.expression.UnaryExpression(day, operator=sa.sql.operators.custom_op("+"), type_=day.type)
+    return (
+        sa.select(touches.c.brand_id, sa.func.count(sa.distinct(touches.c.user_id)).label("exposed_users"))
+        .where(day.between(start, end))
+        .group_by(touches.c.brand_id)
+    )
+
+
 def search_back_rate(engine: sa.Engine, start: date, end: date) -> pd.DataFrame:
     """Per exposure day and platform ('all' too): summed exposed / searched-back (user, brand) counts."""
     t = T[schemas.AGG_BRAND_FUNNEL_DAILY.name]
-    with engine.connect() as conn:
+    with warehouse.reading(engine) as conn:
         df = _frame(
             conn,
             sa.select(
@@ -268,7 +304,7 @@ def uplift(engine: sa.Engine, start: date, end: date, top_brands: int = TOP_BRAN
     t = T[schemas.AGG_CONVERSION_UPLIFT.name]
     overall_rows = sa.and_(t.c.level == "all")
     brand_rows = sa.and_(t.c.level == "brand", t.c.slice == "all")
-    with engine.connect() as conn:
+    with warehouse.reading(engine) as conn:
         df = _frame(
             conn,
             sa.select(
@@ -284,7 +320,7 @@ def uplift(engine: sa.Engine, start: date, end: date, top_brands: int = TOP_BRAN
     k = T[schemas.AGG_UPLIFT_STRATA.name]
     keys = ["level", "subject_id", "slice", "slice_value"]
     strata_keys = [k.c[c] for c in (*keys, *STRATUM)]
-    with engine.connect() as conn:
+    with warehouse.reading(engine) as conn:
         strata = _frame(
             conn,
             sa.select(*strata_keys, *(sa.func.sum(k.c[c]).label(c) for c in COUNTS))
@@ -341,7 +377,7 @@ def credits(engine: sa.Engine, start: date, end: date) -> tuple[pd.DataFrame, pd
     """Attributed GMV (fen) by platform and by creator (top by last_touch), one column per model."""
     t = T[schemas.FCT_ATTRIBUTION_CREDITS.name]
     in_window = t.c.dt.between(start, end)
-    with engine.connect() as conn:
+    with warehouse.reading(engine) as conn:
         by_platform = _frame(
             conn,
             sa.select(t.c.platform, t.c.model, sa.func.sum(t.c.credit_fen).label("credit_fen"))
@@ -388,7 +424,7 @@ def _verticals(engine: sa.Engine, creators: pd.DataFrame, start: date, end: date
     keys = ["platform", "author_id"]
     missing = creators[keys].drop_duplicates()
     found = []
-    with engine.connect() as conn:
+    with warehouse.reading(engine) as conn:
         for days in spans:
             got = _frame(
                 conn,
@@ -412,25 +448,49 @@ def _wide(long: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def boost_histogram(engine: sa.Engine, day: date, bins: int = BOOST_BINS) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Counts of brand_boost_signals scores as of ``day`` in equal bins over [0, 1].
+    """Counts of brand_boost_signals scores as of ``day`` in equal bins over [0, 1], as
+    ``numpy.histogram`` counts them: each bin [low, high), the last one [low, 1].
 
-    The day's scores are read once, as plain floats (a million rows at 100k users), for the
-    histogram and the median; the users are the rows of rank 1 (each user's highest score: every
-    user with signals has exactly one), counted in SQL.
+    No score leaves the database (a million rows at 100k users): one pass over the day's rows
+    counts each bin, the rows outside [0, 1] and the users (the rows of rank 1: each user's highest
+    score; every user with signals has exactly one); a second takes the median, the middle one or
+    two scores in score order, among the rows of the bin that holds them only.
     """
     t = T[schemas.BRAND_BOOST_SIGNALS.name]
     on_day = t.c.as_of_dt == day
-    with engine.connect() as conn:
-        _, rows = _raw_rows(conn, sa.select(t.c.score).where(on_day))
-        users = conn.execute(sa.select(sa.func.count()).select_from(t).where(on_day, t.c.rank == 1)).scalar_one()
-    values = np.fromiter(itertools.chain.from_iterable(rows), dtype="float64", count=len(rows))
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    counts, _ = np.histogram(values, bins=edges)
-    hist = pd.DataFrame({"bin_low": edges[:-1].round(6), "bin_high": edges[1:].round(6), "signals": counts.astype("int64")})
+    edges = np.linspace(0.0, 1.0, bins + 1).tolist()
+    ranges = [(t.c.score >= lo, t.c.score < hi) for lo, hi in zip(edges[:-2], edges[1:-1], strict=True)]
+    ranges.append((t.c.score >= edges[-2], t.c.score <= edges[-1]))
+    counted = [sa.func.count().filter(sa.and_(*r)) for r in ranges]
+    with warehouse.reading(engine) as conn:
+        *binned, users, n = conn.execute(
+            sa.select(*(c.label(f"bin_{i}") for i, c in enumerate(counted)),
+                      sa.func.count().filter(t.c.rank == 1), sa.func.count())
+            .where(on_day)
+        ).one()
+        middle = []
+        if n:
+            # The middle rows' positions in score order; the rows below [0, 1] come first.
+            first, take = (n - 1) // 2, 2 - n % 2
+            below = conn.execute(sa.select(sa.func.count()).where(on_day, t.c.score < edges[0])).scalar_one() if sum(binned) < n else 0
+            where, offset = [on_day], first
+            if below == 0 and first + take <= sum(binned):
+                ends = np.cumsum(binned)
+                lo_bin = int(np.searchsorted(ends, first, side="right"))
+                hi_bin = int(np.searchsorted(ends, first + take - 1, side="right"))
+                where += [ranges[lo_bin][0], *ranges[hi_bin][1:]]
+                offset = first - (int(ends[lo_bin - 1]) if lo_bin else 0)
+            middle = conn.execute(
+                sa.select(t.c.score).where(*where).order_by(t.c.score).limit(take).offset(offset)
+            ).scalars().all()
+    hist = pd.DataFrame({
+        "bin_low": np.array(edges[:-1]).round(6), "bin_high": np.array(edges[1:]).round(6),
+        "signals": np.array(binned, dtype="int64"),
+    })
     stats = {
-        "signals": int(len(values)),
+        "signals": int(n),
         "users": int(users),
-        "median": float(np.median(values)) if len(values) else float("nan"),
+        "median": float(np.mean(np.array(middle, dtype="float64"))) if n else float("nan"),
     }
     return hist, stats
 
@@ -440,7 +500,7 @@ def data_quality(engine: sa.Engine, day: date) -> tuple[pd.DataFrame, pd.DataFra
     dq = warehouse.read_table(engine, schemas.DQ_RESULTS.name, T[schemas.DQ_RESULTS.name].c.dt == day)
     files = T[schemas.INGEST_FILES.name]
     quarantine = T[schemas.QUARANTINE.name]
-    with engine.connect() as conn:
+    with warehouse.reading(engine) as conn:
         ingest = _frame(
             conn,
             sa.select(
@@ -490,7 +550,7 @@ def _rows_of_notes(settings: Settings, name: str, notes: pd.DataFrame, days: lis
 def top_notes(engine: sa.Engine, settings: Settings, start: date, end: date) -> pd.DataFrame:
     """The notes with the most last-touch credit in the window, with their titles from the lake."""
     t = T[schemas.FCT_ATTRIBUTION_CREDITS.name]
-    with engine.connect() as conn:
+    with warehouse.reading(engine) as conn:
         df = _frame(
             conn,
             sa.select(t.c.platform, t.c.note_id, t.c.author_id, sa.func.sum(t.c.credit_fen).label("credit_fen"))
@@ -635,7 +695,7 @@ def _typed(df: pd.DataFrame, table: schemas.Table) -> pd.DataFrame:
 def _snapshot(engine: sa.Engine, table: schemas.Table, columns, day: date, *where, order: tuple[str, ...]) -> pd.DataFrame:
     """The columns of ``table``'s snapshot as of ``day`` (one query), typed and sorted by ``order``."""
     t = T[table.name]
-    with engine.connect() as conn:
+    with warehouse.reading(engine) as conn:
         df = _frame(conn, sa.select(*(t.c[c] for c in columns)).where(t.c.as_of_dt == day, *where))
     if df.empty:
         df = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
@@ -764,36 +824,58 @@ def _brand_names(seeds: Path, _stamps: tuple) -> tuple[tuple[str, str], ...]:
     return tuple(zip(brands["brand_id"], brands["name"], strict=True))
 
 
+#: Threads reading the report's figures at once (each on its own connection): the database works
+#: on one query (the SQLite and PostgreSQL drivers release the GIL) while Python builds another's frame.
+READERS = 3
+
+
 def collect(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW_DAYS) -> ReportData:
-    """Every figure of the report for ``day`` (window ``days`` long)."""
+    """Every figure of the report for ``day`` (window ``days`` long).
+
+    The figures are independent reads (the window's seeded pairs feed both the funnel and the top
+    queries, the top notes their evidence), run on ``READERS`` threads; each is the same frame a
+    read on its own would give.
+    """
     start = window(engine, day, days)
     names = brand_names(Path(settings.seeds))
-    seeded = seeded_pairs(engine, start, day)
-    funnel = brand_funnel(engine, start, day, seeded)
-    platform, creator = credits(engine, start, day)
-    boost, boost_stats = boost_histogram(engine, day)
-    dq, ingest, reasons = data_quality(engine, day)
-    notes = top_notes(engine, settings, start, day)
-    return ReportData(
-        day=day,
-        start=start,
-        warehouse_url=redact_url(settings.resolved_warehouse_url()),
-        brand_names=names,
-        funnel=funnel,
-        rate=search_back_rate(engine, start, day),
-        uplift=uplift(engine, start, day),
-        reference=reference_line(settings.landing),
-        credit_platform=platform,
-        credit_creator=creator,
-        boost=boost,
-        boost_stats=boost_stats,
-        dq=dq,
-        ingest=ingest,
-        quarantine=reasons,
-        top_notes=notes,
-        top_queries=top_queries(engine, settings, start, day, seeded),
-        evidence=note_evidence(settings, notes),
-        channels=attribution_channels(engine, day),
-        cost=cost(engine, day),
-        roi=roi_curve(engine, day),
-    )
+    with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="report-read") as pool:
+        # Longest first; a task that needs another's result is submitted after it.
+        seeded = pool.submit(seeded_pairs, engine, start, day)
+        credit = pool.submit(credits, engine, start, day)
+        counts = pool.submit(_funnel_counts, engine, start, day)
+        up = pool.submit(uplift, engine, start, day)
+        queries = pool.submit(lambda: top_queries(engine, settings, start, day, seeded.result()))
+        notes = pool.submit(top_notes, engine, settings, start, day)
+        evidence = pool.submit(lambda: note_evidence(settings, notes.result()))
+        boost = pool.submit(boost_histogram, engine, day)
+        rate = pool.submit(search_back_rate, engine, start, day)
+        dq = pool.submit(data_quality, engine, day)
+        channels = pool.submit(attribution_channels, engine, day)
+        spend = pool.submit(cost, engine, day)
+        roi = pool.submit(roi_curve, engine, day)
+        funnel = _funnel(*counts.result(), _search_back_users(seeded.result()))
+        platform, creator = credit.result()
+        (boost_rows, boost_stats), (dq_rows, ingest, reasons) = boost.result(), dq.result()
+        return ReportData(
+            day=day,
+            start=start,
+            warehouse_url=redact_url(settings.resolved_warehouse_url()),
+            brand_names=names,
+            funnel=funnel,
+            rate=rate.result(),
+            uplift=up.result(),
+            reference=reference_line(settings.landing),
+            credit_platform=platform,
+            credit_creator=creator,
+            boost=boost_rows,
+            boost_stats=boost_stats,
+            dq=dq_rows,
+            ingest=ingest,
+            quarantine=reasons,
+            top_notes=notes.result(),
+            top_queries=queries.result(),
+            evidence=evidence.result(),
+            channels=channels.result(),
+            cost=spend.result(),
+            roi=roi.result(),
+        )
