@@ -19,11 +19,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from browser import chromium, offline
 from typer.testing import CliRunner
 
-from pipelines import lake, runner, schemas, warehouse
+from pipelines import arrival, lake, runner, schemas, warehouse
 from pipelines.cli import app
 from pipelines.quality import checks, data_docs, suites
 from pipelines.quality.validate import QualityGateError, data_docs_index, gate, validate_day
@@ -540,3 +542,176 @@ def test_feed_rates_measured_once_per_process_until_a_file_they_read_changes(wor
     assert after.drop(index=DAY).equals(measured.drop(index=DAY))
     checks._MEASURED_RATES.clear()
     assert checks.daily_feed_rates(settings, days).equals(after)
+
+
+# ---------------------------------------------------------------- proofs of a pass (fast.py)
+
+
+def _gx_results(settings: Settings, name: str, frame: pd.DataFrame) -> dict:
+    """GX's own results of suite ``name`` on ``frame``, by expectation id (counts, no samples)."""
+    from pipelines.quality import validate
+
+    definition = {**suites.load()[name], "name": name}
+    fmt = {"result_format": "BASIC", "partial_unexpected_count": 0}
+    with validate._RUNTIME_LOCK:
+        rt = validate._gx_runtime(settings)
+        with validate._without_batch_fingerprint():
+            return validate._run(rt, rt.batch(name, DAY), definition, frame, settings.quality.parameters(), fmt, None, False)
+
+
+def _proof(settings: Settings, name: str, frame: pd.DataFrame, folder: Path) -> dict | None:
+    """``fast.suite_passes`` on ``frame`` written as the lake writes it (one Parquet file per day)
+    and read back as validation reads it (``checks._file_parts``)."""
+    from pipelines.quality import fast
+
+    t = schemas.table(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    days = sorted(set(frame[t.partition])) if t.partition else [None]
+    for d in days:
+        rows = frame[frame[t.partition].eq(d)] if d is not None else frame
+        path = folder / f"{d}.parquet"
+        data = pa.Table.from_arrays(schemas.to_arrow(t, rows).columns, names=t.names)  # nulls allowed: planted
+        pq.write_table(data, path, row_group_size=max(2, len(rows) // 2))  # several row groups and dictionaries
+        files.append((d, path, None))
+    definition = suites.load()[name]
+    parts = checks._file_parts(t, files, definition, settings.quality.parameters())
+    assert parts is not None
+    return fast.suite_passes(definition, parts, t.names, t.partition, settings.quality.parameters())
+
+
+def _plant(frame: pd.DataFrame, defect: str, t: schemas.Table) -> pd.DataFrame:
+    out = frame.copy()
+    key = checks.stored_key(t)
+    if defect == "clean":
+        return out
+    if defect == "repeated key":
+        return pd.concat([out, out.iloc[[len(out) // 2]]], ignore_index=True)
+    if defect == "null key":
+        out[key[-1]] = out[key[-1]].astype(object)
+        out.loc[out.index[1], key[-1]] = None
+        return out
+    if defect == "out of range":
+        c = next(c for c in t.columns if c.max is not None or c.min is not None)
+        out[c.name] = out[c.name].astype("float64") if c.type == "float64" else out[c.name]
+        out.loc[out.index[0], c.name] = (c.max + 1) if c.max is not None else (c.min - 1)
+        return out
+    if defect == "outside the set":
+        c = next(c for c in t.columns if c.enum)
+        out[c.name] = out[c.name].astype(object)
+        out.loc[out.index[0], c.name] = "no_such_value"
+        return out
+    raise AssertionError(defect)
+
+
+PROVED_TABLES = ("brand_boost_signals", "exposures", "agg_brand_funnel_daily", "fct_touches", "agg_cost", "orders")
+PLANTED = [
+    (name, defect)
+    for name in PROVED_TABLES
+    for defect, applies in (
+        ("clean", True),
+        ("repeated key", True),
+        ("null key", True),
+        ("out of range", any(c.min is not None or c.max is not None for c in schemas.table(name).columns)),
+        ("outside the set", any(c.enum for c in schemas.table(name).columns)),
+    )
+    if applies
+]
+
+
+@pytest.mark.parametrize(("name", "defect"), PLANTED)
+def test_a_pass_is_proven_only_where_gx_passes_with_the_same_results(world, tmp_path, name, defect):
+    settings = _settings(world)
+    t = schemas.table(name)
+    frame = checks.table_frames(settings, DAY)[name]
+    if len(frame) < 4:
+        frame = lake.read_table(settings.lake / runner.MARTS if t in schemas.COMPUTED_TABLES else settings.lake, name)
+    assert len(frame) >= 4, name
+    planted = _plant(frame, defect, t)
+    proof = _proof(settings, name, planted, tmp_path / "files")
+    try:
+        as_read = schemas.conform(t, planted)
+    except ValueError:  # a null the lake would refuse: GX judges the frame as planted
+        as_read = planted
+    gx = _gx_results(settings, name, as_read)
+    if defect == "clean":
+        assert proof is not None, "a clean frame is proven to pass"
+    if proof is None:
+        assert defect != "clean"
+        assert not all(r.success for r in gx.values()), "a frame GX passes could not be proven"
+        return
+    # Proven: GX passes every expectation, with the same element counts and observed values.
+    assert set(proof) == set(gx)
+    for i, r in gx.items():
+        assert r.success, i
+        assert {k: r.result[k] for k in proof[i]} == proof[i], i
+
+
+def test_fast_proofs_and_the_kept_gx_plans_give_gx_s_own_results(world, tmp_path, monkeypatch):
+    from pipelines.quality import fast, validate
+
+    # The next day computed and reduced, not yet validated nor published: its restated marts days
+    # (boost snapshots scoped to the users they restate) are what the gate reads.
+    settings, _ = _copy_with_landing(world, tmp_path)
+    day = DAY + timedelta(days=1)
+    plan = runner.stage_plan(settings, day)
+    runner.stage_reduce(
+        settings, plan, [runner.stage_funnel_bucket(settings, plan, b, settings.buckets) for b in range(settings.buckets)]
+    )
+    state = arrival.State.load(settings)
+    rows = checks.table_rows(settings, day, suites=suites.load(), params=settings.quality.parameters())
+    for t in schemas.COMPUTED_TABLES:
+        if state.unpublished_days(t.name):  # read as Arrow parts: the rows publish writes, no more
+            assert rows[t.name].num_rows == len(arrival.read_unpublished(settings.lake, state, t.name)), t.name
+    assert state.unpublished_days(schemas.BRAND_BOOST_SIGNALS.name)
+    proven = []
+    real = fast.suite_passes
+
+    def counted(definition, *args, **kwargs):
+        out = real(definition, *args, **kwargs)
+        proven.append((definition.get("name"), out is not None))
+        return out
+
+    monkeypatch.setattr(fast, "suite_passes", counted)
+    quick = validate_day(settings, day, data_docs=False)
+    assert quick.failed.empty
+    assert dict(proven).get(schemas.BRAND_BOOST_SIGNALS.name) and sum(ok for _, ok in proven) >= 10, proven
+    assert validate._RUNTIME.plans, "GX's plans are kept"
+    again = validate_day(settings, day, data_docs=False)  # plans reused
+    pd.testing.assert_frame_equal(again.results, quick.results)
+    # GX alone (no proofs, no kept plans): the same rows.
+    monkeypatch.setattr(fast, "suite_passes", lambda *a, **k: None)
+    monkeypatch.setattr(validate, "_planned", lambda *a, **k: None)
+    pd.testing.assert_frame_equal(validate_day(settings, day, data_docs=False).results, quick.results)
+    # With Data Docs every suite runs through GX's stores: the same rows again.
+    pd.testing.assert_frame_equal(validate_day(settings, day, data_docs=True).results, quick.results)
+    # A planted failure in a restated day: nothing is proven, GX finds it and samples its rows,
+    # exactly as GX alone does.
+    monkeypatch.undo()
+    name = schemas.BRAND_BOOST_SIGNALS.name
+    published = arrival.read_unpublished(settings.lake, state, name)
+    row = published.iloc[[len(published) // 2]]
+    d = row["as_of_dt"].iloc[0]
+    marts = settings.lake / runner.MARTS
+    lake.write_partition(marts, name, d, pd.concat([lake.read_table(marts, name, [d]), row], ignore_index=True))
+    planted = validate_day(settings, day, data_docs=False)
+    failed = f"{name}/expect_compound_columns_to_be_unique(as_of_dt,user_id,brand_id)"
+    assert set(planted.failed["expectation"]) == {failed}
+    assert planted.results.set_index("expectation").loc[failed, "observed"] == f"2 of {len(published) + 1} rows unexpected"
+    assert [s["user_id"] for s in json.loads(planted.failed.iloc[0]["details"])["sample"]] == [row["user_id"].iloc[0]] * 2
+    monkeypatch.setattr(fast, "suite_passes", lambda *a, **k: None)
+    monkeypatch.setattr(validate, "_planned", lambda *a, **k: None)
+    pd.testing.assert_frame_equal(validate_day(settings, day, data_docs=False).results, planted.results)
+
+
+def test_another_home_keeps_the_gx_context_and_renders_its_own_data_docs(world, tmp_path):
+    from pipelines.quality import validate
+
+    first = _copy(world, tmp_path / "one")
+    validate_day(first, DAY, data_docs=False)
+    ctx = validate._RUNTIME.ctx
+    second = _copy(world, tmp_path / "two")
+    outcome = validate_day(second, DAY, data_docs=True)
+    assert validate._RUNTIME.ctx is ctx
+    assert outcome.data_docs == data_docs_index(second) and data_docs_index(second).exists()
+    assert not data_docs_index(first).exists() or data_docs_index(first).stat().st_mtime < data_docs_index(second).stat().st_mtime

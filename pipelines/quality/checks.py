@@ -15,15 +15,22 @@ frames turn rules that span tables into rows plain GX expectations can judge:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .. import arrival, lake, schemas, windows
 from ..ingest.notes.base import UNKNOWN_TYPE
 from ..settings import Settings
+from . import fast
 
 CREDIT_SUMS = "check_credit_sums"
 RECONCILIATION = "check_ingest_reconciliation"
@@ -68,17 +75,156 @@ def stored_key(t: schemas.Table) -> list[str]:
 def table_frames(settings: Settings, day: date, *, sort: bool = True) -> dict[str, pd.DataFrame]:
     """The frames of every validated table for ``day``, each read once, sorted by their key
     (stable samples; ``sort=False``: in the lake's order, see ``in_key_order``)."""
+    rows = table_rows(settings, day)
+    return {name: in_key_order(name, r.frame()) if sort else r.frame() for name, r in rows.items()}
+
+
+@dataclass
+class TableRows:
+    """The rows of one validated table for a day. ``parts``: its files (the day's delivery of an
+    input, the unpublished marts days of a computed table) as ``fast.Part`` (the columns its suite
+    needs, in Arrow); None when the table is read as a frame only. ``frame()``: the pandas frame
+    (made once, on demand), exactly ``arrival.read_unpublished`` or ``lake.read_table``."""
+
+    table: schemas.Table
+    parts: list[fast.Part] | None
+    load: Callable[[], pd.DataFrame]
+    _frame: pd.DataFrame | None = None
+    #: Some columns of the frame, read alone (None: taken from ``frame()``).
+    load_columns: Callable[[list[str]], pd.DataFrame] | None = None
+
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = self.load()
+        return self._frame
+
+    def columns(self, names: list[str]) -> pd.DataFrame:
+        """``frame()[names]``, read alone when the frame was not made."""
+        if self._frame is None and self.load_columns is not None:
+            return self.load_columns(names)
+        return self.frame()[names]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(p.num_rows for p in self.parts) if self.parts is not None else len(self.frame())
+
+
+class TableFrames(Mapping):
+    """Validated tables by name as pandas frames, each made when first asked for (``rows``: their
+    ``TableRows``): a table whose suite passes on its Arrow parts never becomes a frame."""
+
+    def __init__(self, rows: dict[str, TableRows]):
+        self.rows = rows
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.rows[name].frame()
+
+    def columns(self, name: str, names: list[str]) -> pd.DataFrame:
+        return self.rows[name].columns(names)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def table_rows(
+    settings: Settings, day: date, *, suites: dict[str, dict] | None = None, params: dict | None = None
+) -> dict[str, TableRows]:
+    """Every validated table of ``day``, as ``TableRows``. With ``suites`` (and the suite
+    ``params``), the day's delivery of each canonical input and the unpublished marts days of
+    each computed table are read as ``fast.Part`` (only the columns its suite needs; Parquet
+    statistics for the rest), their frames on demand only; the others are read as frames."""
     state = arrival.State.load(settings)
-    out: dict[str, pd.DataFrame] = {}
+    out: dict[str, TableRows] = {}
     for t in VALIDATED_TABLES:
+        definition = (suites or {}).get(t.name)
         if t in schemas.COMPUTED_TABLES and state.unpublished_days(t.name):
-            frame = arrival.read_unpublished(settings.lake, state, t.name)  # exactly what publish writes
-        elif t in schemas.COMPUTED_TABLES:
-            frame = lake.read_table(settings.lake / arrival.MARTS, t.name, funnel_days(settings, state, t, day))
+            load = partial(arrival.read_unpublished, settings.lake, state, t.name)  # exactly what publish writes
+            marts = Path(settings.lake) / arrival.MARTS
+            files = [(d, lake.partition_path(marts, t.name, d) / lake.PART, keys)
+                     for d, keys in arrival.scopes(settings.lake, state, t.name).items()]
+            columns = partial(_unpublished_columns, settings.lake, state, t)
+        elif t in schemas.INPUT_TABLES:
+            days = None if t.partition is None else [day]
+            load = partial(lake.read_table, settings.lake, t.name, days)
+            path = lake.partition_path(settings.lake, t.name, days[0] if days else None) / lake.PART
+            files = [(day if days else None, path, None)] if path.exists() else []
+            columns = partial(_input_columns, settings.lake, t.name, days)
         else:
-            frame = lake.read_table(settings.lake, t.name, None if t.partition is None else [day])
-        out[t.name] = in_key_order(t.name, frame) if sort else frame
+            if t in schemas.COMPUTED_TABLES:
+                load = partial(lake.read_table, settings.lake / arrival.MARTS, t.name, funnel_days(settings, state, t, day))
+            else:
+                load = partial(lake.read_table, settings.lake, t.name, None if t.partition is None else [day])
+            out[t.name] = TableRows(t, None, load, load())
+            continue
+        parts = _file_parts(t, files, definition, params or {}) if definition and files else None
+        out[t.name] = TableRows(t, parts, load, None if parts is not None else load(), columns)
     return out
+
+
+def _file_parts(
+    t: schemas.Table, files: list[tuple[date | None, Path, pa.Array | None]], definition: dict, params: dict
+) -> list[fast.Part] | None:
+    """The rows of ``files`` (each: its day, its path, the keys of a scoped day or None), one
+    ``fast.Part`` per file: the columns ``definition`` needs the values of (strings
+    dictionary-encoded: decoded and filtered once per distinct value), scoped days restricted to
+    their keys, as ``arrival.read_unpublished`` reads them; None when a file does not hold
+    exactly the declared columns and types (the frame is read instead)."""
+    schema = t.arrow_schema()
+    scoped = arrival.SCOPED.get(t.name)
+    out = []
+    for d, path, keys in files:
+        try:
+            file = pq.ParquetFile(path)
+            types = dict(zip(file.schema_arrow.names, file.schema_arrow.types, strict=True))
+            if list(types) != schema.names or any(not types[f.name].equals(f.type) for f in schema):
+                return None
+            stats = fast.file_stats(file.metadata)
+            need = fast.data_columns(definition, types, stats, params)
+            read = sorted(need | ({scoped} if keys is not None else set()), key=schema.names.index)
+            strings = [c for c in read if pa.types.is_string(types[c])]
+            data = pq.read_table(path, columns=read, read_dictionary=strings)
+        except (pa.ArrowException, OSError):
+            return None
+        rows = file.metadata.num_rows
+        if keys is not None:
+            data = data.filter(_in_keys(data.column(scoped), keys))
+            rows = data.num_rows
+        out.append(fast.Part(d, rows, data.select(sorted(need, key=schema.names.index)), types, stats))
+    return out
+
+
+def _input_columns(lake_root: Path, name: str, days: list[date] | None, names: list[str]) -> pd.DataFrame:
+    """``lake.read_table(...)[names]``, reading those columns only."""
+    return lake.read_arrow(lake_root, name, days, columns=names).to_pandas()
+
+
+def _unpublished_columns(lake_root: Path, state: arrival.State, t: schemas.Table, names: list[str]) -> pd.DataFrame:
+    """``arrival.read_unpublished(...)[names]``, reading those columns only."""
+    scoped = arrival.SCOPED.get(t.name)
+    parts = []
+    for d, keys in arrival.scopes(lake_root, state, t.name).items():
+        read = [c for c in t.names if c in names or (keys is not None and c == scoped)]
+        data = lake.read_arrow(Path(lake_root) / arrival.MARTS, t.name, [d], columns=read)
+        if keys is not None:
+            data = data.filter(pc.is_in(data.column(scoped).cast(pa.large_string()), value_set=keys))
+        parts.append(data.select(names))
+    if not parts:
+        return schemas.empty_frame(t)[names]
+    return pa.concat_tables(parts).to_pandas()
+
+
+def _in_keys(col: pa.ChunkedArray, keys: pa.Array) -> pa.ChunkedArray:
+    """Whether each value of a (dictionary-encoded) string column is one of ``keys``."""
+    if not pa.types.is_dictionary(col.type):
+        return pc.is_in(col.cast(pa.large_string()), value_set=keys)
+    col = fast.one_dictionary(col)
+    if not col.num_chunks:
+        return pa.chunked_array([], pa.bool_())
+    hit = pc.is_in(col.chunk(0).dictionary.cast(pa.large_string()), value_set=keys.cast(pa.large_string()))
+    return pa.chunked_array([pc.take(hit, c.indices) for c in col.chunks], pa.bool_())
 
 
 def in_key_order(name: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -146,7 +292,7 @@ def reconciliation(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     out["unaccounted_rows"] = out["input_rows"] - out["accepted_rows"] - out["quarantined_rows"]
     out["stored_rows"] = out["accepted_rows"] - out["collapsed_rows"]
     # The items snapshot merges every delivery so far: it has no per-day row count to reconcile.
-    lake_rows = {s: len(tables[s]) for s in SOURCES if schemas.table(s).partition is not None}
+    lake_rows = {s: _num_rows(tables, s) for s in SOURCES if schemas.table(s).partition is not None}
     out["lake_rows"] = pd.Series(lake_rows, dtype="float64").reindex(out.index)
     out.loc[out["lake_rows"].isna(), "stored_rows"] = np.nan
     out["quarantine_records"] = out["quarantined_rows"] - out["refused_rows"] + out["refused_files"]
@@ -169,7 +315,7 @@ def freshness(settings: Settings, day: date, tables: dict[str, pd.DataFrame]) ->
     for s in FRESH_SOURCES:
         row[age_column(s)] = (day - latest[s]).days if s in latest.index else never
         if s in EVENT_TIME:
-            ts = tables[s][EVENT_TIME[s]]
+            ts = _columns(tables, s, [EVENT_TIME[s]])[EVENT_TIME[s]]
             row[lag_column(s)] = (end - ts.max()) / pd.Timedelta(hours=1) if len(ts) else np.nan
     return pd.DataFrame([row])
 
@@ -269,59 +415,133 @@ def daily_feed_rates(settings: Settings, days: list[date]) -> pd.DataFrame:
 
 
 def _measure_feed_rates(settings: Settings, days: list[date], brands: pd.Series) -> list[dict[str, object]]:
-    """``daily_feed_rates`` measured: one row per day, read from the lake."""
+    """``daily_feed_rates`` measured: one row per day, read from the lake.
+
+    In Arrow: (platform, id) pairs are compared as one string each (``_pair_keys``), hashed by
+    Arrow instead of pandas MultiIndexes; the winning links are found once per distinct set of
+    link deliveries (links arrive in batches: days between two batches share it).
+    """
     from ..funnel.prepare import linked_ids
 
     q = settings.quality
     last = max(days)
 
-    def read(name: str, columns: list[str], upto: date = last, only: list[date] | None = None):
-        """The rows, and their days as datetime64 (compared without a Python date per row)."""
+    def read(name: str, columns: list[str], upto: date = last, only: list[date] | None = None) -> pa.Table:
         have = [d for d in lake.partitions(settings.lake, name) if d <= upto and (only is None or d in only)]
-        data = lake.read_arrow(settings.lake, name, have, columns=columns)
-        return data.to_pandas(), data.column("dt").to_numpy()
+        return lake.read_arrow(settings.lake, name, have, columns=columns)
 
-    links, links_dt = read(schemas.ID_LINKS.name, schemas.ID_LINKS.names)
-    notes, notes_dt = read(schemas.NOTES.name, ["platform", "note_id", "dt"])
+    def day_numbers(data: pa.Table) -> np.ndarray:
+        return data.column("dt").cast(pa.int32()).to_numpy()
+
+    def number(d: date) -> int:
+        return (d - _EPOCH).days
+
+    links_data = read(schemas.ID_LINKS.name, schemas.ID_LINKS.names)
+    links, links_dt = links_data.to_pandas(), day_numbers(links_data)
+    notes = read(schemas.NOTES.name, ["platform", "note_id", "dt"])
     link_cohort = {d: d - timedelta(days=q.link_settle_days) for d in days}
     note_cohort = {d: d - timedelta(days=q.note_settle_days) for d in days}
     cohorts = sorted(set(link_cohort.values()) | set(note_cohort.values()))
-    exposures, exposures_dt = read(schemas.EXPOSURES.name, ["platform", "note_id", "ext_user_id", "dt"], only=cohorts)
-    orders, orders_dt = read(schemas.ORDERS.name, ["brand_id", "dt"], only=days)
-    files, files_dt = read(schemas.INGEST_FILES.name, ["input_rows", "quarantined_rows", "dt"], only=days)
+    orders = read(schemas.ORDERS.name, ["brand_id", "dt"], only=days)
+    orders_dt = day_numbers(orders)
+    files_data = read(schemas.INGEST_FILES.name, ["input_rows", "quarantined_rows", "dt"], only=days)
+    files, files_dt = files_data.to_pandas(), day_numbers(files_data)
 
-    def on(dts: np.ndarray, d: date) -> np.ndarray:
-        return dts == np.datetime64(d, "D")
+    # Each exposure cohort once: its distinct external ids, and the first day a delivery held each
+    # of its notes (seen by d: that day <= d; never delivered: null).
+    note_keys = _pair_keys(notes.column("platform"), notes.column("note_id"))
+    first = pa.table({"key": note_keys, "dt": day_numbers(notes)}).group_by("key").aggregate([("dt", "min")])
+    # Each cohort's (platform, id) pairs as dictionary codes: strings made for distinct pairs only.
+    ext_ids: dict[date, pa.Array] = {}
+    seen_on: dict[date, np.ndarray] = {}
+    delivered = set(lake.partitions(settings.lake, schemas.EXPOSURES.name))
+    for c in cohorts:
+        if c in delivered and c <= last:
+            path = lake.partition_path(settings.lake, schemas.EXPOSURES.name, c) / lake.PART
+            cols = ["platform", "note_id", "ext_user_id"]
+            try:
+                rows = pq.read_table(path, columns=cols, read_dictionary=cols)
+            except (pa.ArrowException, OSError) as e:
+                raise lake.damaged(path, e, Path(settings.lake)) from e
+        else:
+            rows = pa.table({n: pa.array([], pa.dictionary(pa.int32(), pa.string())) for n in ("platform", "note_id", "ext_user_id")})
+        platform = _dictionary_codes(rows.column("platform"))
+        ext, ext_at = _distinct_pairs(platform, _dictionary_codes(rows.column("ext_user_id")))
+        ext_ids[c] = ext
+        notes_read, read_at = _distinct_pairs(platform, _dictionary_codes(rows.column("note_id")))
+        at = pc.index_in(notes_read, value_set=first.column("key"))
+        seen = pc.take(first.column("dt_min"), at).to_numpy(zero_copy_only=False)  # NaN: never
+        seen_on[c] = seen[read_at]
 
-    # Each exposure cohort once: its distinct external ids, and its notes with the first day a
-    # delivery held each (seen by d: that day <= d).
-    cohort = {c: exposures.loc[on(exposures_dt, c)] for c in cohorts}
-    ext_ids = {c: pd.MultiIndex.from_frame(cohort[c][["platform", "ext_user_id"]].drop_duplicates()) for c in cohorts}
-    first_seen = pd.Series(notes_dt).groupby([notes["platform"], notes["note_id"]], sort=False).min()
+    winners: dict[int, pa.Array] = {}  # links delivered up to d (a prefix: read in day order) -> linked pairs
+
+    def linked_pairs(d: date) -> pa.Array:
+        upto = int(np.count_nonzero(links_dt <= number(d)))
+        if upto not in winners:
+            good = linked_ids(links.loc[links_dt <= number(d)], settings.funnel.min_link_confidence)
+            winners[upto] = _pair_keys(
+                pa.array(good["platform"], pa.string()), pa.array(good["ext_user_id"], pa.string())
+            )
+        return winners[upto]
 
     def share(mask) -> float:
         return float(np.mean(mask)) if len(mask) else np.nan
 
+    brand_set = pa.array(list(brands), pa.string())
     rows = []
     for d in days:
-        ext = ext_ids[link_cohort[d]]
-        good = linked_ids(links.loc[links_dt <= np.datetime64(d, "D")], settings.funnel.min_link_confidence)
-        linked = ext.isin(pd.MultiIndex.from_frame(good[["platform", "ext_user_id"]]))
-        read_notes = cohort[note_cohort[d]][["platform", "note_id"]]
-        seen_on = first_seen.reindex(pd.MultiIndex.from_frame(read_notes)).to_numpy()
-        orphan = ~(seen_on <= np.datetime64(d, "D"))  # never seen (NaT) compares False
-        day_files = files.loc[on(files_dt, d)]
+        linked = pc.is_in(ext_ids[link_cohort[d]], value_set=linked_pairs(d)).to_numpy(zero_copy_only=False)
+        orphan = ~(seen_on[note_cohort[d]] <= number(d))  # never seen (NaN) compares False
+        day_orders = orders.column("brand_id").filter(pa.array(orders_dt == number(d)))
+        known = pc.is_in(day_orders, value_set=brand_set).to_numpy(zero_copy_only=False)
+        day_files = files.loc[files_dt == number(d)]
         input_rows = int(day_files["input_rows"].sum())
         rows.append(
             {
                 "dt": d,
                 "id_link_rate": share(linked),
                 "orphan_exposure_rate": share(orphan),
-                "unknown_brand_rate": share(~orders.loc[on(orders_dt, d), "brand_id"].isin(brands)),
+                "unknown_brand_rate": share(~known),
                 "quarantine_rate": int(day_files["quarantined_rows"].sum()) / input_rows if input_rows else np.nan,
             }
         )
     return rows
+
+
+def _dictionary_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """A dictionary-encoded string column (no nulls) as codes into one dictionary of distinct values."""
+    col = fast.one_dictionary(col)
+    if not col.num_chunks:
+        return np.zeros(0, np.int64), pa.array([], pa.string())
+    indices = pa.chunked_array([c.indices for c in col.chunks], col.type.index_type).to_numpy()
+    return indices.astype(np.int64, copy=False), col.chunk(0).dictionary
+
+
+def _distinct_pairs(
+    platform: tuple[np.ndarray, pa.Array], value: tuple[np.ndarray, pa.Array]
+) -> tuple[pa.Array, np.ndarray]:
+    """The distinct (platform, value) pairs of two coded columns as ``_pair_keys``, and for each
+    row the position of its pair among them."""
+    (p, p_values), (v, v_values) = platform, value
+    span = max(len(v_values), 1)
+    at, pairs = pd.factorize(p * span + v)
+    keys = _pair_keys(p_values.take(pa.array(pairs // span)), v_values.take(pa.array(pairs % span)))
+    return keys, at
+
+
+_EPOCH = date(1970, 1, 1)
+#: Separates the two halves of a pair key: no platform name holds it.
+_PAIR_SEP = "\x1f"
+
+
+def _pair_keys(platform: pa.ChunkedArray | pa.Array, value: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One string per (platform, value) pair: equal pairs, equal strings, and only those (the
+    platform never holds the separator)."""
+    platform, value = (pc.cast(a, pa.string()) for a in (platform, value))
+    if pc.any(pc.match_substring(platform, _PAIR_SEP)).as_py():
+        raise ValueError(f"a platform name holds the pair separator {_PAIR_SEP!r}")
+    joined = pc.binary_join_element_wise(platform, value, _PAIR_SEP)
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
 
 
 def feed_rates(settings: Settings, day: date, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
@@ -373,9 +593,20 @@ def check_frames(settings: Settings, day: date, tables: dict[str, pd.DataFrame])
     """Every derived check frame of ``day``."""
     return {
         CREDIT_SUMS: credit_sums(
-            tables[schemas.FCT_SEEDED_ORDERS.name], tables[schemas.FCT_ATTRIBUTION_CREDITS.name]
+            _columns(tables, schemas.FCT_SEEDED_ORDERS.name, ["order_id", "amount_fen"]),
+            _columns(tables, schemas.FCT_ATTRIBUTION_CREDITS.name, [*stored_key(schemas.FCT_ATTRIBUTION_CREDITS), "credit_fen"]),
         ),
         RECONCILIATION: reconciliation(tables),
         FRESHNESS: freshness(settings, day, tables),
         FEED_RATES: feed_rates(settings, day, tables),
     }
+
+
+def _columns(tables, name: str, names: list[str]) -> pd.DataFrame:
+    """Some columns of a table's frame (read alone from ``TableFrames``)."""
+    return tables.columns(name, names) if isinstance(tables, TableFrames) else tables[name][names]
+
+
+def _num_rows(tables, name: str) -> int:
+    """The rows of a table's frame (counted without making it, from ``TableFrames``)."""
+    return tables.rows[name].num_rows if isinstance(tables, TableFrames) else len(tables[name])

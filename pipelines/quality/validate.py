@@ -9,8 +9,11 @@ timestamps, samples in key order). A critical failure blocks publishing (``Quali
 warnings are recorded and do not block.
 
 GX is imported inside functions only: importing it takes seconds, DAG parsing must not pay that.
-One process keeps one GX context, its data source, batch definitions and built suites
-(``_gx_runtime``): a day's validation builds none of them again, only runs the suites.
+One process keeps one GX context, its data source, batch definitions, built suites and GX's plan
+of each suite (``_gx_runtime``, ``_Plan``): a day's validation builds none of them again, only
+resolves the metrics on its frames. Without Data Docs, a table whose suite ``fast`` proves to
+pass on its Arrow rows is not handed to GX at all; every failure is judged by GX
+(docs/quality.md, "What a validation costs").
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numbers
 import os
 import shutil
 import threading
+from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,7 +36,7 @@ import pandas as pd
 
 from .. import lake, schemas
 from ..settings import Settings
-from . import checks, data_docs
+from . import checks, data_docs, fast
 from .suites import CRITICAL, EXPECTATIONS_DIR, WARNING, governing, load
 
 DATA_DOCS_SITE = "seedfunnel"
@@ -133,6 +137,12 @@ def _context(settings: Settings):
     ctx = gx.get_context(mode="ephemeral")
     ctx.config.analytics_enabled = False
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    _add_site(ctx, settings)
+    return ctx
+
+
+def _add_site(ctx, settings: Settings) -> None:
+    """The context's one Data Docs site, ``data_docs_dir(settings)`` (any other removed)."""
     for site in list(ctx.list_data_docs_sites()):
         ctx.delete_data_docs_site(site)
     ctx.add_data_docs_site(
@@ -147,7 +157,6 @@ def _context(settings: Settings):
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    return ctx
 
 
 @dataclass
@@ -163,6 +172,9 @@ class _GxRuntime:
     assets: dict[str, Any] = field(default_factory=dict)
     batches: dict[tuple[str, str], Any] = field(default_factory=dict)
     suites: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    #: What GX plans for a suite before it computes anything (``_Plan``), by (suite, parameters,
+    #: result format, batch id).
+    plans: dict[tuple, _Plan] = field(default_factory=dict)
 
     def batch(self, name: str, day: date):
         """The batch definition of suite ``name`` on ``day`` (its dataframe is passed at run time)."""
@@ -173,9 +185,13 @@ class _GxRuntime:
             self.batches[key] = self.assets[name].add_batch_definition_whole_dataframe(key[1])
         return self.batches[key]
 
+    @staticmethod
+    def suite_digest(definition: dict) -> str:
+        return json.dumps(definition, sort_keys=True, default=str)
+
     def suite(self, definition: dict):
         """The GX suite of ``definition``, built once per process (rebuilt when the file changes)."""
-        digest = json.dumps(definition, sort_keys=True, default=str)
+        digest = self.suite_digest(definition)
         have = self.suites.get(definition["name"])
         if have is None or have[0] != digest:
             have = self.suites[definition["name"]] = (digest, _gx_suite(definition))
@@ -192,19 +208,37 @@ class _GxRuntime:
             store.remove_key(key)
 
 
+@dataclass
+class _Plan:
+    """GX's plan of one suite on one batch id, parameters and result format: the expectations'
+    metric graphs, their configurations (parameters substituted), the expectations themselves and
+    the metrics each reads. It depends on none of the data, and GX spends about 5 ms per
+    expectation building it (validation dependencies, configurations rebuilt while it plans the
+    metrics): made once per process, then each validation only resolves the metrics on its frame."""
+
+    graphs: list
+    configs: list
+    expectations: list
+    dependencies: list
+
+
 _RUNTIME: _GxRuntime | None = None
 _RUNTIME_LOCK = threading.Lock()
 
 
 def _gx_runtime(settings: Settings) -> _GxRuntime:
-    """The process's GX runtime, made on first use and again when the Data Docs site (the home)
-    changes. Callers hold ``_RUNTIME_LOCK``."""
+    """The process's GX runtime, made on first use; a validation for another home points its
+    Data Docs site at that home (the context, data source, batch definitions and suites stay).
+    Callers hold ``_RUNTIME_LOCK``."""
     global _RUNTIME
     site = str(data_docs_dir(settings).resolve())
-    if _RUNTIME is None or _RUNTIME.site != site:
+    if _RUNTIME is None:
         gx = _import_gx()
         ctx = _context(settings)
         _RUNTIME = _GxRuntime(gx, ctx, site, ctx.data_sources.add_pandas("seedfunnel"))
+    elif _RUNTIME.site != site:
+        _add_site(_RUNTIME.ctx, settings)
+        _RUNTIME.site = site
     return _RUNTIME
 
 
@@ -247,10 +281,11 @@ def _format(v) -> str:
     return json.dumps(v, default=str, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v)
 
 
-def _observed(result: dict, exception: dict | None, frame: pd.DataFrame, kwargs: dict) -> str:
+def _observed(result: dict, exception: dict | None, frame: pd.DataFrame | None, kwargs: dict) -> str:
+    """``frame``: the frame validated; None for a suite proven by ``fast`` (never one row)."""
     if exception and exception.get("raised_exception"):
         return f"error: {exception.get('exception_message')}"
-    if len(frame) == 1 and kwargs.get("column") in frame.columns:
+    if frame is not None and len(frame) == 1 and kwargs.get("column") in frame.columns:
         # One-row check frames (freshness, feed rates): the value itself says most.
         column = kwargs["column"]
         v = frame[column].iloc[0]
@@ -290,16 +325,89 @@ def _run(rt: _GxRuntime, batch, definition: dict, frame: pd.DataFrame, params: d
         outcome = vd.run(
             batch_parameters={"dataframe": frame}, expectation_parameters=params, result_format=fmt, run_id=gx_run
         )
-    else:
-        from great_expectations.validator.v1_validator import Validator
+        return {r.expectation_config.meta["id"]: r for r in outcome.results}
+    from great_expectations.validator.v1_validator import Validator
 
-        validator = Validator(batch_definition=batch, batch_parameters={"dataframe": frame}, result_format=fmt)
-        outcome = validator.validate_expectation_suite(rt.suite(definition), params)
-    return {r.expectation_config.meta["id"]: r for r in outcome.results}
+    validator = Validator(batch_definition=batch, batch_parameters={"dataframe": frame}, result_format=fmt)
+    try:
+        results = _planned(rt, validator, definition, params, fmt)
+    except Exception:  # noqa: BLE001 - GX's own path below reports what went wrong, as it always did
+        log.debug("suite %s: validated without the kept plan", definition["name"], exc_info=True)
+        results = None
+    if results is None:
+        results = validator.validate_expectation_suite(rt.suite(definition), params).results
+    return {r.expectation_config.meta["id"]: r for r in results}
 
 
-def _run_suites(rt: _GxRuntime, day: date, run_id: str, suites: dict, frames: dict, params: dict, *, store: bool) -> dict:
-    """Every suite on its frame: GX's results by suite, then by expectation id."""
+def _planned(rt: _GxRuntime, validator, definition: dict, params: dict, fmt) -> list | None:
+    """GX's results of ``definition`` on the validator's batch, as ``Validator.graph_validate``
+    computes them, with the plan (``_Plan``) kept in the process: only the metrics are resolved on
+    the frame, and each expectation judged on them. None when GX reports an error while planning
+    or resolving (it then validates the suite itself, reporting it as before)."""
+    import copy
+
+    from great_expectations.core.result_format import ResultFormat
+    from great_expectations.expectations.expectation_configuration import parse_result_format
+
+    if validator._include_rendered_content:  # GX Cloud renders each result: its own path
+        return None
+    wrapped = validator._wrapped_validator
+    engine = wrapped._execution_engine
+    runtime = {"result_format": copy.copy(fmt)}
+    key = (
+        rt.suite_digest(definition), json.dumps(params, sort_keys=True, default=str),
+        json.dumps(fmt, sort_keys=True, default=str), wrapped.active_batch_id,
+    )
+    plan = rt.plans.get(key)
+    if plan is None:
+        configs = wrapped.process_expectations_for_validation(rt.suite(definition).expectation_configurations, params)
+        graphs, errors, processed = wrapped._generate_metric_dependency_subgraphs_for_each_expectation_configuration(
+            expectation_configurations=configs, processed_configurations=[], catch_exceptions=True,
+            runtime_configuration=runtime,
+        )
+        if errors:
+            return None
+        expectations = [c.to_domain_obj() for c in processed]
+        dependencies = [
+            e.get_validation_dependencies(execution_engine=engine, runtime_configuration=copy.deepcopy(runtime))
+            for e in expectations
+        ]
+        plan = rt.plans[key] = _Plan(graphs, processed, expectations, dependencies)
+    graph = wrapped._generate_suite_level_graph_from_expectation_level_sub_graphs(plan.graphs)
+    metrics, errors, _ = wrapped._resolve_suite_level_graph_and_process_metric_evaluation_errors(
+        graph=graph, runtime_configuration=runtime, expectation_validation_graphs=plan.graphs, evrs=[],
+        processed_configurations=list(plan.configs), show_progress_bars=False,
+    )
+    if errors:
+        return None
+    results = []
+    for expectation, deps in zip(plan.expectations, plan.dependencies, strict=True):
+        # Expectation.metrics_validate, its validation dependencies kept.
+        config = copy.deepcopy(runtime)
+        config["result_format"] = deps.result_format
+        if parse_result_format(config["result_format"]).get("result_format") == ResultFormat.BOOLEAN_ONLY:
+            return None
+        provided = {name: metrics[m.id] for name, m in deps.metric_configurations.items()}
+        raw = expectation._validate(metrics=provided, runtime_configuration=config, execution_engine=engine)
+        results.append(expectation._build_evr(raw_response=raw))
+    return results
+
+
+@dataclass
+class _Proven:
+    """The result of an expectation ``fast.suite_passes`` proved, shaped as GX's."""
+
+    result: dict
+    success: bool = True
+    exception_info: dict | None = None
+
+
+def _run_suites(
+    rt: _GxRuntime, day: date, run_id: str, suites: dict, frames, params: dict, *, store: bool,
+    rows: dict[str, checks.TableRows] | None = None,
+) -> tuple[dict, set[str]]:
+    """Every suite on its frame: GX's results by suite, then by expectation id; and the suites
+    proven to pass by ``fast`` (without Data Docs only: a table's Arrow parts in ``rows``)."""
     from great_expectations.core.run_identifier import RunIdentifier
 
     gx_run = RunIdentifier(run_name=run_id)
@@ -309,8 +417,16 @@ def _run_suites(rt: _GxRuntime, day: date, run_id: str, suites: dict, frames: di
     if store:
         rt.clear_stores()  # Data Docs show this validation only
     out: dict[str, dict] = {}
+    proven: set[str] = set()
     for name in sorted(suites):
         definition = suites[name]
+        table = (rows or {}).get(name)
+        if not store and table is not None and table.parts is not None and table.num_rows >= fast.MIN_ROWS:
+            passed = fast.suite_passes(definition, table.parts, table.table.names, table.table.partition, params)
+            if passed is not None:
+                out[name] = {i: _Proven(r) for i, r in passed.items()}
+                proven.add(name)
+                continue
         batch = rt.batch(name, day)
         by_id = _run(rt, batch, {**definition, "name": name}, frames[name], params, first, gx_run, store)
         failed = [e for e in definition["expectations"] if not by_id[e["meta"]["id"]].success]
@@ -325,7 +441,23 @@ def _run_suites(rt: _GxRuntime, day: date, run_id: str, suites: dict, frames: di
             subset = {**definition, "name": f"{name}__failed_rows", "expectations": failed}
             by_id.update(_run(rt, batch, subset, frame, params, fmt, gx_run, store))
         out[name] = by_id
-    return out
+    return out, proven
+
+
+class _Frames(Mapping):
+    """Suite name -> frame: check frames, then tables (a table's frame made when asked for)."""
+
+    def __init__(self, tables: checks.TableFrames, checked: dict[str, pd.DataFrame]):
+        self.tables, self.checked = tables, checked
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.checked[name] if name in self.checked else self.tables[name]
+
+    def __iter__(self):
+        return iter([*self.tables, *self.checked])
+
+    def __len__(self) -> int:
+        return len(self.tables) + len(self.checked)
 
 
 def validate_day(
@@ -339,27 +471,31 @@ def validate_day(
     """Run every committed suite on ``day``'s frames; returns the results (does not gate)."""
     run_id = run_id or f"validate-{day.isoformat()}"
     # Unsorted: only a suite with a failure needs its frame in key order (for its sample rows).
-    tables = checks.table_frames(settings, day, sort=False)
-    frames = {**tables, **checks.check_frames(settings, day, tables)}
+    # Without Data Docs the day's inputs and unpublished marts days are read as Arrow: a table
+    # whose suite is proven to pass (``fast``) never becomes a pandas frame.
     suites = load(suites_dir)
-    unknown = sorted(set(suites) - set(frames))
+    params = settings.quality.parameters()
+    rows = checks.table_rows(settings, day, suites=None if data_docs else suites, params=params)
+    tables = checks.TableFrames(rows)
+    checked = checks.check_frames(settings, day, tables)
+    unknown = sorted(set(suites) - set(rows) - set(checked))
     if unknown:
         raise ValueError(
             f"{suites_dir}: suite file(s) {unknown} match no table or check frame; regenerate the "
             "suites with `python -m pipelines.quality.suites`"
         )
 
-    params = settings.quality.parameters()
+    frames = _Frames(tables, checked)
     with _RUNTIME_LOCK:
         rt = _gx_runtime(settings)
         with nullcontext() if data_docs else _without_batch_fingerprint():
-            by_suite = _run_suites(rt, day, run_id, suites, frames, params, store=data_docs)
+            by_suite, proven = _run_suites(rt, day, run_id, suites, frames, params, store=data_docs, rows=rows)
         docs = _build_data_docs(settings, rt.ctx) if data_docs else None
 
     def governed_by(e: dict) -> dict[str, object]:
         return {f"quality.{n}": getattr(settings.quality, n) for n in governing(e)}
 
-    rows: list[dict] = []
+    results: list[dict] = []
     samples: dict[tuple[str, str], list] = {}
     for name in sorted(suites):
         definition, by_id = suites[name], by_suite[name]
@@ -371,14 +507,16 @@ def validate_day(
             sample = _sample(result) if not r.success else []
             if sample:
                 samples[(meta["table"], f"{name}/{meta['id']}")] = sample
-            rows.append(
+            results.append(
                 {
                     "dt": day,
                     "table_name": meta["table"],
                     "expectation": f"{name}/{meta['id']}",
                     "severity": meta["severity"],
                     "success": bool(r.success),
-                    "observed": _observed(result, r.exception_info, frames[name], e["kwargs"]),
+                    "observed": _observed(
+                        result, r.exception_info, None if name in proven else frames[name], e["kwargs"]
+                    ),
                     "details": json.dumps(
                         {"suite": name, "kwargs": kwargs, "settings": governed_by(e), "sample": sample},
                         default=str,
@@ -388,8 +526,7 @@ def validate_day(
                     "run_id": run_id,
                 }
             )
-    results = schemas.conform(schemas.DQ_RESULTS, pd.DataFrame(rows))
-    outcome = DayValidation(day, run_id, results, samples, docs)
+    outcome = DayValidation(day, run_id, schemas.conform(schemas.DQ_RESULTS, pd.DataFrame(results)), samples, docs)
     if docs is not None:
         _add_offline_summary(outcome)
     return outcome
