@@ -530,6 +530,27 @@ def test_a_row_lost_between_the_checks_and_the_lake_breaks_the_accounting(tmp_pa
         out.accepted = out.accepted.iloc[1:]
 
     monkeypatch.setattr(ingest_day_module, "_quarantine_rows", lossy)
+    # The general path (the fast path, which types such a clean file in Arrow, is turned off).
+    monkeypatch.setattr(ingest_day_module.fast, "read_table", lambda *a, **k: None)
+    drop(tmp_path, f"searches/dt={DAY}/s.csv", SEARCH_HEADER + "s1,u,1704513600,a\ns2,u,1704513600,b\n")
+    result = ingest_day_module.ingest_day(settings_for(tmp_path), DAY)
+    f = result.ingest_files.iloc[0]
+    assert (f.input_rows, f.accepted_rows, f.quarantined_rows) == (2, 1, 0)
+
+
+def test_a_row_lost_on_the_fast_path_breaks_the_accounting_too(tmp_path, monkeypatch):
+    # The fast path's rows (typed in Arrow) are taken through the same step as the general path's.
+    from pipelines.ingest import day as ingest_day_module
+    from pipelines.ingest import fast
+
+    original = ingest_day_module._quarantine_rows
+
+    def lossy(out, frame, checks, run_id):
+        original(out, frame, checks, run_id)
+        assert isinstance(out.accepted, fast.Rows)
+        out.accepted = out.accepted.iloc[1:]
+
+    monkeypatch.setattr(ingest_day_module, "_quarantine_rows", lossy)
     drop(tmp_path, f"searches/dt={DAY}/s.csv", SEARCH_HEADER + "s1,u,1704513600,a\ns2,u,1704513600,b\n")
     result = ingest_day_module.ingest_day(settings_for(tmp_path), DAY)
     f = result.ingest_files.iloc[0]

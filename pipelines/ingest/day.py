@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .. import lake, schemas
 from ..settings import Settings
 from ..timeutil import days as day_range
+from . import fast, quarantine
 from . import landing as landing_zone
-from . import quarantine
 from .events import WrongShape, to_table
 from .files import SQLITE_MAGIC, RawRecords, UnreadableFile, read_records, rows_held, sqlite_tables
 from .landing import Entry
@@ -123,8 +125,9 @@ class _Parsed:
 
     result: FileResult
     ctx: FileContext
-    records: RawRecords | None = None
-    accepted: pd.DataFrame | None = None
+    records: RawRecords | fast.LazyRecords | None = None
+    #: Rows to accept (+ ``_pos``), or typed Arrow rows of the fast path.
+    accepted: pd.DataFrame | fast.Rows | None = None
     quarantined: list[pd.DataFrame] = field(default_factory=list)
     #: A note file's format: its records are mapped with the day's other note files (``_map_notes``).
     note_format: NoteFormat | None = None
@@ -151,19 +154,60 @@ def ingest_day(
     for p in items_parsed:
         p.result.accepted_rows = len(p.accepted) if p.accepted is not None else 0
 
-    for source in PER_PLATFORM + PLATFORMLESS:
-        for entry, platform in _day_files(landing, source, day):
-            say(f"{source}: {entry.rel}")
-            parsed += _parse_path(entry, source, platform, day, run_id, items)
-    _map_notes(parsed, run_id)
-
+    sources = PER_PLATFORM + PLATFORMLESS
+    entries = [(source, e, platform) for source in sources for e, platform in _day_files(landing, source, day)]
     written: dict[str, int] = {}
     collapsed: dict[str, int] = {}
-    for source in PER_PLATFORM + PLATFORMLESS:
-        mine = [p for p in parsed if p.result.source == source]
-        frame = _settle(source, day, mine, run_id, collapsed)
-        lake.write_partition(settings.lake, source, day, frame)
-        written[source] = len(frame)
+    # Two worker threads beside this one. One reads the event files (mostly in Arrow's readers,
+    # which release the GIL) and settles the exposures, the largest table, while the notes are
+    # parsed and mapped here in Python; one writes the partitions, the first while the next table
+    # is settled. As before, nothing is written before every file was read and mapped, files
+    # keep their order and each table its own rows and records: the lake is the same.
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+        settled: dict[str, pd.DataFrame | pa.Table] = {}
+        failed: dict[str, Exception] = {}
+
+        def read_events() -> dict[tuple[str, str], list[_Parsed]]:
+            out = {}
+            for source, entry, platform in entries:
+                if source != "notes":
+                    out[source, entry.rel] = _parse_path(entry, source, platform, day, run_id, items)
+            mine = [p for source, e, _ in entries if source == "exposures" for p in out[source, e.rel]]
+            try:
+                settled["exposures"] = _settle("exposures", day, mine, run_id, collapsed)
+            except Exception as e:  # noqa: BLE001 - raised where the table's turn comes (below)
+                failed["exposures"] = e
+            return out
+
+        for source, entry, _platform in entries:
+            say(f"{source}: {entry.rel}")
+        events = reader.submit(read_events)
+        notes = {
+            entry.rel: _parse_path(entry, source, platform, day, run_id, items)
+            for source, entry, platform in entries
+            if source == "notes"
+        }
+        note_files = [p for found in notes.values() for p in found]
+        _map_notes(note_files, run_id)
+        settled["notes"] = _settle("notes", day, note_files, run_id, collapsed)
+        read = events.result()
+        for source, entry, _platform in entries:
+            parsed += notes[entry.rel] if source == "notes" else read[source, entry.rel]
+        writes = []
+        for source in sources:
+            if source in failed:
+                raise failed[source]
+            if source not in settled:
+                settled[source] = _settle(
+                    source, day, [p for p in parsed if p.result.source == source], run_id, collapsed
+                )
+            frame = settled.pop(source)
+            writes.append(writer.submit(lake.write_partition, settings.lake, source, day, frame))
+            written[source] = len(frame)
+        for w in writes:
+            w.result()
+    written = {s: written[s] for s in sources}
+    collapsed = {s: collapsed[s] for s in sources}
     if item_files:
         written["items"] = len(items)
 
@@ -335,6 +379,11 @@ def _parse_file(
             f"platform folder {platform!r} is not a known platform",
             run_id,
         )
+    if sqlite_table is None and source != "notes" and platform in (None, *schemas.PLATFORMS):
+        table = schemas.table(source)
+        got = fast.read_table(data, table, ctx, items) if fast.eligible(table) else None
+        if got is not None:
+            return _fast_rows(out, got, table, items, run_id)
     try:
         records = read_records(data, sqlite_table=sqlite_table)
         out.records = records
@@ -457,11 +506,36 @@ def _fail(
     return out
 
 
-def _quarantine_rows(out: _Parsed, frame: pd.DataFrame, checks: Checks, run_id: str) -> None:
-    records = out.records
-    bad = checks.bad.to_numpy()
-    if len(records.malformed):
-        m = records.malformed
+def _fast_rows(out: _Parsed, got: fast.FastTable, table: schemas.Table, items, run_id: str) -> _Parsed:
+    """A file the fast path read: its proven rows come typed; the rows it left (if any) are typed
+    and checked by ``events.to_table`` on their own, accepted or quarantined as the general path
+    does, and take their place among the others in file order."""
+    out.records = got.records
+    out.result.input_rows = got.records.input_rows
+    out.result.format = got.records.format
+    rows, positions, left = got.table, got.positions, []
+    if len(got.rest):
+        sub = got.records.subset(got.rest)
+        frame, checks = to_table(sub, table, out.ctx, items)
+        bad = checks.bad.to_numpy()
+        left += _failed_rows(out.ctx, sub, checks, run_id)
+        taken = got.rest[~bad]
+        if len(taken):
+            positions = np.concatenate([positions, taken])
+            order = np.argsort(positions, kind="stable")
+            rows = pa.concat_tables([rows, schemas.to_arrow(table, frame.loc[~bad])]).take(pa.array(order))
+            positions = positions[order]
+    if positions is None:
+        positions = np.arange(rows.num_rows)
+    # The rows are taken as every file's are (no failure left among them).
+    _quarantine_rows(out, fast.Rows(rows, positions), Checks(pd.RangeIndex(0)), run_id)
+    out.quarantined += left
+    return out
+
+
+def _quarantine_malformed(out: _Parsed, run_id: str) -> None:
+    m = out.records.malformed
+    if len(m):
         out.quarantined.append(
             quarantine.frame(
                 out.ctx,
@@ -472,18 +546,22 @@ def _quarantine_rows(out: _Parsed, frame: pd.DataFrame, checks: Checks, run_id: 
                 run_id,
             )
         )
-    if bad.any():
-        pos = np.flatnonzero(bad)
-        out.quarantined.append(
-            quarantine.frame(
-                out.ctx,
-                records.row_numbers[pos],
-                checks.reason[bad].to_numpy(),
-                checks.detail[bad].to_numpy(),
-                records.raw_text(pos),
-                run_id,
-            )
-        )
+
+
+def _failed_rows(ctx, records, checks: Checks, run_id: str) -> list[pd.DataFrame]:
+    """The quarantine rows of the records that failed their checks (none: an empty list)."""
+    bad = checks.bad.to_numpy()
+    if not bad.any():
+        return []
+    pos = np.flatnonzero(bad)
+    detail = checks.detail[bad].to_numpy()
+    return [quarantine.frame(ctx, records.row_numbers[pos], checks.reason[bad].to_numpy(), detail, records.raw_text(pos), run_id)]
+
+
+def _quarantine_rows(out: _Parsed, frame: pd.DataFrame, checks: Checks, run_id: str) -> None:
+    bad = checks.bad.to_numpy()
+    _quarantine_malformed(out, run_id)
+    out.quarantined += _failed_rows(out.ctx, out.records, checks, run_id)
     out.accepted = frame.loc[~bad] if bad.any() else frame
 
 
@@ -514,8 +592,19 @@ def _settle(
         collapsed[source] = 0
         return schemas.empty_frame(table)
     file_idx = np.concatenate([np.full(len(a), i) for i, a in parts])
-    pos = np.concatenate([a["_pos"].to_numpy() for _, a in parts])
-    frame = schemas.conform(table, pd.concat([a for _, a in parts], ignore_index=True))
+    pos = np.concatenate([_positions(parsed[i]) for i, _ in parts])
+    if not any(isinstance(a, fast.Rows) for _, a in parts):
+        frame = schemas.conform(table, pd.concat([a for _, a in parts], ignore_index=True))
+    else:
+        # Files of the fast path come typed; the others are typed the same way (``to_arrow``).
+        data = pa.concat_tables(
+            [a.table if isinstance(a, fast.Rows) else schemas.to_arrow(table, a) for _, a in parts]
+        )
+        if source not in KEYED and _hashable(table):
+            dup = _arrow_duplicates(data, table)
+            _count_rows(parsed, file_idx, dup, source, collapsed)
+            return data.filter(pa.array(~dup)) if dup.any() else data
+        frame = data.to_pandas()  # what schemas.conform gives
 
     if source in KEYED:
         conflict = _conflicts(frame, table)
@@ -539,13 +628,82 @@ def _settle(
             )
         frame = frame.loc[~conflict]
         file_idx = file_idx[~conflict]
-    accepted = np.bincount(file_idx, minlength=len(parsed))
     dup = _exact_duplicates(frame, table) if source in COLLAPSED else np.zeros(len(frame), dtype=bool)
+    _count_rows(parsed, file_idx, dup, source, collapsed)
+    return frame.loc[~dup].reset_index(drop=True)
+
+
+def _positions(p: _Parsed) -> np.ndarray:
+    """The record positions of a file's accepted rows (indices into its row numbers)."""
+    if isinstance(p.accepted, fast.Rows):
+        return p.accepted.positions
+    return p.accepted["_pos"].to_numpy()
+
+
+def _count_rows(
+    parsed: list[_Parsed], file_idx: np.ndarray, dup: np.ndarray, source: str, collapsed: dict[str, int]
+) -> None:
+    """Each file's accepted rows (in the partition, before collapsing) and collapsed rows."""
+    accepted = np.bincount(file_idx, minlength=len(parsed))
     folded = np.bincount(file_idx[dup], minlength=len(parsed))
     for i, p in enumerate(parsed):
         p.result.accepted_rows, p.result.collapsed_rows = int(accepted[i]), int(folded[i])
     collapsed[source] = int(dup.sum())
-    return frame.loc[~dup].reset_index(drop=True)
+
+
+def _hashable(table: schemas.Table) -> bool:
+    """Tables whose rows ``_arrow_duplicates`` compares: no float column (pandas and Arrow
+    may disagree on what equal floats are: -0.0, NaN)."""
+    return table.name in COLLAPSED and all(c.type in ("str", "int64", "ts", "date") for c in table.columns)
+
+
+def _arrow_duplicates(data: pa.Table, table: schemas.Table) -> np.ndarray:
+    """``_exact_duplicates`` of a typed Arrow table: rows equal in every column but dt to an
+    earlier row. Candidates are the rows whose key repeats: times, integers and the last bytes of
+    text columns with many values (ids; equal rows are equal in any of them), hashed together;
+    only those are compared in full, as ``_exact_duplicates`` compares them."""
+    h = np.zeros(data.num_rows, dtype=np.uint64)
+    for name in _content_columns(table):
+        col = data.column(name)
+        if pa.types.is_string(col.type):
+            if table.column(name).enum is None and name != "platform":
+                h = _mix(h, _text_key(col))
+        elif not pa.types.is_int64(col.type) or not col.null_count:
+            ints = col.cast(pa.int64()) if not pa.types.is_int64(col.type) else col
+            h = _mix(h, ints.to_numpy().astype(np.int64).view(np.uint64))
+    candidates = pd.Series(h.view(np.int64)).duplicated(keep=False).to_numpy()
+    dup = np.zeros(data.num_rows, dtype=bool)
+    if candidates.any():
+        rows = data.filter(pa.array(candidates)).to_pandas()
+        dup[candidates] = rows.duplicated(subset=_content_columns(table)).to_numpy()
+    return dup
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(h: np.ndarray, values: np.ndarray) -> np.ndarray:
+    h = (h ^ values) * _MIX
+    return h ^ (h >> np.uint64(29))
+
+
+def _text_key(col: pa.ChunkedArray) -> np.ndarray:
+    """Per value of a string column: its last 8 bytes (fewer when it is shorter; null as empty)
+    as an integer. Equal values give equal keys."""
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    data = arr.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    raw = np.concatenate([np.zeros(8, dtype=np.uint8), raw])  # every value has 8 bytes before its end
+    words = np.ndarray((len(raw) - 7,), dtype="<u8", buffer=raw, strides=(1,))
+    end = offsets[1:]
+    tail = words[end]  # the 8 bytes before the value's end (little endian: its last byte is the top)
+    size = end - offsets[:-1]
+    if size.min(initial=8) < 8:
+        keep = np.minimum(size, 8).astype(np.uint64) * np.uint64(8)
+        shift = np.uint64(64) - np.maximum(keep, np.uint64(8))
+        tail = np.where(keep == 0, np.uint64(0), tail >> shift)
+    return tail
 
 
 def _exact_duplicates(frame: pd.DataFrame, table: schemas.Table) -> np.ndarray:

@@ -175,9 +175,12 @@ def read_bytes(entry: Entry) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise Refused(NOT_A_FILE, "is not a regular file (a FIFO, socket or device); it was not read")
+        # One read of the whole file (its size as stat saw it, +1 to see the end) is usually all.
         chunks = []
-        while chunk := os.read(fd, 1 << 24):
+        size = st.st_size + 1
+        while chunk := os.read(fd, max(size, 1 << 16)):
             chunks.append(chunk)
+            size = 1 << 24
         return b"".join(chunks)
     finally:
         os.close(fd)
