@@ -155,7 +155,8 @@ def _text(col: pd.Series) -> np.ndarray:
 
 def _prepare(facts: Facts) -> _Prepared:
     # The columns the models read (fewer to take per snapshot).
-    touches = facts.touches[["dt", "user_id", "brand_id", "touch_at", "platform", "note_id", "author_id", "vertical"]].copy()
+    unread = ("ext_user_id", "kind", "run_id")
+    touches = facts.touches[[c for c in schemas.FCT_TOUCHES.names if c not in unread]].copy()
     touches["creator"] = _creator(touches["platform"], touches["author_id"])
     orders = facts.seeded_orders
     credits = facts.credits.merge(
