@@ -661,8 +661,9 @@ def _drop_sorted(many: np.ndarray, few: np.ndarray) -> np.ndarray:
     if not len(many) or not len(few):
         return many
     at = np.searchsorted(many, few)
-    at = at[at < len(many)]
-    at = at[np.isin(many[at], few)]
+    inside = at < len(many)
+    # A value of ``many`` equal to one of ``few`` is found at exactly that value's insertion point.
+    at = at[inside][many[at[inside]] == few[inside]]
     keep = np.ones(len(many), dtype=bool)
     keep[at] = False
     return many[keep]
