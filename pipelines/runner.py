@@ -415,7 +415,7 @@ def one_shot(settings: Settings, engine: str = "pandas", run_id: str = "one-shot
     inputs = load_inputs(settings)
     out = engine_module(engine).compute(inputs, settings.funnel, first, latest, run_id)
     facts = model_facts(settings, out, inputs.note_brands, inputs.brands)
-    out.update(model_tables(settings, facts, first, [latest], run_id))
+    out.update(model_tables(settings, facts, first, latest, run_id))
     return out
 
 
@@ -456,14 +456,11 @@ def _marts_facts(settings: Settings, latest: date):
     return model_facts(settings, frames, counted, load_reference(settings.seeds).brands)
 
 
-def model_tables(
-    settings: Settings, facts, first: date, as_of_days: list[date], run_id: str, say: Say = _quiet
-) -> dict[str, pd.DataFrame]:
-    """The tables of schemas.MODEL_TABLES as of each given day (``funnel.models``; the runner
-    and the one-shot ask for W alone: SPEC 5.11)."""
+def model_tables(settings: Settings, facts, first: date, latest: date, run_id: str) -> dict[str, pd.DataFrame]:
+    """The tables of schemas.MODEL_TABLES: the snapshot as of W = ``latest`` (``funnel.models``)."""
     from .funnel import models
 
-    return models.compute(facts, settings.funnel, settings.models, as_of_days, first, run_id, say)
+    return models.compute(facts, settings.funnel, settings.models, latest, first, run_id)
 
 
 # ---------------------------------------------------------------- stage 3: funnel per bucket
@@ -769,7 +766,7 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
     # of an earlier W (those rows go, and the restatement records say so); unchanged, it is not
     # rewritten.
     say(f"model snapshot (SPEC 5.11) as of {latest}")
-    models = model_tables(settings, _marts_facts(settings, latest), date.fromisoformat(plan.first), [latest], plan.run_id, say)
+    models = model_tables(settings, _marts_facts(settings, latest), date.fromisoformat(plan.first), latest, plan.run_id)
     for t in schemas.MODEL_TABLES:
         earlier = [d for d in lake.partitions(marts, t.name) if d != latest and _holds_rows(marts, t, d)]
         counts[t.name] = restate(t, models[t.name], [*earlier, latest])

@@ -69,7 +69,7 @@ def assert_equals_one_computation(settings: Settings) -> None:
         want = duckdb_engine.compute(inputs, settings.funnel, first, latest, "oracle")
         # The snapshot of SPEC 5.11 (as of W alone), fitted on the oracle's facts.
         facts = runner.model_facts(settings, want, inputs.note_brands, inputs.brands)
-        want.update(runner.model_tables(settings, facts, first, [latest], "oracle"))
+        want.update(runner.model_tables(settings, facts, first, latest, "oracle"))
     engine = warehouse.make_engine(settings.resolved_warehouse_url())
     try:
         for t in schemas.FUNNEL_TABLES:

@@ -1,6 +1,6 @@
-"""SPEC 5.11: the models over a reporting window, as snapshots per as-of day.
+"""SPEC 5.11: the models over a reporting window, one snapshot as of W.
 
-Every snapshot as of the end of day d is fitted over the reporting window ``[d - model_window + 1,
+The snapshot as of the end of day d (the runner asks for W) is fitted over the reporting window ``[d - model_window + 1,
 d]`` (settings ``[models]``) from the published funnel facts (touches, seeded orders, their
 credits, search pairs) and the spend of the window:
 
@@ -11,13 +11,12 @@ credits, search pairs) and the spend of the window:
 - ``agg_roi_curve``: ROI(T+x) per brand.
 
 Pure functions: the runner gives them the facts (from one computation, or from the marts) and
-the as-of days to compute. How spend and orders are assigned to subjects: docs/attribution.md.
+the as-of day. How spend and orders are assigned to subjects: docs/attribution.md.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -80,36 +79,23 @@ def snapshot_seed(seed: int, day: date) -> int:
 
 
 def compute(
-    facts: Facts,
-    params: FunnelParams,
-    models: ModelParams,
-    as_of_days: list[date],
-    first_day: date,
-    run_id: str,
-    say: Callable[[str], None] = lambda _msg: None,
+    facts: Facts, params: FunnelParams, models: ModelParams, as_of: date, first_day: date, run_id: str
 ) -> dict[str, pd.DataFrame]:
-    """Every table of schemas.MODEL_TABLES for the given as-of days, conformed and sorted; ``say``
-    hears of each snapshot (a bootstrap per day). The runner asks for W alone (SPEC 5.11)."""
-    prepared = _prepare(facts)
-    parts: dict[str, list[pd.DataFrame]] = {t.name: [] for t in schemas.MODEL_TABLES}
+    """Every table of schemas.MODEL_TABLES: the snapshot as of ``as_of`` (W: SPEC 5.11 fits the
+    models over the last model_window days up to it), conformed and sorted."""
     # Thousands of small dense solves: BLAS threads only contend for them (4x slower on 2 cores).
     with threadpool_limits(limits=1, user_api="blas"):
-        for i, day in enumerate(as_of_days, 1):
-            if len(as_of_days) > 1:
-                say(f"  snapshot as of {day} ({i}/{len(as_of_days)})")
-            for name, frame in snapshot(prepared, params, models, day, first_day).items():
-                parts[name].append(frame)
+        frames = snapshot(_prepare(facts), params, models, as_of, first_day)
     out = {}
     for t in schemas.MODEL_TABLES:
-        frame = pd.concat(parts[t.name], ignore_index=True) if parts[t.name] else schemas.empty_frame(t)
-        frame = schemas.conform(t, frame.assign(run_id=run_id))
+        frame = schemas.conform(t, frames[t.name].assign(run_id=run_id))
         out[t.name] = frame.sort_values(list(t.key), kind="stable").reset_index(drop=True)
     return out
 
 
 @dataclass(frozen=True)
 class _Codes:
-    """Users and the subjects of each cost level as integer codes, computed once for all snapshots."""
+    """Users and the subjects of each cost level as integer codes."""
 
     users: pd.Index
     subjects: dict[str, pd.Index]  # level -> its subjects (creators end with OTHER)
