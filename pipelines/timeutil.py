@@ -47,6 +47,12 @@ def timestamp_bounds(delivery_day: date) -> tuple[pd.Timestamp, pd.Timestamp]:
     return day_start_utc(EARLIEST_DAY), day_start_utc(delivery_day + timedelta(days=2))
 
 
+#: A string that ends in a UTC offset: ``+08:00``, ``+0800`` or ``Z``, or ``+08`` / ``-00`` (hours
+#: alone, which pandas reads as an offset too) right after a time (``12:08-00``), so that a
+#: date's own ``-09`` is never taken for one.
+OFFSET = r"(?:[+-]\d{2}:?\d{2}|Z|:\d{2}(?:[.,]\d+)?\s*[+-]\d{2})$"
+
+
 def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parse mixed epoch numbers / strings into UTC; returns (timestamps, is_bad).
 
@@ -78,7 +84,7 @@ def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         text = as_text[is_str].str.replace("_", " ", regex=False)  # XHS-Downloader's 2024-01-06_12:00:00
         text = text.str.replace(r"([.,]\d{6})0+(\D|$)", r"\1\2", regex=True)  # .1234560 is .123456
         text = text[~text.str.contains(r"[.,]\d{7}", regex=True)]  # finer than microseconds: bad
-        has_offset = text.str.contains(r"(?:[+-]\d{2}:?\d{2}|Z)$", regex=True)
+        has_offset = text.str.contains(OFFSET, regex=True)
         if has_offset.any():
             out[has_offset[has_offset].index] = pd.to_datetime(
                 text[has_offset], utc=True, errors="coerce", format="ISO8601"

@@ -37,9 +37,28 @@ class WrongShape(Exception):
     """The file's columns are not those of the table it was delivered as."""
 
 
-def canonical_columns(raw: pd.DataFrame) -> pd.DataFrame:
-    """The frame with column names stripped and lower-cased."""
-    return raw.rename(columns=lambda c: str(c).strip().lower())
+def canonical_columns(raw: pd.DataFrame, checks: Checks) -> pd.DataFrame:
+    """The frame with column names stripped and lower-cased.
+
+    Spellings of one name (``Kind`` and ``kind`` in one JSONL file, say) become one column: a
+    row takes the value of whichever spelling it gives. A row that gives two of them is
+    flagged in ``checks`` as a malformed record (which value it meant is unknown).
+    """
+    names = [str(c).strip().lower() for c in raw.columns]
+    if len(set(names)) == len(names):
+        return raw.set_axis(names, axis=1)
+    out: dict[str, pd.Series] = {}
+    for name in dict.fromkeys(names):
+        at = [i for i, n in enumerate(names) if n == name]
+        values = raw.iloc[:, at[0]]
+        if len(at) > 1:
+            spellings = raw.iloc[:, at]
+            given = spellings.notna() & spellings.astype("string").apply(lambda s: s.str.strip().ne("")).fillna(False)
+            shown = ", ".join(repr(str(raw.columns[i])) for i in at)
+            checks.flag(given.sum(axis=1).gt(1), "malformed_record", f"field {name!r} is given more than once (as {shown}); keep one spelling")
+            values = spellings.where(given).bfill(axis=1).iloc[:, 0].where(given.any(axis=1), values)
+        out[name] = values
+    return pd.DataFrame(out, index=raw.index)
 
 
 def required_columns(table: schemas.Table, platform_folder: bool = True) -> list[str]:
@@ -77,14 +96,15 @@ def to_table(
     without a spend_type are fees (``DEFAULT_SPEND_TYPE``), without a spend_id take the one
     derived from the row (``spend_ids``); their author_id is a creator_hash (a raw id is hashed).
     """
-    raw = canonical_columns(records.frame).reset_index(drop=True)
+    raw = records.frame.reset_index(drop=True)
+    checks = Checks(raw.index)
+    raw = canonical_columns(raw, checks)
     check_shape(list(raw.columns), table, platform_folder=ctx.platform is not None)
     if table.name == "orders":
         raw = _fill_from_items(raw, items)
     if table.name == "spend":
         raw = _fill_spend_type(raw)
     derived = DERIVED.get(table.name, ())
-    checks = Checks(raw.index)
     out: dict[str, object] = {}
     for col in table.columns:
         if col.name == "dt":
