@@ -18,6 +18,7 @@ import importlib
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -628,8 +629,11 @@ def _restate_scoped(
     hit = pc.is_in(old.column(col).cast(pa.large_string()), value_set=keys)
     gone = old.filter(hit).to_pandas()
     gone_hashes = _row_hashes(gone, t)
-    new_sorted, gone_sorted = np.sort(new), np.sort(gone_hashes)
-    changed = rows_changed(gone_sorted, new_sorted)
+    # Compared sorted (binary searches of sorted values walk memory in order), then mapped back.
+    new_order, gone_order = np.argsort(new), np.argsort(gone_hashes)
+    new_sorted, gone_sorted = new[new_order], gone_hashes[gone_order]
+    new_kept, gone_kept = _in_sorted(new_sorted, gone_sorted), _in_sorted(gone_sorted, new_sorted)
+    changed = int(np.count_nonzero(~new_kept) + np.count_nonzero(~gone_kept))
     if not changed:
         return None
     data = pa.concat_tables([old.filter(pc.invert(hit)), schemas.to_arrow(t, rows)])
@@ -640,7 +644,7 @@ def _restate_scoped(
         # which a stable sort (timsort) merges in one pass
         digest = np.sort(np.concatenate([_drop_sorted(digest, gone_sorted), new_sorted]), kind="stable")
     lake.write_partition(marts, t.name, d, data, sidecars={DIGEST: digest, ALL_FINAL: np.array([False])})
-    moved = pd.concat([gone.loc[~_in_sorted(gone_hashes, new_sorted), col], rows.loc[~_in_sorted(new, gone_sorted), col]])
+    moved = pd.concat([gone[col].iloc[gone_order[~gone_kept]], rows[col].iloc[new_order[~new_kept]]])
     return old.num_rows, data.num_rows, changed, False, pa.array(moved.astype(str).unique(), pa.large_string())
 
 
@@ -759,14 +763,22 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
             )
         return written
 
-    for t in schemas.FUNNEL_TABLES:
-        counts[t.name] = restate(t, merged[t.name], span)
     # SPEC 5.11: the models are fitted over the last model_window days up to W, so a run fits one
     # snapshot, as of W, from the funnel facts as the marts now hold them. It replaces the snapshot
     # of an earlier W (those rows go, and the restatement records say so); unchanged, it is not
-    # rewritten.
-    say(f"model snapshot (SPEC 5.11) as of {latest}")
-    models = model_tables(settings, _marts_facts(settings, latest), date.fromisoformat(plan.first), latest, plan.run_id)
+    # rewritten. It is fitted on a worker thread once the facts are restated, while the other
+    # tables are (both mostly run in numpy and Arrow, which release the GIL).
+    def fit():
+        return model_tables(settings, _marts_facts(settings, latest), date.fromisoformat(plan.first), latest, plan.run_id)
+
+    fitting = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="models") as pool:
+        for t in schemas.FUNNEL_TABLES:
+            counts[t.name] = restate(t, merged[t.name], span)
+            if fitting is None and FACT_NAMES <= counts.keys():
+                say(f"model snapshot (SPEC 5.11) as of {latest}")
+                fitting = pool.submit(fit)
+        models = fitting.result()
     for t in schemas.MODEL_TABLES:
         earlier = [d for d in lake.partitions(marts, t.name) if d != latest and _holds_rows(marts, t, d)]
         counts[t.name] = restate(t, models[t.name], [*earlier, latest])

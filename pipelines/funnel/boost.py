@@ -55,7 +55,16 @@ def boost_signals(
     # Per row of the note dimension (note x brand): the seed window of the brand's category.
     own_us = window_us(params, linked.dim["category_id"])[0] if params.category_windows else None
     first_day = scope.first_day(linked.users) if scope is not None else None
+    kind_weight = _kind_weights(linked, params)
+    pair = linked.user.astype("int64") * len(linked.brands) + linked.brand
+    # One sort for every snapshot: by (user, brand), then by the contribution as of the last
+    # day. A term's contribution as of any day is that one times the same factor, so each
+    # day's rows, taken in this order, are already in (pair, contribution) order; _snapshot
+    # checks that of the floats it computes and sorts a day again if rounding says otherwise.
+    last = as_of(days[-1]).value // 1_000
+    order = lexsort((_contributions(linked, np.arange(len(pair)), last, kind_weight, params), pair))
     snapshots = []
+    in_window = np.zeros(len(pair), dtype=bool)
     for day in days:
         end = as_of(day).value // 1_000
         lo, hi = np.searchsorted(t_sorted, [end - reach_us, end], side="left")
@@ -64,7 +73,10 @@ def boost_signals(
             rows = rows[linked.t[rows] >= end - own_us[linked.mention[rows]]]
         if first_day is not None and day < scope.all_from:
             rows = rows[first_day[linked.user[rows]] <= day.toordinal()]
-        snapshots.append(_snapshot(linked, rows, end, params))
+        _check_kinds(linked, rows, params)
+        in_window[rows] = True
+        snapshots.append(_snapshot(linked, order[in_window[order]], pair, end, kind_weight, params))
+        in_window[rows] = False
     user, brand, raw, rank = (np.concatenate(column) for column in zip(*snapshots, strict=True))
     as_of_dt = pd.concat(
         [same_day(day, len(s[0])) for day, s in zip(days, snapshots, strict=True)],
@@ -85,27 +97,42 @@ def boost_signals(
     )
 
 
-def _snapshot(
-    linked: Linked, rows: np.ndarray, end: int, params: FunnelParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(user, brand, raw, rank) codes of the top rows per user as of ``end`` (UTC microseconds)
-    from the linked exposures ``rows`` (those in ``[end - seed_window(c(b)), end)``), in (user, brand)
-    order."""
-    weights = params.kind_weight
-    unknown = sorted(set(linked.kinds[np.unique(linked.kind[rows])]) - set(weights))
+def _kind_weights(linked: Linked, params: FunnelParams) -> np.ndarray:
+    """The weight of each exposure kind code (NaN for a kind without one)."""
+    return np.array([params.kind_weight.get(k, np.nan) for k in linked.kinds], dtype="float64")
+
+
+def _check_kinds(linked: Linked, rows: np.ndarray, params: FunnelParams) -> None:
+    present = np.flatnonzero(np.bincount(linked.kind[rows], minlength=len(linked.kinds)))
+    unknown = sorted(set(linked.kinds[present]) - set(params.kind_weight))
     if unknown:
         raise ValueError(f"boost: no kind weight for exposure kind(s) {unknown}")
-    kind_weight = np.array([weights.get(k, np.nan) for k in linked.kinds], dtype="float64")
-    user, brand = linked.user[rows], linked.brand[rows]
+
+
+def _contributions(linked: Linked, rows: np.ndarray, end: int, kind_weight: np.ndarray, params: FunnelParams) -> np.ndarray:
+    """SPEC 5.8: each exposure's term as of ``end`` (UTC microseconds), halving every half-life."""
     age_days = (end - linked.t[rows]) / DAY_US
-    contribution = kind_weight[linked.kind[rows]] * np.exp2(-age_days / params.boost_half_life_days)
+    return kind_weight[linked.kind[rows]] * np.exp2(-age_days / params.boost_half_life_days)
+
+
+def _snapshot(
+    linked: Linked, rows: np.ndarray, pair: np.ndarray, end: int, kind_weight: np.ndarray, params: FunnelParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(user, brand, raw, rank) codes of the top rows per user as of ``end`` (UTC microseconds)
+    from the linked exposures ``rows`` (those in ``[end - seed_window(c(b)), end)``), best given
+    in (user, brand) order and, within a pair, in ascending contribution (any other order is
+    sorted so first); returned in (user, brand) order."""
+    contribution = _contributions(linked, rows, end, kind_weight, params)
+    keys = pair[rows]
     # Terms summed in ascending order, always the same way: equal multisets of terms give equal
-    # floats, so rank ties are true ties.
-    order = lexsort((contribution, user * len(linked.brands) + brand))
-    user, brand, contribution = user[order], brand[order], contribution[order]
-    starts = run_starts(user, brand)
+    # floats, so rank ties are true ties. Equal terms may come in any order.
+    step = keys[1:] - keys[:-1]
+    if np.any((step < 0) | ((step == 0) & (contribution[1:] < contribution[:-1]))):
+        order = lexsort((contribution, keys))
+        rows, keys, contribution = rows[order], keys[order], contribution[order]
+    starts = run_starts(keys)
     raw = _sequential_sums(contribution, starts)
-    user, brand = user[starts], brand[starts]
+    user, brand = linked.user[rows[starts]], linked.brand[rows[starts]]
     score = 1.0 - np.exp(-raw)
     # Rank per user: highest score first, ties to the smaller brand_id (codes follow string order;
     # the rows are in (user, brand) order and the sort is stable).
@@ -120,7 +147,8 @@ def _snapshot(
 
 
 def _sequential_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Sum of each run values[starts[i]:starts[i+1]], added left to right."""
+    """Sum of each run values[starts[i]:starts[i+1]] (``np.add.reduceat``: the same sequence of
+    values always gives the same float)."""
     if not len(values):
         return np.zeros(0, dtype="float64")
     return np.add.reduceat(values, starts)

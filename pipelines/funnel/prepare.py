@@ -207,15 +207,45 @@ def same_day(day: date, n: int) -> pd.Series:
 
 
 def lexsort(keys: Sequence[np.ndarray]) -> np.ndarray:
-    """``np.lexsort(keys)`` (last key most significant, stable), as one stable argsort per key.
+    """``np.lexsort(keys)`` (last key most significant, stable), as stable radix passes.
 
-    Same permutation; single-array stable sorts (radix sort or timsort) beat lexsort's tuple
-    comparisons on the engine's million-row keys.
+    Same permutation. Each numeric key becomes unsigned integers whose order is the key's (floats
+    by their IEEE bits, -0.0 as 0.0, NaN last as np.argsort puts it), sorted 16 bits at a time,
+    least significant first, by numpy's O(n) radix sort for 16-bit integers; a 16-bit digit every
+    row shares is skipped. Other keys take one stable argsort. On the engine's million-row keys
+    this beats both lexsort's tuple comparisons and a comparison sort per key.
     """
-    order = np.argsort(keys[0], kind="stable")
-    for k in keys[1:]:
-        order = order[np.argsort(np.asarray(k)[order], kind="stable")]
-    return order
+    order: np.ndarray | None = None
+    for key in keys:
+        for digit in _radix_digits(np.asarray(key)):
+            step = np.argsort(digit if order is None else digit[order], kind="stable")
+            order = step if order is None else order[step]
+    return order if order is not None else np.arange(len(keys[0]) if len(keys) else 0)
+
+
+def _radix_digits(key: np.ndarray) -> list[np.ndarray]:
+    """16-bit digits (least significant first) of a key's order-preserving unsigned form, those
+    that are not the same on every row; a non-numeric key as itself."""
+    if not len(key):
+        return []
+    if key.dtype.kind == "f":
+        key = np.where(np.isnan(key), np.nan, key + 0.0).astype("float64")  # one NaN; -0.0 is 0.0
+        bits = key.view("uint64")
+        sortable = np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))
+        width = 64
+    elif key.dtype.kind in "iub" or key.dtype.kind == "M":
+        values = key.view("int64") if key.dtype.kind == "M" else key.astype("int64", copy=False)
+        low = values.min()
+        sortable = (values - low).astype("uint64")  # (max - min) < 2**63 for the engine's keys
+        width = max(int(sortable.max()).bit_length(), 1)
+    else:
+        return [key]
+    digits = []
+    for shift in range(0, width, 16):
+        digit = (sortable >> np.uint64(shift)).astype("uint16")
+        if shift == 0 or digit.min() != digit.max():
+            digits.append(digit)
+    return digits
 
 
 def run_starts(*keys: np.ndarray) -> np.ndarray:
