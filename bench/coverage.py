@@ -1,28 +1,41 @@
 """Coverage check of the data-driven attribution models (benchmark, not test).
 
 The simulator plants per-platform incremental effects (``WorldParams.platform_effects``,
-``PLATFORM_EFFECTS``) and knows each platform's planted share of the seeded GMV
-(``planted_platform_shares``; docs/simulator.md, "Platform effects"). For each replication r:
+``PLATFORM_EFFECTS``) and knows each platform's planted share of the seeded GMV: each seeded
+order's amount split over the platforms of its seeding set in proportion to their effects e_p
+(``planted_platform_shares``; docs/simulator.md, "Platform effects").
 
-1. a world with seed r and the effects on, simulated in memory: the same world ``simulate_world``
-   writes for seed r (same random streams), every file in its final version and without the
-   landing zone's defects, handed to the engine as ``FunnelInputs`` (no files, no ingestion, no
-   matching: note brands and search categories are the planted ones, which the matcher finds
-   exactly; tests/test_simulate.py);
+**What is covered.** The intervals resample users, so they estimate a property of the population
+of users a world's content (creators, notes, items) reaches: the planted share with the users'
+own draws averaged out. That is the target, theta(content): ``expected_platform_shares`` (the
+purchase draws integrated out) on a world of ``--theta-users`` users (default 30,000) reading the
+same content. The realised share of one world's own orders is a different quantity: the model
+shares and it are computed from the same orders, so they move together and an interval that
+resamples users covers it almost always; it is reported as a diagnostic.
+
+Content c (``--per-content`` replications each, default 10) is the creators, notes and items of
+the world with seed ``CONTENT_SEED + c``; replication r reads content r // per-content. For each
+replication r:
+
+1. a world with seed r and the effects on, simulated in memory, whose creators, notes and items
+   are replaced by content c's before anyone reads them: every file in its final version and
+   without the landing zone's defects, handed to the engine as ``FunnelInputs`` (no files, no
+   ingestion, no matching: note brands and search categories are the planted ones, which the
+   matcher finds exactly; tests/test_simulate.py);
 2. the pandas funnel engine over all of its days (``engine.compute``; boost signals skipped);
 3. ``datadriven.channel_attribution`` over the last model window (the snapshot as of the world's
    last day, ``model_window_days`` of ``ModelParams``, as ``funnel.models.snapshot`` fits it),
    channel kind ``platform``, ``--replicates`` bootstrap replicates seeded by r;
 4. per model (markov, shapley and the five heuristic ones): does each platform's 95% interval
-   cover its planted share, do all five, does the ranking by share equal the planted ranking; the
-   interval width and the absolute share error.
+   cover theta(c), do all five, does the ranking by share equal theta's ranking; the interval
+   width and the share error; the same against the world's realised planted share.
 
 Every replication also checks that the funnel's seeded orders of the window are exactly the
 planted ones (order ids, and each order's eligible touches' platforms = its seeding set).
 
 Output: ``bench/out/coverage.json`` and the generated section of ``docs/benchmarks.md``.
 Usage: ``python bench/coverage.py [--replications 500] [--users 3000] [--days 28]
-[--replicates 100] [--workers 2]``.
+[--replicates 100] [--per-content 10] [--theta-users 30000] [--workers 2]``.
 """
 
 from __future__ import annotations
@@ -60,6 +73,11 @@ TARGET = (0.92, 0.98)
 #: seeding set; with 2000 every brand has notes on every platform and 12% do. Only those orders
 #: can tell the models apart (the others credit their one platform under every model).
 MIN_NOTES = 2000
+#: Content c is that of the world with seed CONTENT_SEED + c; its theta world has seed THETA_SEED + c.
+CONTENT_SEED = 1_000_000
+THETA_SEED = 2_000_000
+PER_CONTENT = 10
+THETA_USERS = 30_000
 
 
 def world_params(min_notes: int = MIN_NOTES, effects=PLATFORM_EFFECTS) -> WorldParams:
@@ -82,8 +100,22 @@ class Simulated:
     behaviour: object  # pipelines.simulate.world.Behaviour (orders with their final versions)
 
 
-def simulate(seed: int, users: int, days: int, params: WorldParams, seeds_dir: Path | None = None) -> Simulated:
-    """The world ``simulate_world(seed=seed, ...)`` would write, in memory, from the same streams."""
+#: The parts of a world that are its content: who publishes what, and what is for sale.
+CONTENT = ("creators", "notes", "note_brands", "items")
+
+
+def content_world(c: int, users: int, days: int, params: WorldParams):
+    """The world whose creators, notes and items are content c (``CONTENT_SEED + c``)."""
+    from pipelines.settings import Settings
+    from pipelines.simulate.landing import plan_world
+
+    return plan_world(users=users, days=days, start=START, seed=CONTENT_SEED + c, seeds_dir=Settings().seeds, params=params)[0]
+
+
+def simulate(seed: int, users: int, days: int, params: WorldParams, seeds_dir: Path | None = None, content=None) -> Simulated:
+    """The world ``simulate_world(seed=seed, ...)`` would write, in memory, from the same streams;
+    with ``content`` (a world), its creators, notes and items instead of the world's own, before
+    anyone reads them (exposures, searches and purchases are drawn from the world's own streams)."""
     from pipelines.settings import Settings
     from pipelines.simulate.arrival import child_rng, plan_orders
     from pipelines.simulate.landing import plan_world
@@ -91,6 +123,8 @@ def simulate(seed: int, users: int, days: int, params: WorldParams, seeds_dir: P
 
     world, vocab, streams = plan_world(users=users, days=days, start=START, seed=seed,
                                        seeds_dir=seeds_dir or Settings().seeds, params=params)
+    for part in CONTENT if content is not None else ():
+        setattr(world, part, getattr(content, part))
     day_streams = streams[4].spawn(days)
     exposures = [exposures_for_day(np.random.default_rng(day_streams[d]), world, d) for d in range(days)]
     ex = pd.concat(exposures, ignore_index=True)
@@ -243,20 +277,41 @@ def _ranking(shares: np.ndarray) -> list[int]:
     return [int(i) for i in np.lexsort((np.arange(len(shares)), -np.nan_to_num(shares, nan=-1.0)))]
 
 
-def replication(r: int, users: int, days: int, replicates: int, min_notes: int = MIN_NOTES) -> dict:
-    """One replication: world r, the funnel, the attribution, and what every model got."""
+def content_theta(c: int, users: int, days: int, theta_users: int = THETA_USERS, min_notes: int = MIN_NOTES):
+    """(content c's world, theta(c)): ``expected_platform_shares`` over the model window of a world
+    of ``theta_users`` users reading content c (seed ``THETA_SEED + c``)."""
+    from pipelines.settings import ModelParams
+    from pipelines.simulate.world import expected_platform_shares
+
+    params = world_params(min_notes)
+    content = content_world(c, users, days, params)
+    big = simulate(THETA_SEED + c, theta_users, days, params, content=content)
+    first_day = max(0, days - ModelParams().model_window_days)
+    return content, expected_platform_shares(big.world, big.behaviour, first_day=first_day)
+
+
+def _covers(low: np.ndarray, high: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return (low <= target) & (target <= high)
+
+
+def replication(r: int, users: int, days: int, replicates: int, min_notes: int = MIN_NOTES,
+                content=None, theta: np.ndarray | None = None) -> dict:
+    """One replication: world r (reading ``content`` when given), the funnel, the attribution, and
+    what every model got against ``theta`` (the realised planted share when None) and against the
+    world's realised planted share."""
     from pipelines.reference import load_reference
     from pipelines.settings import Settings
     from pipelines.simulate.world import planted_orders, planted_platform_shares
 
     t0 = time.perf_counter()
     reference = load_reference(Settings().seeds)
-    sim = simulate(r, users, days, world_params(min_notes))
+    sim = simulate(r, users, days, world_params(min_notes), content=content)
     t_sim = time.perf_counter() - t0
     out, fit, first_day, eligible = funnel_and_attribution(sim, reference, replicates, seed=r)
     world = sim.world
     planted = planted_orders(world, sim.behaviour, first_day=first_day)
-    truth = planted_platform_shares(world, planted)
+    realised = planted_platform_shares(world, planted)
+    target = realised if theta is None else np.asarray(theta, dtype=float)
 
     # The funnel's seeded orders of the window are the planted ones, seeding sets included.
     got = set(eligible["order_id"].astype(str))
@@ -275,19 +330,22 @@ def replication(r: int, users: int, days: int, replicates: int, min_notes: int =
         rows = ch.loc[model].reindex(list(PLATFORMS))
         share = rows["share"].to_numpy(dtype=float)
         low, high = rows["share_ci_low"].to_numpy(dtype=float), rows["share_ci_high"].to_numpy(dtype=float)
-        covered = (low <= truth) & (truth <= high)
+        covered = _covers(low, high, target)
         models[model] = {
             "share": share.round(6).tolist(),
             "low": low.round(6).tolist(),
             "high": high.round(6).tolist(),
             "covered": covered.tolist(),
             "all_covered": bool(covered.all()),
-            "rank_agrees": _ranking(share) == _ranking(truth),
+            "rank_agrees": _ranking(share) == _ranking(target),
+            "covered_realised": _covers(low, high, realised).tolist(),
+            "rank_agrees_realised": _ranking(share) == _ranking(realised),
         }
     bits = np.bitwise_count(planted["seed_platforms"].to_numpy().astype(np.uint64))
     return {
         "replication": r,
-        "planted": truth.round(6).tolist(),
+        "theta": target.round(6).tolist(),
+        "planted": realised.round(6).tolist(),
         "seeded_orders": len(planted),
         "multi_platform_orders": int((bits > 1).sum()),
         "funnel_seeded_orders": len(got),
@@ -301,47 +359,68 @@ def replication(r: int, users: int, days: int, replicates: int, min_notes: int =
     }
 
 
-def _replication_task(args: tuple) -> dict:
-    return replication(*args)
+def content_group(c: int, replications: list[int], users: int, days: int, replicates: int, theta_users: int,
+                  min_notes: int = MIN_NOTES) -> list[dict]:
+    """Content c's theta, then its replications (each row records its content and theta seconds)."""
+    t0 = time.perf_counter()
+    content, theta = content_theta(c, users, days, theta_users, min_notes)
+    t_theta = time.perf_counter() - t0
+    rows = [replication(r, users, days, replicates, min_notes, content=content, theta=theta) for r in replications]
+    for row in rows:
+        row.update(content=c, theta_seconds=round(t_theta, 2))
+    return rows
+
+
+def _group_task(args: tuple) -> list[dict]:
+    return content_group(*args)
 
 
 # ---------------------------------------------------------------- summary and docs
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Per model: coverage per platform and of all platforms, interval width, rank agreement,
-    mean absolute share error and bias, over the replications."""
+    """Per model, over the replications: coverage of theta per platform and of all platforms,
+    interval width, rank agreement with theta, mean absolute share error and bias against theta;
+    coverage and rank agreement against the realised planted share (a diagnostic)."""
     n = len(rows)
-    planted = np.array([r["planted"] for r in rows])
-    expected = planted.mean(axis=0)  # the planted share's mean over worlds: a diagnostic target
+    theta = np.array([r["theta"] for r in rows], dtype=float)
+    realised = np.array([r["planted"] for r in rows], dtype=float)
     out = {}
     for model in MODELS:
         share = np.array([r["models"][model]["share"] for r in rows], dtype=float)
         low = np.array([r["models"][model]["low"] for r in rows], dtype=float)
         high = np.array([r["models"][model]["high"] for r in rows], dtype=float)
         covered = np.array([r["models"][model]["covered"] for r in rows], dtype=bool)
+        covered_realised = np.array([r["models"][model]["covered_realised"] for r in rows], dtype=bool)
         out[model] = {
             "coverage": dict(zip(PLATFORMS, covered.mean(axis=0).round(4).tolist(), strict=True)),
-            "coverage_of_expected": dict(zip(PLATFORMS, ((low <= expected) & (expected <= high)).mean(axis=0).round(4).tolist(), strict=True)),
-            "all_covered_expected": round(float(((low <= expected) & (expected <= high)).all(axis=1).mean()), 4),
-            "error_sd": dict(zip(PLATFORMS, np.nanstd(share - planted, axis=0).round(4).tolist(), strict=True)),
-            "all_covered": round(float(np.mean([r["models"][model]["all_covered"] for r in rows])), 4),
+            "all_covered": round(float(covered.all(axis=1).mean()), 4),
+            "coverage_realised": dict(zip(PLATFORMS, covered_realised.mean(axis=0).round(4).tolist(), strict=True)),
+            "all_covered_realised": round(float(covered_realised.all(axis=1).mean()), 4),
+            "error_sd": dict(zip(PLATFORMS, np.nanstd(share - theta, axis=0).round(4).tolist(), strict=True)),
             "mean_width": dict(zip(PLATFORMS, np.nanmean(high - low, axis=0).round(4).tolist(), strict=True)),
             "rank_agreement": round(float(np.mean([r["models"][model]["rank_agrees"] for r in rows])), 4),
-            "mean_abs_error": round(float(np.nanmean(np.abs(share - planted))), 4),
-            "bias": dict(zip(PLATFORMS, np.nanmean(share - planted, axis=0).round(4).tolist(), strict=True)),
+            "rank_agreement_realised": round(float(np.mean([r["models"][model]["rank_agrees_realised"] for r in rows])), 4),
+            "mean_abs_error": round(float(np.nanmean(np.abs(share - theta))), 4),
+            "bias": dict(zip(PLATFORMS, np.nanmean(share - theta, axis=0).round(4).tolist(), strict=True)),
             "mean_share": dict(zip(PLATFORMS, np.nanmean(share, axis=0).round(4).tolist(), strict=True)),
         }
     seconds = [r["seconds"] for r in rows]
+    contents = sorted({r.get("content", r["replication"]) for r in rows})
+    first_of = {r.get("content", r["replication"]): np.array(r["theta"]) for r in rows}
+    thetas = np.array([first_of[c] for c in contents])
     return {
         "replications": n,
-        "planted_mean": dict(zip(PLATFORMS, expected.round(4).tolist(), strict=True)),
-        "planted_sd": dict(zip(PLATFORMS, planted.std(axis=0).round(4).tolist(), strict=True)),
-        "planted_ranking_modal": _modal_ranking(planted),
+        "contents": len(contents),
+        "planted_mean": dict(zip(PLATFORMS, thetas.mean(axis=0).round(4).tolist(), strict=True)),
+        "theta_sd": dict(zip(PLATFORMS, thetas.std(axis=0).round(4).tolist(), strict=True)),
+        "realised_sd": dict(zip(PLATFORMS, np.nanstd(realised - theta, axis=0).round(4).tolist(), strict=True)),
+        "planted_ranking_modal": _modal_ranking(theta),
         "seeded_orders_mean": round(float(np.mean([r["seeded_orders"] for r in rows])), 1),
         "multi_platform_share": round(float(np.sum([r["multi_platform_orders"] for r in rows]) / max(1, np.sum([r["seeded_orders"] for r in rows]))), 4),
         "funnel_mismatches": int(sum(r["orders_only_in_funnel"] + r["orders_only_planted"] + r["seeding_set_mismatches"] for r in rows)),
         "seconds_per_replication": round(float(np.mean(seconds)), 2) if seconds else None,
+        "theta_seconds": round(float(np.mean([r["theta_seconds"] for r in rows if "theta_seconds" in r])), 2) if rows else None,
         "models": out,
     }
 
@@ -367,18 +446,20 @@ def render(result: dict) -> str:
         "",
         f"Planted effects e_p: {', '.join(f'{p} {e:g}' for p, e in o['effects'].items())}. "
         f"World: simulator defaults with min_notes {o['min_notes']}, the planted effects on; window: the last "
-        f"{o['model_window_days']} days (the snapshot as of the last day). Mean planted shares: "
+        f"{o['model_window_days']} days (the snapshot as of the last day). {s['contents']} contents "
+        f"(creators, notes, items), {o['per_content']} replications (users) each; theta of a content from a "
+        f"world of {o['theta_users']:,} users reading it. Mean theta: "
         + ", ".join(f"{p} {v:.3f}" for p, v in s["planted_mean"].items())
-        + f"; the planted ranking {s['planted_ranking_modal']['ranking']} in "
+        + f"; theta's ranking {s['planted_ranking_modal']['ranking']} in "
         f"{_pct(s['planted_ranking_modal']['share_of_replications'])} of the replications. "
         f"{s['seeded_orders_mean']:,.0f} seeded orders per window, {_pct(s['multi_platform_share'])} of them "
         f"with more than one platform in their seeding set. Funnel vs planted seeded orders and seeding "
         f"sets: {s['funnel_mismatches']} mismatches.",
         "",
-        f"Coverage: share of replications whose 95% interval holds the planted share (target 92-98%; "
-        f"Monte Carlo standard error about {100 * se:.1f} points at this N). *all*: all five at once. "
-        "Width: mean interval width. Rank: the ranking by share equals the planted ranking. "
-        "Error: mean absolute share error.",
+        f"Coverage: share of replications whose 95% interval holds theta, the planted share of the "
+        f"world's content (target 92-98%; Monte Carlo standard error about {100 * se:.1f} points at this N, "
+        "more with replications sharing a content). *all*: all five at once. Width: mean interval width. "
+        "Rank: the ranking by share equals theta's. Error: mean absolute share error against theta.",
         "",
         "| model | " + " | ".join(PLATFORMS) + " | all | width | rank | error |",
         "|---|" + "---|" * (len(PLATFORMS) + 4),
@@ -390,9 +471,9 @@ def render(result: dict) -> str:
         lines.append(f"| {model} | {cov} | {_pct(m['all_covered'])} | {width:.3f} | {_pct(m['rank_agreement'])} | {m['mean_abs_error']:.4f} |")
     lines += [
         "",
-        "Bias (mean share minus planted share) and the standard deviation of share minus planted share,",
-        "per platform, beside the spread of the planted share itself over worlds and the interval's",
-        "implied standard error (mean width / 3.92):",
+        "Bias (mean share minus theta) and the standard deviation of share minus theta, per platform,",
+        "beside the interval's implied standard error (mean width / 3.92); then how far one world's",
+        "realised planted share is from its content's theta, and how much theta moves between contents:",
         "",
         "| model | " + " | ".join(PLATFORMS) + " | implied SE |",
         "|---|" + "---|" * (len(PLATFORMS) + 1),
@@ -402,23 +483,24 @@ def render(result: dict) -> str:
         se_implied = float(np.mean(list(m["mean_width"].values()))) / 3.92
         lines.append(f"| {model} | " + " | ".join(f"{m['bias'][p]:+.4f} (sd {m['error_sd'][p]:.4f})" for p in PLATFORMS)
                      + f" | {se_implied:.4f} |")
-    lines.append("| planted share, sd over worlds | " + " | ".join(f"{s['planted_sd'][p]:.4f}" for p in PLATFORMS) + " | |")
+    lines.append("| realised share - theta, sd | " + " | ".join(f"{s['realised_sd'][p]:.4f}" for p in PLATFORMS) + " | |")
+    lines.append("| theta, sd over contents | " + " | ".join(f"{s['theta_sd'][p]:.4f}" for p in PLATFORMS) + " | |")
     lines += [
         "",
-        "Diagnostic: coverage of the *expected* planted share (its mean over the replications) instead of",
-        "each world's own:",
+        "Diagnostic: against each world's *realised* planted share (its own orders, from which the",
+        "models' shares are computed too) instead of theta:",
         "",
-        "| model | " + " | ".join(PLATFORMS) + " | all |",
-        "|---|" + "---|" * (len(PLATFORMS) + 1),
+        "| model | " + " | ".join(PLATFORMS) + " | all | rank |",
+        "|---|" + "---|" * (len(PLATFORMS) + 2),
     ]
     for model in MODELS:
         m = s["models"][model]
-        lines.append(f"| {model} | " + " | ".join(_pct(m["coverage_of_expected"][p]) for p in PLATFORMS)
-                     + f" | {_pct(m['all_covered_expected'])} |")
+        lines.append(f"| {model} | " + " | ".join(_pct(m["coverage_realised"][p]) for p in PLATFORMS)
+                     + f" | {_pct(m['all_covered_realised'])} | {_pct(m['rank_agreement_realised'])} |")
     lines += [
         "",
         f"Wall time {result['wall_seconds'] / 60:.1f} min with {o['workers']} workers "
-        f"({s['seconds_per_replication']:.1f} s per replication in one worker; "
+        f"({s['seconds_per_replication']:.1f} s per replication and {s['theta_seconds']:.1f} s per theta in one worker; "
         f"{result['machine']['cpus']} CPUs, Python {result['machine']['python']}).",
         END,
     ]
@@ -436,29 +518,32 @@ def write_docs(result: dict, path: Path) -> None:
 
 
 def run(replications: int, users: int, days: int, replicates: int, workers: int, min_notes: int = MIN_NOTES,
-        first: int = 0, log=print) -> dict:
+        first: int = 0, per_content: int = PER_CONTENT, theta_users: int = THETA_USERS, log=print) -> dict:
     from pipelines.settings import ModelParams
 
     t0 = time.perf_counter()
-    tasks = [(r, users, days, replicates, min_notes) for r in range(first, first + replications)]
+    seeds = list(range(first, first + replications))
+    groups: dict[int, list[int]] = {}
+    for r in seeds:
+        groups.setdefault(r // per_content, []).append(r)
+    tasks = [(c, rs, users, days, replicates, theta_users, min_notes) for c, rs in groups.items()]
     rows: list[dict] = []
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked BLAS or pandas state
     with ctx.Pool(workers) as pool:
-        for row in pool.imap_unordered(_replication_task, tasks):
-            rows.append(row)
+        for group in pool.imap_unordered(_group_task, tasks):
+            rows += group
+            elapsed = time.perf_counter() - t0
             done = len(rows)
-            if done == 1 or done % 10 == 0 or done == replications:
-                elapsed = time.perf_counter() - t0
-                cov = np.mean([all(row["models"][m]["covered"]) for row in rows for m in ("shapley",)])
-                log(f"{done}/{replications} replications, {elapsed:.0f} s elapsed, "
-                    f"~{elapsed / done * (replications - done):.0f} s to go (shapley all-covered so far {cov:.0%})")
+            cov = np.mean([row["models"]["shapley"]["all_covered"] for row in rows])
+            log(f"{done}/{replications} replications, {elapsed:.0f} s elapsed, "
+                f"~{elapsed / done * (replications - done):.0f} s to go (shapley all-covered so far {cov:.0%})")
     rows.sort(key=lambda row: row["replication"])
     wall = time.perf_counter() - t0
     return {
         "options": {
             "replications": replications, "first_seed": first, "users": users, "days": days, "replicates": replicates,
             "workers": workers, "min_notes": min_notes, "effects": dict(PLATFORM_EFFECTS),
-            "model_window_days": ModelParams().model_window_days,
+            "model_window_days": ModelParams().model_window_days, "per_content": per_content, "theta_users": theta_users,
         },
         "machine": {"cpus": os.cpu_count(), "python": platform_module.python_version()},
         "wall_seconds": round(wall, 1),
@@ -476,15 +561,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--min-notes", type=int, default=MIN_NOTES)
     ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--per-content", type=int, default=PER_CONTENT, help="replications (user draws) per content")
+    ap.add_argument("--theta-users", type=int, default=THETA_USERS, help="users of the world that measures a content's theta")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "coverage.json")
     ap.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = ap.parse_args(argv)
     result = run(args.replications, args.users, args.days, args.replicates, args.workers, args.min_notes,
-                 args.first_seed, log=lambda m: print(m, flush=True))
+                 args.first_seed, args.per_content, args.theta_users, log=lambda m: print(m, flush=True))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     write_docs(result, args.docs)
-    print(json.dumps({m: {k: v for k, v in s.items() if k in ("coverage", "all_covered", "rank_agreement")}
+    print(json.dumps({m: {k: v for k, v in s.items() if k in ("coverage", "all_covered", "rank_agreement", "all_covered_realised")}
                       for m, s in result["summary"]["models"].items()}, indent=1))
 
 

@@ -18,6 +18,7 @@ from pipelines import schemas
 from pipelines.simulate import ArrivalParams, WorldParams, simulate_world
 from pipelines.simulate.world import (
     PLATFORM_EFFECTS,
+    expected_platform_shares,
     planted_orders,
     planted_platform_shares,
     seeded_lookup,
@@ -133,3 +134,34 @@ def test_shapley_recovers_the_planted_shares(bench):
     assert truth.sum() == pytest.approx(1.0)
     ch = fit.channels.loc[fit.channels["model"] == "shapley"].set_index("channel")["share"]
     assert ch.reindex(truth.index).to_numpy() == pytest.approx(truth.to_numpy(), abs=0.02)
+
+
+def test_expected_shares_are_the_mean_of_the_planted_shares_over_purchase_draws(bench):
+    """``expected_platform_shares`` integrates the purchase draws out in closed form; drawing them
+    (buy, paid second, item) 4,000 times over the same seeding sets gives the same credits."""
+    params = bench.world_params(min_notes=400)
+    sim = bench.simulate(5, 600, 12, params)
+    world, pairs = sim.world, sim.behaviour.pairs
+    first_day = 4
+    want = expected_platform_shares(world, sim.behaviour, first_day=first_day)
+
+    rng = np.random.default_rng(0)
+    seeded = pairs.loc[pairs["seeded"].to_numpy()]
+    bits = ((seeded["seed_platforms"].to_numpy()[:, None] >> np.arange(len(schemas.PLATFORMS))) & 1).astype(float)
+    effect = world.params.effect_of_platform()
+    prob = world.params.p0 * (1 + bits @ effect)
+    conv = int(world.params.funnel.conversion_window.total_seconds())
+    t = seeded["t"].to_numpy()
+    items = world.items
+    draws = 4000
+    buy = rng.random((draws, len(seeded))) < prob
+    paid = t + rng.integers(0, conv + 1, (draws, len(seeded)))
+    inside = (paid >= world.day_starts[first_day]) & (paid < world.end)
+    # an item of the pair's brand, uniformly: its price (quantity and refunds cancel in shares)
+    price_by_brand = items.groupby("brand")["price_fen"].apply(np.asarray)
+    pick = np.stack([rng.choice(price_by_brand[b], draws) for b in seeded["brand"].to_numpy()], axis=1)
+    amount = (buy & inside) * pick
+    split = bits * effect / (bits @ effect)[:, None]
+    credit = (amount.sum(axis=0)[:, None] * split).sum(axis=0)
+    np.testing.assert_allclose(credit / credit.sum(), want, atol=0.004)
+    assert want.sum() == pytest.approx(1.0)

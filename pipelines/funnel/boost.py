@@ -57,12 +57,16 @@ def boost_signals(
     first_day = scope.first_day(linked.users) if scope is not None else None
     kind_weight = _kind_weights(linked, params)
     pair = linked.user.astype("int64") * len(linked.brands) + linked.brand
-    # One sort for every snapshot: by (user, brand), then by the contribution as of the last
-    # day. A term's contribution as of any day is that one times the same factor, so each
-    # day's rows, taken in this order, are already in (pair, contribution) order; _snapshot
-    # checks that of the floats it computes and sorts a day again if rounding says otherwise.
+    # One sort for every snapshot: by (user, brand), then by log2 of the term as of the last day
+    # (log2 of its kind's weight minus its age in half-lives: no underflow however old). A term
+    # as of any day is that one times the same factor, so each day's rows, taken in this order,
+    # are already in (pair, term) order; _snapshot checks that of the floats it computes and
+    # sorts a day again where rounding says otherwise.
     last = as_of(days[-1]).value // 1_000
-    order = lexsort((_contributions(linked, np.arange(len(pair)), last, kind_weight, params), pair))
+    with np.errstate(divide="ignore"):
+        log_weight = np.log2(kind_weight)
+    log_term = log_weight[linked.kind] - (last - linked.t) / DAY_US / params.boost_half_life_days
+    order = lexsort((log_term, pair))
     snapshots = []
     in_window = np.zeros(len(pair), dtype=bool)
     for day in days:

@@ -1059,6 +1059,38 @@ def planted_platform_shares(world: World, planted: pd.DataFrame) -> np.ndarray:
     return credit / total if total > 0 else np.full(len(credit), np.nan)
 
 
+def expected_platform_shares(world: World, beh: Behaviour, *, first_day: int = 0) -> np.ndarray:
+    """``planted_platform_shares`` with the purchase draws integrated out: for the world's searches
+    and seeding sets (``beh.pairs``), each seeded pair buys with its probability p0 * (1 + sum of
+    its platforms' e_p) (times its confounding multiplier), is paid a uniform whole number of
+    seconds into its conversion window (counted when that falls in days first_day.. of the
+    world), for the mean price of its brand's items; the expected amount is split as
+    ``planted_split`` splits an order's. Refunds, quantities and amount corrections are drawn
+    alike for every brand and platform, so they cancel in the shares. NaN without seeded pairs.
+
+    On a world of many users this is the planted share of the world's content (its creators,
+    notes and items) with the users' own draws averaged out: what an interval that resamples
+    users estimates (bench/coverage.py)."""
+    p = world.params
+    pairs = beh.pairs
+    seeded = np.flatnonzero(pairs["seeded"].to_numpy())
+    bits = platform_bits(pairs["seed_platforms"].to_numpy()[seeded])
+    effect = p.effect_of_platform()
+    buy = p.p0 * (1.0 + bits @ effect)
+    if p.confounding > 0:
+        buy = buy * (1.0 + p.confounding * activity_bands(world, beh.searches, pairs)[seeded])
+    brand = pairs["brand"].to_numpy()[seeded]
+    conv = _of(window_seconds(world, 1), world.brands["cat"].to_numpy()[brand])
+    t = pairs["t"].to_numpy()[seeded]
+    lo, hi = world.day_starts[first_day] - t, world.end - 1 - t  # offsets paid within days first_day..
+    inside = np.clip(np.minimum(conv, hi) - np.maximum(0, lo) + 1, 0, None) / (conv + 1)
+    price = world.items.groupby("brand")["price_fen"].mean().reindex(range(len(world.brands))).to_numpy()
+    expected = pd.DataFrame({"seed_platforms": pairs["seed_platforms"].to_numpy()[seeded], "amount_fen": buy * inside * price[brand]})
+    credit = planted_split(world, expected).sum(axis=0)
+    total = credit.sum()
+    return credit / total if total > 0 else np.full(len(credit), np.nan)
+
+
 def _query_terms(rng: np.random.Generator, world: World, searches: pd.DataFrame, vocab: Vocabulary) -> np.ndarray:
     """A query for each search: its brand's alias (search-backs, mostly) or a term of its category."""
     qt = vocab.query_terms
