@@ -452,7 +452,10 @@ def _shares_block(data: ReportData) -> dict:
             f"{data.day}, channel_kind platform): the five heuristic models (circles) and the data-driven "
             "Markov and Shapley models (diamonds on the shaded strips). Intervals come from a bootstrap over "
             "users: the users are drawn again with replacement, every model is refitted on each draw, and "
-            "the 95% interval holds the middle 95% of the shares the draws give. "
+            "the 95% interval holds the middle 95% of the shares the draws give. Markov splits every order by "
+            "the platforms' removal effects, which grow with their volume; Shapley splits each order by the "
+            "platforms' own lift in conversion, so where the two differ, Shapley is the one that follows "
+            "incremental effect (docs/attribution.md). "
             + tied_sentence(data.channels) + _markov_sentence(platform)
         ),
         "chart": "attribution_shares",
