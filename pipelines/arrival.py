@@ -190,7 +190,7 @@ class State:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True), encoding="utf-8")
         with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+            lake.fsync(fh.fileno())
         os.replace(tmp, path)
 
     def mark_scoped(self, lake_root: Path, table: str, day: date, keys: pa.Array) -> None:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import schemas
+from .settings import ENV_FSYNC
 
 PART = "part-0.parquet"
 SNAPSHOT = "snapshot"
@@ -93,14 +94,20 @@ def _write_file(path: Path, data: pa.Table) -> None:
     with open(tmp, "wb") as fh:
         pq.write_table(data, fh, compression="zstd")
         fh.flush()
-        os.fsync(fh.fileno())
+        fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def fsync(fd: int) -> None:
+    """``os.fsync``, unless ``SEEDFUNNEL_FSYNC=0`` (settings.ENV_FSYNC) turns durability off."""
+    if os.environ.get(ENV_FSYNC, "1") != "0":
+        os.fsync(fd)
 
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        fsync(fd)
     finally:
         os.close(fd)
 

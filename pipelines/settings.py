@@ -42,6 +42,9 @@ ENV_BUCKETS = "SEEDFUNNEL_BUCKETS"
 ENV_WORKER_NAME = "SEEDFUNNEL_WORKER_NAME"
 #: Seconds between task retries in the DAGs, read when a DAG file is parsed (default 300).
 ENV_RETRY_DELAY = "SEEDFUNNEL_RETRY_DELAY_SECONDS"
+#: "0": lake and state writes are not fsynced (test suites and throwaway runs; a crash of the
+#: machine may lose the last writes, renames stay atomic). Unset or anything else: fsynced.
+ENV_FSYNC = "SEEDFUNNEL_FSYNC"
 
 #: Kind weights of the brand boost signal (SPEC 5.8); its keys are the exposure kinds.
 KIND_WEIGHTS: dict[str, float] = {

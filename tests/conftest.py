@@ -15,9 +15,12 @@ PG_URL = os.environ.get("SEEDFUNNEL_TEST_PG_URL", "postgresql+psycopg://postgres
 # setting's default is 100) keep every interval defined and the runs quick. Tests of the intervals
 # themselves set their own counts.
 os.environ.setdefault("SEEDFUNNEL_MODELS__BOOTSTRAP_REPLICATES", "20")
+# Nor does it need the lake's writes on disk before they return (nothing here survives a crash of
+# the machine): fsync off (settings.ENV_FSYNC). test_ingest_lake checks the writes with it on.
+os.environ.setdefault("SEEDFUNNEL_FSYNC", "0")
 #: Passed on to the processes tests start with a clean environment (Airflow tasks, Celery workers),
 #: so they compute with the same settings as the test process.
-MODEL_ENV = {k: v for k, v in os.environ.items() if k.startswith("SEEDFUNNEL_MODELS__")}
+MODEL_ENV = {k: v for k, v in os.environ.items() if k.startswith(("SEEDFUNNEL_MODELS__", "SEEDFUNNEL_FSYNC"))}
 
 
 def load_bench(name: str, module_name: str | None = None):

@@ -29,6 +29,27 @@ def test_reingesting_a_day_replaces_it(tmp_path):
     assert len(lake.read_table(tmp_path / "lake", "ingest_files")) == 1
 
 
+@pytest.mark.parametrize("setting", [None, "1", "0"])
+def test_writes_are_fsynced_unless_turned_off(tmp_path, monkeypatch, setting):
+    """The file and both folders of a partition swap, and the state file, reach the disk before
+    the write returns; ``SEEDFUNNEL_FSYNC=0`` (the suite's own setting) turns that off."""
+    from pipelines import arrival
+    from pipelines.settings import ENV_FSYNC, Settings
+
+    if setting is None:
+        monkeypatch.delenv(ENV_FSYNC, raising=False)
+    else:
+        monkeypatch.setenv(ENV_FSYNC, setting)
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(lake.os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    frame = schemas.conform("searches", pd.DataFrame({"search_id": ["s1"], "user_id": ["u1"], "event_time": [pd.Timestamp("2024-01-06", tz="UTC")], "query": ["q"], "dt": [DAY]}))
+    lake.write_partition(tmp_path / "lake", "searches", DAY, frame)
+    arrival.State().save(Settings(home=tmp_path))
+    assert len(synced) == (0 if setting == "0" else 4)  # file, staged folder, parent folder, state
+    assert lake.read_table(tmp_path / "lake", "searches")["search_id"].tolist() == ["s1"]
+
+
 def test_crash_mid_write_leaves_previous_partition(tmp_path, monkeypatch):
     drop(tmp_path, f"searches/dt={DAY}/s.csv", HEADER + "s1,u1,1704513600,a\n")
     run(tmp_path)
