@@ -294,11 +294,9 @@ def _covers(low: np.ndarray, high: np.ndarray, target: np.ndarray) -> np.ndarray
     return (low <= target) & (target <= high)
 
 
-def replication(r: int, users: int, days: int, replicates: int, min_notes: int = MIN_NOTES,
-                content=None, theta: np.ndarray | None = None) -> dict:
-    """One replication: world r (reading ``content`` when given), the funnel, the attribution, and
-    what every model got against ``theta`` (the realised planted share when None) and against the
-    world's realised planted share."""
+def replication(r: int, users: int, days: int, replicates: int, min_notes: int, content, theta: np.ndarray) -> dict:
+    """One replication: world r reading ``content``, the funnel, the attribution, and what every
+    model got against ``theta`` and against the world's realised planted share."""
     from pipelines.reference import load_reference
     from pipelines.settings import Settings
     from pipelines.simulate.world import planted_orders, planted_platform_shares
@@ -311,7 +309,7 @@ def replication(r: int, users: int, days: int, replicates: int, min_notes: int =
     world = sim.world
     planted = planted_orders(world, sim.behaviour, first_day=first_day)
     realised = planted_platform_shares(world, planted)
-    target = realised if theta is None else np.asarray(theta, dtype=float)
+    target = np.asarray(theta, dtype=float)
 
     # The funnel's seeded orders of the window are the planted ones, seeding sets included.
     got = set(eligible["order_id"].astype(str))
@@ -365,7 +363,7 @@ def content_group(c: int, replications: list[int], users: int, days: int, replic
     t0 = time.perf_counter()
     content, theta = content_theta(c, users, days, theta_users, min_notes)
     t_theta = time.perf_counter() - t0
-    rows = [replication(r, users, days, replicates, min_notes, content=content, theta=theta) for r in replications]
+    rows = [replication(r, users, days, replicates, min_notes, content, theta) for r in replications]
     for row in rows:
         row.update(content=c, theta_seconds=round(t_theta, 2))
     return rows
@@ -406,12 +404,10 @@ def summarise(rows: list[dict]) -> dict:
             "mean_share": dict(zip(PLATFORMS, np.nanmean(share, axis=0).round(4).tolist(), strict=True)),
         }
     seconds = [r["seconds"] for r in rows]
-    contents = sorted({r.get("content", r["replication"]) for r in rows})
-    first_of = {r.get("content", r["replication"]): np.array(r["theta"]) for r in rows}
-    thetas = np.array([first_of[c] for c in contents])
+    thetas = np.array(list({r["content"]: r["theta"] for r in rows}.values()), dtype=float)
     return {
         "replications": n,
-        "contents": len(contents),
+        "contents": len(thetas),
         "planted_mean": dict(zip(PLATFORMS, thetas.mean(axis=0).round(4).tolist(), strict=True)),
         "theta_sd": dict(zip(PLATFORMS, thetas.std(axis=0).round(4).tolist(), strict=True)),
         "realised_sd": dict(zip(PLATFORMS, np.nanstd(realised - theta, axis=0).round(4).tolist(), strict=True)),
@@ -420,7 +416,7 @@ def summarise(rows: list[dict]) -> dict:
         "multi_platform_share": round(float(np.sum([r["multi_platform_orders"] for r in rows]) / max(1, np.sum([r["seeded_orders"] for r in rows]))), 4),
         "funnel_mismatches": int(sum(r["orders_only_in_funnel"] + r["orders_only_planted"] + r["seeding_set_mismatches"] for r in rows)),
         "seconds_per_replication": round(float(np.mean(seconds)), 2) if seconds else None,
-        "theta_seconds": round(float(np.mean([r["theta_seconds"] for r in rows if "theta_seconds" in r])), 2) if rows else None,
+        "theta_seconds": round(float(np.mean([r["theta_seconds"] for r in rows])), 2) if rows else None,
         "models": out,
     }
 

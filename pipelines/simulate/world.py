@@ -1086,9 +1086,7 @@ def expected_platform_shares(world: World, beh: Behaviour, *, first_day: int = 0
     inside = np.clip(np.minimum(conv, hi) - np.maximum(0, lo) + 1, 0, None) / (conv + 1)
     price = world.items.groupby("brand")["price_fen"].mean().reindex(range(len(world.brands))).to_numpy()
     expected = pd.DataFrame({"seed_platforms": pairs["seed_platforms"].to_numpy()[seeded], "amount_fen": buy * inside * price[brand]})
-    credit = planted_split(world, expected).sum(axis=0)
-    total = credit.sum()
-    return credit / total if total > 0 else np.full(len(credit), np.nan)
+    return planted_platform_shares(world, expected)
 
 
 def _query_terms(rng: np.random.Generator, world: World, searches: pd.DataFrame, vocab: Vocabulary) -> np.ndarray:
