@@ -32,9 +32,10 @@ def build_report(settings: Settings, day: date, *, days: int = WINDOW_DAYS) -> P
     path = report_path(settings, day)
     engine = warehouse.make_engine(settings.resolved_warehouse_url())
     try:
-        figures = data.collect(settings, engine, day, days)
+        with data.reading(settings, engine, day, days) as figures:  # drawn while still being read
+            page = render.render(figures, path, settings.reports)
     finally:
         engine.dispose()
-    render.write_atomic(path, render.render(figures, path, settings.reports))
+    render.write_atomic(path, page)
     render.write_atomic(settings.reports / "index.html", render.render_index(settings.reports, FOLDER))
     return path

@@ -14,8 +14,10 @@ the day) and do no rendering.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -75,6 +77,9 @@ class Reference:
 
 @dataclass
 class ReportData:
+    """Every figure of one report. While ``reading`` still reads them, a field may hold the
+    ``Future`` of its figure: reading the field waits for it (and keeps the result)."""
+
     day: date
     start: date
     warehouse_url: str
@@ -96,6 +101,19 @@ class ReportData:
     channels: pd.DataFrame  # attribution_channels(): agg_attribution_channels as of ``day``
     cost: pd.DataFrame  # cost(): agg_cost as of ``day``, model COST_MODEL
     roi: pd.DataFrame  # roi_curve(): agg_roi_curve as of ``day``
+
+    def __getattribute__(self, name: str):
+        value = object.__getattribute__(self, name)
+        if isinstance(value, Future):
+            value = value.result()
+            object.__setattr__(self, name, value)
+        return value
+
+    def resolved(self) -> ReportData:
+        """This, every figure read (``reading`` may still be reading some)."""
+        for f in fields(self):
+            getattr(self, f.name)
+        return self
 
 
 def _days(start: date, end: date) -> list[date]:
@@ -830,52 +848,72 @@ READERS = 3
 
 
 def collect(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW_DAYS) -> ReportData:
-    """Every figure of the report for ``day`` (window ``days`` long).
+    """Every figure of the report for ``day`` (window ``days`` long), read (``reading``)."""
+    with reading(settings, engine, day, days) as figures:
+        return figures.resolved()
+
+
+@contextmanager
+def reading(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW_DAYS) -> Iterator[ReportData]:
+    """The figures of the report for ``day`` (window ``days`` long), as they are being read.
 
     The figures are independent reads (the window's seeded pairs feed both the funnel and the top
     queries, the top notes their evidence), run on ``READERS`` threads; each is the same frame a
-    read on its own would give.
+    read on its own would give. Each field of the ``ReportData`` yielded waits for its own read, so
+    the page can be drawn from the first figures while the database still reads the others. The
+    small snapshot reads come first (the charts drawn first need them), then the longest reads.
     """
     start = window(engine, day, days)
     names = brand_names(Path(settings.seeds))
     with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="report-read") as pool:
-        # Longest first; a task that needs another's result is submitted after it.
-        seeded = pool.submit(seeded_pairs, engine, start, day)
-        credit = pool.submit(credits, engine, start, day)
-        counts = pool.submit(_funnel_counts, engine, start, day)
-        up = pool.submit(uplift, engine, start, day)
-        queries = pool.submit(lambda: top_queries(engine, settings, start, day, seeded.result()))
-        notes = pool.submit(top_notes, engine, settings, start, day)
-        evidence = pool.submit(lambda: note_evidence(settings, notes.result()))
-        boost = pool.submit(boost_histogram, engine, day)
-        rate = pool.submit(search_back_rate, engine, start, day)
-        dq = pool.submit(data_quality, engine, day)
+        # A task that needs another's result is submitted after it.
         channels = pool.submit(attribution_channels, engine, day)
         spend = pool.submit(cost, engine, day)
         roi = pool.submit(roi_curve, engine, day)
-        funnel = _funnel(*counts.result(), _search_back_users(seeded.result()))
-        platform, creator = credit.result()
-        (boost_rows, boost_stats), (dq_rows, ingest, reasons) = boost.result(), dq.result()
-        return ReportData(
+        rate = pool.submit(search_back_rate, engine, start, day)
+        dq = pool.submit(data_quality, engine, day)
+        seeded = pool.submit(seeded_pairs, engine, start, day)
+        boost = pool.submit(boost_histogram, engine, day)
+        credit = pool.submit(credits, engine, start, day)
+        counts = pool.submit(_funnel_counts, engine, start, day)
+        up = pool.submit(uplift, engine, start, day)
+        notes = pool.submit(top_notes, engine, settings, start, day)
+        queries = pool.submit(lambda: top_queries(engine, settings, start, day, seeded.result()))
+        evidence = pool.submit(lambda: note_evidence(settings, notes.result()))
+        funnel = pool.submit(lambda: _funnel(*counts.result(), _search_back_users(seeded.result())))
+
+        def part(future: Future, i: int) -> Future:
+            out: Future = Future()
+            future.add_done_callback(
+                lambda f: out.set_exception(f.exception()) if f.exception() else out.set_result(f.result()[i])
+            )
+            return out
+
+        figures = ReportData(
             day=day,
             start=start,
             warehouse_url=redact_url(settings.resolved_warehouse_url()),
             brand_names=names,
             funnel=funnel,
-            rate=rate.result(),
-            uplift=up.result(),
+            rate=rate,
+            uplift=up,
             reference=reference_line(settings.landing),
-            credit_platform=platform,
-            credit_creator=creator,
-            boost=boost_rows,
-            boost_stats=boost_stats,
-            dq=dq_rows,
-            ingest=ingest,
-            quarantine=reasons,
-            top_notes=notes.result(),
-            top_queries=queries.result(),
-            evidence=evidence.result(),
-            channels=channels.result(),
-            cost=spend.result(),
-            roi=roi.result(),
+            credit_platform=part(credit, 0),
+            credit_creator=part(credit, 1),
+            boost=part(boost, 0),
+            boost_stats=part(boost, 1),
+            dq=part(dq, 0),
+            ingest=part(dq, 1),
+            quarantine=part(dq, 2),
+            top_notes=notes,
+            top_queries=queries,
+            evidence=evidence,
+            channels=channels,
+            cost=spend,
+            roi=roi,
         )
+        try:
+            yield figures
+        finally:
+            for f in (channels, spend, roi, rate, dq, seeded, boost, credit, counts, up, notes, queries, evidence, funnel):
+                f.cancel()

@@ -145,23 +145,26 @@ def _creator_label(row) -> str:
 
 
 def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
-    """Everything the template shows: the headline figures and one entry per report section."""
+    """Everything the template shows: the headline figures and one entry per report section.
+
+    The sections are drawn in the order their figures are read (``data.reading``: the small
+    snapshot reads first), and shown in page order.
+    """
+    models = models_section(data)
+    rate = search_back_rate_section(data)
+    quality = data_quality_section(data, report_path, reports_root)
+    up = uplift_section(data)
+    attribution = attribution_section(data)
+    content = content_section(data)
+    funnel = funnel_section(data)
+    boost = boost_section(data)
     return {
         "day": data.day.isoformat(),
         "start": data.start.isoformat(),
         "window_days": (data.day - data.start).days + 1,
         "warehouse_url": data.warehouse_url,
         "kpis": kpis(data),
-        "sections": [
-            funnel_section(data),
-            search_back_rate_section(data),
-            uplift_section(data),
-            attribution_section(data),
-            models_section(data),
-            content_section(data),
-            boost_section(data),
-            data_quality_section(data, report_path, reports_root),
-        ],
+        "sections": [funnel, rate, up, attribution, models, content, boost, quality],
         "index_href": _href(reports_root / "index.html", report_path),
     }
 
