@@ -16,6 +16,7 @@ frames turn rules that span tables into rows plain GX expectations can judge:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
@@ -31,6 +32,9 @@ from .. import arrival, lake, schemas, windows
 from ..ingest.notes.base import UNKNOWN_TYPE
 from ..settings import Settings
 from . import fast
+
+#: Threads reading a day's tables (and proving their suites, ``validate``) at once.
+READERS = 2
 
 CREDIT_SUMS = "check_credit_sums"
 RECONCILIATION = "check_ingest_reconciliation"
@@ -137,8 +141,8 @@ def table_rows(
     each computed table are read as ``fast.Part`` (only the columns its suite needs; Parquet
     statistics for the rest), their frames on demand only; the others are read as frames."""
     state = arrival.State.load(settings)
-    out: dict[str, TableRows] = {}
-    for t in VALIDATED_TABLES:
+
+    def rows_of(t: schemas.Table) -> TableRows:
         definition = (suites or {}).get(t.name)
         if t in schemas.COMPUTED_TABLES and state.unpublished_days(t.name):
             load = partial(arrival.read_unpublished, settings.lake, state, t.name)  # exactly what publish writes
@@ -157,11 +161,13 @@ def table_rows(
                 load = partial(lake.read_table, settings.lake / arrival.MARTS, t.name, funnel_days(settings, state, t, day))
             else:
                 load = partial(lake.read_table, settings.lake, t.name, None if t.partition is None else [day])
-            out[t.name] = TableRows(t, None, load, load())
-            continue
+            return TableRows(t, None, load, load())
         parts = _file_parts(t, files, definition, params or {}) if definition and files else None
-        out[t.name] = TableRows(t, parts, load, None if parts is not None else load(), columns)
-    return out
+        return TableRows(t, parts, load, None if parts is not None else load(), columns)
+
+    # Tables are read on threads (Parquet reads and Arrow filters release the GIL).
+    with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="validate-read") as pool:
+        return dict(zip((t.name for t in VALIDATED_TABLES), pool.map(rows_of, VALIDATED_TABLES), strict=True))
 
 
 def _file_parts(

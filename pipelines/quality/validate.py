@@ -26,6 +26,7 @@ import os
 import shutil
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
@@ -404,10 +405,10 @@ class _Proven:
 
 def _run_suites(
     rt: _GxRuntime, day: date, run_id: str, suites: dict, frames, params: dict, *, store: bool,
-    rows: dict[str, checks.TableRows] | None = None,
+    proofs: dict[str, dict | None] | None = None,
 ) -> tuple[dict, set[str]]:
     """Every suite on its frame: GX's results by suite, then by expectation id; and the suites
-    proven to pass by ``fast`` (without Data Docs only: a table's Arrow parts in ``rows``)."""
+    proven to pass by ``fast`` (``proofs``: ``_prove``'s results, without Data Docs only)."""
     from great_expectations.core.run_identifier import RunIdentifier
 
     gx_run = RunIdentifier(run_name=run_id)
@@ -420,13 +421,11 @@ def _run_suites(
     proven: set[str] = set()
     for name in sorted(suites):
         definition = suites[name]
-        table = (rows or {}).get(name)
-        if not store and table is not None and table.parts is not None and table.num_rows >= fast.MIN_ROWS:
-            passed = fast.suite_passes(definition, table.parts, table.table.names, table.table.partition, params)
-            if passed is not None:
-                out[name] = {i: _Proven(r) for i, r in passed.items()}
-                proven.add(name)
-                continue
+        passed = None if store else (proofs or {}).get(name)
+        if passed is not None:
+            out[name] = {i: _Proven(r) for i, r in passed.items()}
+            proven.add(name)
+            continue
         batch = rt.batch(name, day)
         by_id = _run(rt, batch, {**definition, "name": name}, frames[name], params, first, gx_run, store)
         failed = [e for e in definition["expectations"] if not by_id[e["meta"]["id"]].success]
@@ -442,6 +441,19 @@ def _run_suites(
             by_id.update(_run(rt, batch, subset, frame, params, fmt, gx_run, store))
         out[name] = by_id
     return out, proven
+
+
+def _prove(pool: ThreadPoolExecutor, suites: dict, rows: dict[str, checks.TableRows], params: dict) -> dict[str, Future]:
+    """``fast.suite_passes`` of every suite whose table was read as Arrow parts, on ``pool``: per
+    suite, the results GX would give when it certainly passes, else None (GX validates it)."""
+    out = {}
+    for name in sorted(suites):
+        table = rows.get(name)
+        if table is not None and table.parts is not None and table.num_rows >= fast.MIN_ROWS:
+            out[name] = pool.submit(
+                fast.suite_passes, suites[name], table.parts, table.table.names, table.table.partition, params
+            )
+    return out
 
 
 class _Frames(Mapping):
@@ -477,7 +489,11 @@ def validate_day(
     params = settings.quality.parameters()
     rows = checks.table_rows(settings, day, suites=None if data_docs else suites, params=params)
     tables = checks.TableFrames(rows)
-    checked = checks.check_frames(settings, day, tables)
+    with ThreadPoolExecutor(max_workers=checks.READERS, thread_name_prefix="validate-prove") as pool:
+        # Suites are proven in Arrow (``fast``) on threads while the check frames are made here.
+        proofs = {} if data_docs else _prove(pool, suites, rows, params)
+        checked = checks.check_frames(settings, day, tables)
+        proofs = {name: p.result() for name, p in proofs.items()}
     unknown = sorted(set(suites) - set(rows) - set(checked))
     if unknown:
         raise ValueError(
@@ -489,7 +505,7 @@ def validate_day(
     with _RUNTIME_LOCK:
         rt = _gx_runtime(settings)
         with nullcontext() if data_docs else _without_batch_fingerprint():
-            by_suite, proven = _run_suites(rt, day, run_id, suites, frames, params, store=data_docs, rows=rows)
+            by_suite, proven = _run_suites(rt, day, run_id, suites, frames, params, store=data_docs, proofs=proofs)
         docs = _build_data_docs(settings, rt.ctx) if data_docs else None
 
     def governed_by(e: dict) -> dict[str, object]:
