@@ -50,6 +50,8 @@ PLATFORMLESS = ("searches", "orders", "spend")
 KEYED = ("searches", "orders", "spend")
 #: Tables whose exact duplicate rows collapse to one within a delivery day.
 COLLAPSED = ("exposures", "id_links", "searches", "orders", "spend")
+#: Threads reading a delivery day's event files at once (beside the one mapping its notes).
+READERS = 2
 
 Progress = Callable[[str], None]
 
@@ -158,30 +160,32 @@ def ingest_day(
     entries = [(source, e, platform) for source in sources for e, platform in _day_files(landing, source, day)]
     written: dict[str, int] = {}
     collapsed: dict[str, int] = {}
-    # Two worker threads beside this one. One reads the event files (mostly in Arrow's readers,
-    # which release the GIL) and settles the exposures, the largest table, while the notes are
-    # parsed and mapped here in Python; one writes the partitions, the first while the next table
-    # is settled. As before, nothing is written before every file was read and mapped, files
-    # keep their order and each table its own rows and records: the lake is the same.
-    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+    # Worker threads beside this one. Two read the event files (mostly in Arrow's readers, which
+    # release the GIL), one file each at a time, the exposures first, and settle the exposures,
+    # the largest table, while the notes are parsed and mapped here in Python; one writes the
+    # partitions, the first while the next table is settled. As before, nothing is written before
+    # every file was read and mapped, files keep their order and each table its own rows and
+    # records: the lake is the same.
+    with ThreadPoolExecutor(max_workers=READERS) as reader, ThreadPoolExecutor(max_workers=1) as writer:
         settled: dict[str, pd.DataFrame | pa.Table] = {}
         failed: dict[str, Exception] = {}
+        events = {
+            (source, entry.rel): reader.submit(_parse_path, entry, source, platform, day, run_id, items)
+            for source, entry, platform in sorted(
+                (x for x in entries if x[0] != "notes"), key=lambda x: x[0] != "exposures"
+            )
+        }
 
-        def read_events() -> dict[tuple[str, str], list[_Parsed]]:
-            out = {}
-            for source, entry, platform in entries:
-                if source != "notes":
-                    out[source, entry.rel] = _parse_path(entry, source, platform, day, run_id, items)
-            mine = [p for source, e, _ in entries if source == "exposures" for p in out[source, e.rel]]
+        def settle_exposures() -> None:
+            mine = [p for (source, _), f in events.items() if source == "exposures" for p in f.result()]
             try:
                 settled["exposures"] = _settle("exposures", day, mine, run_id, collapsed)
             except Exception as e:  # noqa: BLE001 - raised where the table's turn comes (below)
                 failed["exposures"] = e
-            return out
 
+        exposures = reader.submit(settle_exposures)
         for source, entry, _platform in entries:
             say(f"{source}: {entry.rel}")
-        events = reader.submit(read_events)
         notes = {
             entry.rel: _parse_path(entry, source, platform, day, run_id, items)
             for source, entry, platform in entries
@@ -190,9 +194,9 @@ def ingest_day(
         note_files = [p for found in notes.values() for p in found]
         _map_notes(note_files, run_id)
         settled["notes"] = _settle("notes", day, note_files, run_id, collapsed)
-        read = events.result()
+        exposures.result()
         for source, entry, _platform in entries:
-            parsed += notes[entry.rel] if source == "notes" else read[source, entry.rel]
+            parsed += notes[entry.rel] if source == "notes" else events[source, entry.rel].result()
         writes = []
         for source in sources:
             if source in failed:
