@@ -421,7 +421,7 @@ def _run_suites(
     proven: set[str] = set()
     for name in sorted(suites):
         definition = suites[name]
-        passed = None if store else (proofs or {}).get(name)
+        passed = (proofs or {}).get(name)
         if passed is not None:
             out[name] = {i: _Proven(r) for i, r in passed.items()}
             proven.add(name)

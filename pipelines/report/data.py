@@ -881,14 +881,6 @@ def reading(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW
         queries = pool.submit(lambda: top_queries(engine, settings, start, day, seeded.result()))
         evidence = pool.submit(lambda: note_evidence(settings, notes.result()))
         funnel = pool.submit(lambda: _funnel(*counts.result(), _search_back_users(seeded.result())))
-
-        def part(future: Future, i: int) -> Future:
-            out: Future = Future()
-            future.add_done_callback(
-                lambda f: out.set_exception(f.exception()) if f.exception() else out.set_result(f.result()[i])
-            )
-            return out
-
         figures = ReportData(
             day=day,
             start=start,
@@ -898,13 +890,13 @@ def reading(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW
             rate=rate,
             uplift=up,
             reference=reference_line(settings.landing),
-            credit_platform=part(credit, 0),
-            credit_creator=part(credit, 1),
-            boost=part(boost, 0),
-            boost_stats=part(boost, 1),
-            dq=part(dq, 0),
-            ingest=part(dq, 1),
-            quarantine=part(dq, 2),
+            credit_platform=_item(credit, 0),
+            credit_creator=_item(credit, 1),
+            boost=_item(boost, 0),
+            boost_stats=_item(boost, 1),
+            dq=_item(dq, 0),
+            ingest=_item(dq, 1),
+            quarantine=_item(dq, 2),
             top_notes=notes,
             top_queries=queries,
             evidence=evidence,
@@ -915,5 +907,20 @@ def reading(settings: Settings, engine: sa.Engine, day: date, days: int = WINDOW
         try:
             yield figures
         finally:
-            for f in (channels, spend, roi, rate, dq, seeded, boost, credit, counts, up, notes, queries, evidence, funnel):
-                f.cancel()
+            pool.shutdown(cancel_futures=True)  # a page that failed leaves no read queued
+
+
+def _item(future: Future, i: int) -> Future:
+    """The future of item ``i`` of ``future``'s result (a tuple), settled when ``future`` is."""
+    out: Future = Future()
+
+    def settle(done: Future) -> None:
+        if done.cancelled():
+            out.cancel()
+        elif done.exception() is not None:
+            out.set_exception(done.exception())
+        else:
+            out.set_result(done.result()[i])
+
+    future.add_done_callback(settle)
+    return out
