@@ -46,6 +46,43 @@ TARGETS = {
 }
 
 
+class _PeakMemory:
+    """The process's peak resident memory while a stage runs (sampled every 10 ms from /proc)."""
+
+    PERIOD = 0.01
+
+    def __init__(self) -> None:
+        import os
+        import threading
+
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peak-memory", daemon=True)
+        self._thread.start()
+
+    def rss(self) -> int:
+        try:
+            with open("/proc/self/statm", "rb") as fh:
+                return int(fh.read().split()[1]) * self._page
+        except OSError:  # not Linux: no figure
+            return 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.PERIOD):
+            self._peak = max(self._peak, self.rss())
+
+    def reset(self) -> None:
+        self._peak = self.rss()
+
+    def peak_gb(self) -> float:
+        return max(self._peak, self.rss()) / 2**30
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class _IngestClock:
     """Wraps ingestion to add up its seconds and the rows it read, while the stages run as usual."""
 
@@ -77,11 +114,15 @@ def staged_run(settings, day: date) -> dict:
     from pipelines import runner
 
     times: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    memory = _PeakMemory()
 
     def timed(name, fn, *args, **kwargs):
+        memory.reset()
         t = time.perf_counter()
         out = fn(*args, **kwargs)
         times[name] = time.perf_counter() - t
+        peaks[name] = memory.peak_gb()
         return out
 
     with _IngestClock() as clock:
@@ -92,12 +133,14 @@ def staged_run(settings, day: date) -> dict:
     timed("validate", runner.stage_validate, settings, plan, data_docs=False)
     timed("publish", runner.stage_publish, settings, plan)
     timed("report", runner.stage_report, settings, day)
+    memory.close()
     times["ingest"] = clock.seconds
     times["plan"] -= clock.seconds  # plan without the ingestion inside it
     return {
         "day": day.isoformat(),
         "restated_from": plan["start"],
         "stages": times,
+        "peak_gb": peaks,
         "seconds": sum(times.values()),
         "ingest_rows": clock.rows,
         "ingest_rows_per_s": clock.rows / clock.seconds if clock.seconds else None,
@@ -165,6 +208,19 @@ def render(results: list[dict]) -> str:
         for label, run in ((f"all {r['days']} days in one run", r["multi_day"]), ("the last day, after the others", r["incremental_day"])):
             cells = " | ".join(f"{run['stages'][s]:.1f}" for s in STAGES)
             lines.append(f"| {r['users']:,} | {label} | {cells} | {run['seconds']:.1f} | {ref:.1f} | {run['seconds'] / ref:.2f}x |")
+    lines += [
+        "",
+        "Peak resident memory of the process during each stage, GB (sampled every 10 ms; a stage's",
+        "figure includes what the process still held from the stages before it).",
+        "",
+        "| users | run | " + " | ".join(s for s in STAGES if s != "ingest") + " |",
+        "|---|---|" + "---|" * (len(STAGES) - 1),
+    ]
+    for r in results:
+        for label, run in ((f"all {r['days']} days in one run", r["multi_day"]), ("the last day, after the others", r["incremental_day"])):
+            peaks = run.get("peak_gb", {})
+            cells = " | ".join(f"{peaks[s]:.2f}" if s in peaks else "-" for s in STAGES if s != "ingest")
+            lines.append(f"| {r['users']:,} | {label} | {cells} |")
     lines += ["", "| target (issue 18) | users | measured | target | met |", "|---|---|---|---|---|"]
     for r in results:
         day = r["incremental_day"]

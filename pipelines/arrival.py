@@ -246,16 +246,20 @@ def scopes(lake_root: Path, state: State, table: str) -> dict[date, pa.Array | N
     return out
 
 
-def read_unpublished(lake_root: Path, state: State, table: str) -> pd.DataFrame:
-    """The rows a publish of ``table`` writes: its unpublished marts days, scoped days restricted to
-    their keys."""
-    t = schemas.table(table)
-    parts = []
+def unpublished_parts(lake_root: Path, state: State, table: str) -> Iterator[pa.Table]:
+    """The rows a publish of ``table`` writes, one unpublished marts day at a time (scoped days
+    restricted to their keys), typed as the table's Arrow schema: a publish holds one day."""
     for d, keys in scopes(lake_root, state, table).items():
         data = lake.read_arrow(Path(lake_root) / MARTS, table, [d])
         if keys is not None:
             data = data.filter(pc.is_in(data.column(SCOPED[table]).cast(pa.large_string()), value_set=keys))
-        parts.append(data)
+        yield data
+
+
+def read_unpublished(lake_root: Path, state: State, table: str) -> pd.DataFrame:
+    """The rows a publish of ``table`` writes (``unpublished_parts``) as one frame."""
+    t = schemas.table(table)
+    parts = list(unpublished_parts(lake_root, state, table))
     if not parts:
         return schemas.empty_frame(t)
     return schemas.conform(t, pa.concat_tables(parts).to_pandas())

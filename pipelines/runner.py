@@ -21,7 +21,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,11 +32,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import arrival, lake, schemas, windows
+from .funnel.buckets import AGGREGATES, merge_table
 from .funnel.inputs import FunnelInputs
 from .redact import redact_url
 from .settings import Settings
 from .timeutil import day_numbers, day_start_utc
 from .timeutil import days as day_range
+
+if TYPE_CHECKING:
+    from . import warehouse
 
 ENGINES = {"pandas": "pipelines.funnel.engine", "duckdb": "pipelines.oracle.duckdb_engine"}
 MARTS = arrival.MARTS
@@ -494,8 +500,17 @@ def stage_funnel_bucket(
         extra = {"boost_scope": _engine_scope(settings, plan)} if engine == "pandas" else {}
         outputs = engine_module(engine).compute(inputs, settings.funnel, start, latest, plan.run_id, **extra)
         for name, frame in outputs.items():
-            pq.write_table(schemas.to_arrow(name, frame), out / f"{name}.parquet")
+            _write_bucket_table(out, schemas.table(name), schemas.to_arrow(name, frame))
     return str(out)
+
+
+def _write_bucket_table(out: Path, t: schemas.Table, data: pa.Table) -> None:
+    """One funnel table of a bucket, its rows grouped by day (the engine's order kept within a
+    day), each row group of one day: the reduce reads a large table one day at a time."""
+    days = data.column(t.partition).cast(pa.int32()).to_numpy(zero_copy_only=False)
+    with pq.ParquetWriter(out / f"{t.name}.parquet", data.schema) as writer:
+        for d in np.unique(days):
+            writer.write_table(data.filter(days == d))
 
 
 def _engine_scope(settings: Settings, plan: Plan):
@@ -510,8 +525,61 @@ def _engine_scope(settings: Settings, plan: Plan):
 # ---------------------------------------------------------------- stage 4: reduce
 
 
-def _read_bucket(folder: str) -> dict[str, pd.DataFrame]:
-    return {t.name: pq.read_table(Path(folder) / f"{t.name}.parquet").to_pandas() for t in schemas.FUNNEL_TABLES}
+#: A per-user table of more rows than this (over all buckets) is reduced one day at a time; a
+#: smaller one is read whole and sliced by day (the same rows, fewer reads).
+WHOLE_ROWS = 2_000_000
+
+
+class _BucketFile:
+    """One table of one bucket's output: its row groups by day (``_write_bucket_table``)."""
+
+    def __init__(self, folder: str, t: schemas.Table) -> None:
+        path = Path(folder) / f"{t.name}.parquet"
+        self.file = pq.ParquetFile(path)
+        meta, column = self.file.metadata, self.file.schema_arrow.get_field_index(t.partition)
+        self.num_rows = meta.num_rows
+        self.groups: dict[date, list[int]] = {}
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(column).statistics
+            if stats is None or not stats.has_min_max or stats.min != stats.max:
+                raise ValueError(f"{path}: row group {i} holds more than one day; run the funnel step again")
+            self.groups.setdefault(stats.min, []).append(i)
+
+    def day(self, d: date) -> pd.DataFrame:
+        return self.file.read_row_groups(self.groups.get(d, [])).to_pandas()
+
+    def whole(self) -> pd.DataFrame:
+        return self.file.read().to_pandas()
+
+
+class _Merged:
+    """The bucket outputs as the one-bucket result (``funnel.buckets.merge_table``), read as the
+    reduce asks: a large per-user table (buckets hold disjoint users, merged by concatenation)
+    one day at a time, so the reduce holds one day of the boost snapshots; an aggregate (its merge
+    needs every bucket's rows of a key) or a small table whole, sliced by day."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = parts
+
+    def rows(self, t: schemas.Table) -> Callable[[date], tuple[pd.DataFrame, np.ndarray]]:
+        """A day's rows of ``t`` and their row hashes (``_row_hashes``), day by day."""
+        files = [_BucketFile(p, t) for p in self.parts]
+        if t in AGGREGATES or sum(f.num_rows for f in files) <= WHOLE_ROWS:
+            return _sliced(t, self._merge(t, [f.whole() for f in files]))
+
+        def day(d: date) -> tuple[pd.DataFrame, np.ndarray]:
+            frame = self._merge(t, [f.day(d) for f in files])
+            return frame, _row_hashes(frame, t)
+
+        return day
+
+    def _merge(self, t: schemas.Table, frames: list[pd.DataFrame]) -> pd.DataFrame:
+        if len(frames) == 1:
+            return frames[0]
+        strata = None
+        if t is schemas.AGG_CONVERSION_UPLIFT:
+            strata = self._merge(schemas.AGG_UPLIFT_STRATA, [_BucketFile(p, schemas.AGG_UPLIFT_STRATA).whole() for p in self.parts])
+        return merge_table(t, frames, strata)
 
 
 def _row_hashes(frame: pd.DataFrame, table: schemas.Table) -> np.ndarray:
@@ -549,6 +617,17 @@ def _day_slices(frame: pd.DataFrame, table: schemas.Table) -> tuple[pd.DataFrame
     days, first = np.unique(num, return_index=True)
     last = np.append(first[1:], len(num))
     return frame, _row_hashes(frame, table), {int(d): slice(a, b) for d, a, b in zip(days, first, last, strict=True)}
+
+
+def _sliced(t: schemas.Table, table_frame: pd.DataFrame) -> Callable[[date], tuple[pd.DataFrame, np.ndarray]]:
+    """A whole table's rows and row hashes of a day (``_Merged.rows``)."""
+    frame, hashes, slices = _day_slices(table_frame, t)
+
+    def day(d: date) -> tuple[pd.DataFrame, np.ndarray]:
+        part = slices.get((d - _EPOCH).days, slice(0, 0))
+        return frame.iloc[part], hashes[part]
+
+    return day
 
 
 def rows_changed(old: np.ndarray, new: np.ndarray) -> int:
@@ -712,13 +791,7 @@ def stage_reduce(settings: Settings, plan: dict | Plan, parts: list[str], say: S
 
 
 def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, parts: list[str], say: Say = _quiet) -> dict[str, int]:
-    loaded = [_read_bucket(p) for p in parts]
-    if len(loaded) == 1:
-        merged = loaded[0]
-    else:
-        from .funnel.buckets import merge_outputs
-
-        merged = merge_outputs(loaded)
+    merged = _Merged(parts)
     start, latest = plan.dates()
     before = state.computed or {}
     latest_before = date.fromisoformat(before["latest"]) if before.get("latest") else None
@@ -728,18 +801,16 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
     span = day_range(start, latest)
     scoped = _scoped_days(settings, plan)
 
-    def restate(t: schemas.Table, table_frame: pd.DataFrame, days: list[date]) -> int:
-        frame, hashes, slices = _day_slices(table_frame, t)
+    def restate(t: schemas.Table, rows: Callable[[date], tuple[pd.DataFrame, np.ndarray]], days: list[date]) -> int:
         have = set(lake.partitions(marts, t.name))
         written = 0
         for d in days:
-            part = slices.get((d - _EPOCH).days, slice(0, 0))
             if t.name in arrival.SCOPED and d in scoped:
                 if not len(scoped[d]):
                     continue
-                change = _restate_scoped(settings, t, d, frame.iloc[part], hashes[part], scoped[d], d in have)
+                change = _restate_scoped(settings, t, d, *rows(d), scoped[d], d in have)
             else:
-                change = _restate_day(settings, t, d, frame.iloc[part], hashes[part], d in have)
+                change = _restate_day(settings, t, d, *rows(d), d in have)
             if change is None:
                 continue
             rows_before, rows_after, changed, old_final, keys = change
@@ -774,14 +845,14 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
     fitting = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="models") as pool:
         for t in schemas.FUNNEL_TABLES:
-            counts[t.name] = restate(t, merged[t.name], span)
+            counts[t.name] = restate(t, merged.rows(t), span)
             if fitting is None and FACT_NAMES <= counts.keys():
                 say(f"model snapshot (SPEC 5.11) as of {latest}")
                 fitting = pool.submit(fit)
         models = fitting.result()
     for t in schemas.MODEL_TABLES:
         earlier = [d for d in lake.partitions(marts, t.name) if d != latest and _holds_rows(marts, t, d)]
-        counts[t.name] = restate(t, models[t.name], [*earlier, latest])
+        counts[t.name] = restate(t, _sliced(t, models[t.name]), [*earlier, latest])
     if records:
         folder = settings.lake / RESTATED
         folder.mkdir(parents=True, exist_ok=True)
@@ -814,17 +885,18 @@ def stage_validate(settings: Settings, plan: dict | Plan, *, data_docs: bool = T
 
 def publish_frames(
     settings: Settings, state: arrival.State, day: date
-) -> tuple[dict[str, pd.DataFrame], dict[str, list[date]], dict[str, dict[date, pa.Array]]]:
+) -> tuple[dict[str, warehouse.Rows], dict[str, list[date]], dict[str, dict[date, pa.Array]]]:
     """Everything not yet published: changed marts days (scoped days: their keys' rows, and the
-    keys), ingestion logs, restatements, the day's dq_results."""
-    frames: dict[str, pd.DataFrame] = {}
+    keys), read one day at a time as the publish loads them; ingestion logs, restatements, the
+    day's dq_results."""
+    frames: dict[str, warehouse.Rows] = {}
     days: dict[str, list[date]] = {}
     scoped: dict[str, dict[date, pa.Array]] = {}
     for t in schemas.COMPUTED_TABLES:
         scope = arrival.scopes(settings.lake, state, t.name)
         days[t.name] = [d for d, keys in scope.items() if keys is None]
         scoped[t.name] = {d: keys for d, keys in scope.items() if keys is not None}
-        frames[t.name] = arrival.read_unpublished(settings.lake, state, t.name)
+        frames[t.name] = partial(arrival.unpublished_parts, settings.lake, state, t.name)
     for t in (schemas.QUARANTINE, schemas.INGEST_FILES):
         logged = state.unpublished_days(t.name)
         frames[t.name] = lake.read_table(settings.lake, t.name, logged) if logged else schemas.empty_frame(t)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -131,15 +131,30 @@ def _what_to_check(url: str) -> str:
     return "Check the URL (SEEDFUNNEL_WAREHOUSE_URL or --warehouse-url) and that the server is up."
 
 
+#: What ``publish`` takes for a table: a frame, an Arrow table, or a callable that gives its rows
+#: in parts (Arrow tables of the table's schema), loaded one after another so that one part at a
+#: time is in memory (``arrival.unpublished_parts``: one day).
+Rows = pd.DataFrame | pa.Table | Callable[[], Iterable[pa.Table]]
+
+
+def _parts(t: schemas.Table, rows: Rows) -> Iterator[pa.Table]:
+    if callable(rows):
+        yield from rows()
+    else:
+        yield rows if isinstance(rows, pa.Table) else schemas.to_arrow(t, rows)
+
+
 def publish(
     engine: sa.Engine,
-    frames: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, Rows],
     days: Mapping[str, Iterable[date]],
     *,
     scoped: Mapping[str, Mapping[date, pa.Array]] | None = None,
     fail_after: str | None = None,
 ) -> dict[str, int]:
     """Replace ``days`` of each table with ``frames`` in ONE transaction; returns rows written.
+
+    A table's rows may come in parts (``Rows``); a log table's must be one frame.
 
     ``scoped``: per table, days of which only some keys' rows are replaced (the column
     ``schemas.RESTATED_BY_USER`` names: a boost day restated for some users); ``frames`` then holds those
@@ -161,20 +176,27 @@ def publish(
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_lock_id(name),))
             if t in schemas.LOG_TABLES:
                 # A log only grows: a run replaces nothing but its own earlier rows.
-                runs = sorted(set(df["run_id"].astype(str))) if len(df) else []
+                if callable(df):
+                    raise TypeError(f"{name}: a log table is published from one frame, not in parts")
+                runs = sorted(set(map(str, _parts_column(t, df, "run_id")))) if len(df) else []
                 if runs:
                     conn.execute(sa.delete(sat).where(sat.c["run_id"].in_(runs)))
             elif day_list:
                 conn.execute(sa.delete(sat).where(sat.c[part].in_(day_list)))
             for day, keys in sorted((scoped or {}).get(name, {}).items()):
                 _delete_keys(conn, sat, part, day, schemas.RESTATED_BY_USER[name], keys)
-            arrow = schemas.to_arrow(t, df)
-            if arrow.num_rows:
-                _load(conn, t, arrow)
-            written[name] = arrow.num_rows
+            written[name] = 0
+            for arrow in _parts(t, df):
+                if arrow.num_rows:
+                    _load(conn, t, arrow)
+                written[name] += arrow.num_rows
             if fail_after == name:
                 raise RuntimeError(f"injected failure after loading {name}")
     return written
+
+
+def _parts_column(t: schemas.Table, rows: pd.DataFrame | pa.Table, column: str) -> list:
+    return rows.column(column).to_pylist() if isinstance(rows, pa.Table) else rows[column].tolist()
 
 
 _SCOPE = sa.Table("seedfunnel_scope", sa.MetaData(), sa.Column("key", sa.Text), prefixes=["TEMPORARY"])

@@ -142,6 +142,11 @@ def _sum_counts(
     return out
 
 
+#: The tables whose buckets' rows of one key are summed (the others are per user: buckets hold
+#: disjoint rows, concatenated).
+AGGREGATES = (schemas.AGG_BRAND_FUNNEL_DAILY, schemas.AGG_UPLIFT_STRATA, schemas.AGG_CONVERSION_UPLIFT)
+
+
 def merge_table(
     table: schemas.Table, frames: list[pd.DataFrame], strata: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -160,6 +165,7 @@ def merge_table(
         merged = with_adjusted(with_uplift(_sum_counts(frames, table, COUNTS)), strata)
     else:
         # Per-user tables (boost ranks are per user too): buckets hold disjoint rows.
+        assert table not in AGGREGATES
         merged = pd.concat(frames, ignore_index=True)
     merged = schemas.conform(table, merged)
     return merged.sort_values(list(table.key), kind="stable").reset_index(drop=True)
