@@ -37,7 +37,9 @@ def publish(table: schemas.Table, df: pd.DataFrame, run_id: str) -> pd.DataFrame
     in that order instead of sorting its strings.
     """
     if "_order" in df.columns:
-        df = df.iloc[np.argsort(df["_order"].to_numpy(), kind="stable")]
+        order = df["_order"].to_numpy()
+        if len(order) > 1 and not (order[1:] > order[:-1]).all():  # already in order: no copy
+            df = df.iloc[np.argsort(order, kind="stable")]
         out = schemas.conform(table, df.assign(run_id=run_id))
         return out.reset_index(drop=True)
     out = schemas.conform(table, df.assign(run_id=run_id))
@@ -147,6 +149,7 @@ def compute(
         schemas.AGG_UPLIFT_STRATA.name: uplift_strata,
         schemas.BRAND_BOOST_SIGNALS.name: boost,
     }
+    del boost  # each frame is released once published (frames.pop): the boost's copies do not pile up
     return {
-        table.name: publish(table, frames[table.name], run_id) for table in schemas.FUNNEL_TABLES
+        table.name: publish(table, frames.pop(table.name), run_id) for table in schemas.FUNNEL_TABLES
     }
