@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -52,9 +54,6 @@ class _PeakMemory:
     PERIOD = 0.01
 
     def __init__(self) -> None:
-        import os
-        import threading
-
         self._page = os.sysconf("SC_PAGE_SIZE")
         self._peak = 0
         self._stop = threading.Event()
@@ -191,6 +190,14 @@ def measure(users: int, days: int, work: Path, seed: int, log=print) -> dict:
     }
 
 
+def _runs(result: dict) -> tuple[tuple[str, dict], ...]:
+    """The two runs of a world's result, labelled as the tables show them."""
+    return (
+        (f"all {result['days']} days in one run", result["multi_day"]),
+        ("the last day, after the others", result["incremental_day"]),
+    )
+
+
 def render(results: list[dict]) -> str:
     lines = [
         BEGIN,
@@ -205,7 +212,7 @@ def render(results: list[dict]) -> str:
     ]
     for r in results:
         ref = r["one_shot"]["seconds"]
-        for label, run in ((f"all {r['days']} days in one run", r["multi_day"]), ("the last day, after the others", r["incremental_day"])):
+        for label, run in _runs(r):
             cells = " | ".join(f"{run['stages'][s]:.1f}" for s in STAGES)
             lines.append(f"| {r['users']:,} | {label} | {cells} | {run['seconds']:.1f} | {ref:.1f} | {run['seconds'] / ref:.2f}x |")
     lines += [
@@ -217,7 +224,7 @@ def render(results: list[dict]) -> str:
         "|---|---|" + "---|" * (len(STAGES) - 1),
     ]
     for r in results:
-        for label, run in ((f"all {r['days']} days in one run", r["multi_day"]), ("the last day, after the others", r["incremental_day"])):
+        for label, run in _runs(r):
             peaks = run.get("peak_gb", {})
             cells = " | ".join(f"{peaks[s]:.2f}" if s in peaks else "-" for s in STAGES if s != "ingest")
             lines.append(f"| {r['users']:,} | {label} | {cells} |")

@@ -560,26 +560,32 @@ class _Merged:
 
     def __init__(self, parts: list[str]) -> None:
         self.parts = parts
+        self._strata: pd.DataFrame | None = None  # merged once: agg_conversion_uplift's merge reads it too
 
     def rows(self, t: schemas.Table) -> Callable[[date], tuple[pd.DataFrame, np.ndarray]]:
         """A day's rows of ``t`` and their row hashes (``_row_hashes``), day by day."""
         files = [_BucketFile(p, t) for p in self.parts]
         if t in AGGREGATES or sum(f.num_rows for f in files) <= WHOLE_ROWS:
-            return _sliced(t, self._merge(t, [f.whole() for f in files]))
+            return _sliced(t, self._whole(t, files))
 
         def day(d: date) -> tuple[pd.DataFrame, np.ndarray]:
-            frame = self._merge(t, [f.day(d) for f in files])
+            frames = [f.day(d) for f in files]
+            frame = frames[0] if len(frames) == 1 else merge_table(t, frames)
             return frame, _row_hashes(frame, t)
 
         return day
 
-    def _merge(self, t: schemas.Table, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    def _whole(self, t: schemas.Table, files: list[_BucketFile] | None = None) -> pd.DataFrame:
+        if t is schemas.AGG_UPLIFT_STRATA and self._strata is not None:
+            return self._strata
+        frames = [f.whole() for f in files or (_BucketFile(p, t) for p in self.parts)]
         if len(frames) == 1:
             return frames[0]
-        strata = None
-        if t is schemas.AGG_CONVERSION_UPLIFT:
-            strata = self._merge(schemas.AGG_UPLIFT_STRATA, [_BucketFile(p, schemas.AGG_UPLIFT_STRATA).whole() for p in self.parts])
-        return merge_table(t, frames, strata)
+        strata = self._whole(schemas.AGG_UPLIFT_STRATA) if t is schemas.AGG_CONVERSION_UPLIFT else None
+        merged = merge_table(t, frames, strata)
+        if t is schemas.AGG_UPLIFT_STRATA:
+            self._strata = merged
+        return merged
 
 
 def _row_hashes(frame: pd.DataFrame, table: schemas.Table) -> np.ndarray:

@@ -178,7 +178,7 @@ def publish(
                 # A log only grows: a run replaces nothing but its own earlier rows.
                 if callable(df):
                     raise TypeError(f"{name}: a log table is published from one frame, not in parts")
-                runs = sorted(set(map(str, _parts_column(t, df, "run_id")))) if len(df) else []
+                runs = sorted(set(df["run_id"].astype(str))) if len(df) else []
                 if runs:
                     conn.execute(sa.delete(sat).where(sat.c["run_id"].in_(runs)))
             elif day_list:
@@ -193,10 +193,6 @@ def publish(
             if fail_after == name:
                 raise RuntimeError(f"injected failure after loading {name}")
     return written
-
-
-def _parts_column(t: schemas.Table, rows: pd.DataFrame | pa.Table, column: str) -> list:
-    return rows.column(column).to_pylist() if isinstance(rows, pa.Table) else rows[column].tolist()
 
 
 _SCOPE = sa.Table("seedfunnel_scope", sa.MetaData(), sa.Column("key", sa.Text), prefixes=["TEMPORARY"])

@@ -165,7 +165,6 @@ def merge_table(
         merged = with_adjusted(with_uplift(_sum_counts(frames, table, COUNTS)), strata)
     else:
         # Per-user tables (boost ranks are per user too): buckets hold disjoint rows.
-        assert table not in AGGREGATES
         merged = pd.concat(frames, ignore_index=True)
     merged = schemas.conform(table, merged)
     return merged.sort_values(list(table.key), kind="stable").reset_index(drop=True)
