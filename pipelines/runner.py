@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import arrival, lake, schemas, windows
+from .funnel.boost import score_distribution
 from .funnel.buckets import AGGREGATES, merge_table
 from .funnel.inputs import FunnelInputs
 from .redact import redact_url
@@ -421,9 +422,22 @@ def one_shot(settings: Settings, engine: str = "pandas", run_id: str = "one-shot
         return {t.name: schemas.empty_frame(t) for t in schemas.COMPUTED_TABLES}
     inputs = load_inputs(settings)
     out = engine_module(engine).compute(inputs, settings.funnel, first, latest, run_id)
+    out[schemas.AGG_BOOST_SCORES.name] = score_distribution(out[schemas.BRAND_BOOST_SIGNALS.name], run_id)
     facts = model_facts(settings, out, inputs.note_brands, inputs.brands)
     out.update(model_tables(settings, facts, first, latest, run_id))
     return out
+
+
+def boost_scores(settings: Settings, days: list[date], run_id: str) -> pd.DataFrame:
+    """agg_boost_scores of ``days`` from the marts' brand_boost_signals, read one day at a time."""
+    marts, source = settings.lake / MARTS, schemas.BRAND_BOOST_SIGNALS.name
+    held = set(lake.partitions(marts, source))
+    frames = [
+        score_distribution(lake.read_arrow(marts, source, [d], columns=["as_of_dt", "score", "rank"]), run_id)
+        for d in days
+        if d in held
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else schemas.empty_frame(schemas.AGG_BOOST_SCORES)
 
 
 #: The funnel facts the models of SPEC 5.11 read.
@@ -855,6 +869,13 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
             if fitting is None and FACT_NAMES <= counts.keys():
                 say(f"model snapshot (SPEC 5.11) as of {latest}")
                 fitting = pool.submit(fit)
+        # A summary follows its source's days as the marts now hold them (whole days, also after
+        # a scoped restatement): those this run changed, and any it lacks.
+        source, summary = schemas.BRAND_BOOST_SIGNALS.name, schemas.AGG_BOOST_SCORES
+        changed = {r["dt"] for r in records if r["table_name"] == source}
+        lacking = set(lake.partitions(marts, source)) - set(lake.partitions(marts, summary.name))
+        days = sorted(d for d in changed | lacking if start <= d <= latest)
+        counts[summary.name] = restate(summary, _sliced(summary, boost_scores(settings, days, plan.run_id)), days)
         models = fitting.result()
     for t in schemas.MODEL_TABLES:
         earlier = [d for d in lake.partitions(marts, t.name) if d != latest and _holds_rows(marts, t, d)]

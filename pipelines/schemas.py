@@ -679,6 +679,31 @@ BRAND_BOOST_SIGNALS = Table(
     ),
 )
 
+#: Equal bins of agg_boost_scores over [0, 1]: [k/10, (k+1)/10), the last one [0.9, 1].
+BOOST_SCORE_BINS = 10
+
+AGG_BOOST_SCORES = Table(
+    "agg_boost_scores",
+    grain="one (as-of day, score bin) of brand_boost_signals",
+    key=("as_of_dt", "bin_low"),
+    layer="warehouse",
+    partition="as_of_dt",
+    doc="The distribution of a day's brand_boost_signals scores: how many signals fall in each of "
+    "ten equal bins over [0, 1], with the day's signals, users and median score on every row. Derived "
+    "from the day's whole snapshot whenever it is restated, so search and ads teams (and the report) "
+    "read the shape of a day's boost without scanning its millions of rows.",
+    columns=(
+        C("as_of_dt", "date", "Signals as of the end of this day, as in brand_boost_signals"),
+        C("bin_low", "float64", "Lower edge of the score bin (included)", min=0, max=1),
+        C("bin_high", "float64", "Upper edge of the score bin (excluded; the last bin includes 1)", min=0, max=1),
+        _count("signals", "The day's (user, brand) signals whose score falls in the bin"),
+        _count("day_signals", "All of the day's (user, brand) signals"),
+        _count("day_users", "Users with signals on the day (the rows of rank 1)"),
+        C("day_median_score", "float64", "Median score of the day's signals (the mean of the middle two for an even count)", min=0, max=1),
+        RUN_ID,
+    ),
+)
+
 # ---------------------------------------------------------------- models over a reporting window (SPEC 5.11)
 
 AS_OF_DT = C("as_of_dt", "date", "Snapshot as of the end of this day, fitted over the model_window days up to it")
@@ -835,13 +860,15 @@ FUNNEL_TABLES = (
 )
 #: SPEC 5.11 snapshots fitted over the reporting window from the funnel tables (and spend).
 MODEL_TABLES = (AGG_ATTRIBUTION_CHANNELS, AGG_COST, AGG_ROI_CURVE)
+#: Summaries derived from a funnel table's whole day as the marts hold it (after a scoped restatement too).
+SUMMARY_TABLES = (AGG_BOOST_SCORES,)
 #: Per-user funnel tables a run may restate for some users of a day only (SPEC 5, Arrival: a late
 #: exposure, id link or note moves the boost snapshots of its users alone): table -> user column.
 RESTATED_BY_USER = {BRAND_BOOST_SIGNALS.name: "user_id"}
 #: Logs: they only grow. A run appends its own rows (replacing only rows of its own run_id).
 LOG_TABLES = (DQ_RESULTS, QUARANTINE, INGEST_FILES, RESTATEMENTS)
 #: Every table a run computes, restates, validates and publishes.
-COMPUTED_TABLES = FUNNEL_TABLES + MODEL_TABLES
+COMPUTED_TABLES = FUNNEL_TABLES + SUMMARY_TABLES + MODEL_TABLES
 WAREHOUSE_TABLES = COMPUTED_TABLES + LOG_TABLES
 TABLES: dict[str, Table] = {
     t.name: t for t in INPUT_TABLES + SEED_TABLES + DERIVED_TABLES + WAREHOUSE_TABLES

@@ -67,12 +67,14 @@ def assert_equals_one_computation(settings: Settings) -> None:
     else:
         inputs = runner.load_inputs(settings)
         want = duckdb_engine.compute(inputs, settings.funnel, first, latest, "oracle")
+        boost = want[schemas.BRAND_BOOST_SIGNALS.name]
+        want[schemas.AGG_BOOST_SCORES.name] = duckdb_engine.boost_scores(boost, "oracle")
         # The snapshot of SPEC 5.11 (as of W alone), fitted on the oracle's facts.
         facts = runner.model_facts(settings, want, inputs.note_brands, inputs.brands)
         want.update(runner.model_tables(settings, facts, first, latest, "oracle"))
     engine = warehouse.make_engine(settings.resolved_warehouse_url())
     try:
-        for t in schemas.FUNNEL_TABLES:
+        for t in schemas.FUNNEL_TABLES + schemas.SUMMARY_TABLES:
             got = _norm(t, warehouse.read_table(engine, t.name))
             exp = _norm(t, want[t.name])
             assert len(got) == len(exp), f"{t.name}: {len(got)} rows published, one computation has {len(exp)}"

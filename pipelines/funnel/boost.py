@@ -8,7 +8,10 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from .. import schemas
 from ..settings import FunnelParams
 from ..timeutil import as_of
 from ..windows import window_us
@@ -156,3 +159,59 @@ def _sequential_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     if not len(values):
         return np.zeros(0, dtype="float64")
     return np.add.reduceat(values, starts)
+
+
+def score_edges() -> np.ndarray:
+    """The edges of agg_boost_scores' bins: k / n for k = 0..n (n = ``schemas.BOOST_SCORE_BINS``)."""
+    return np.arange(schemas.BOOST_SCORE_BINS + 1) / schemas.BOOST_SCORE_BINS
+
+
+def score_distribution(boost: pa.Table | pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """agg_boost_scores rows of every as-of day in ``boost`` (brand_boost_signals rows, whole days).
+
+    Per day: the signals in each of the ``schemas.BOOST_SCORE_BINS`` (n) bins [k/n, (k+1)/n), the
+    last one [(n-1)/n, 1] (a score outside [0, 1] in none), the day's signals, its users (rows of
+    rank 1) and the median score (the mean of the middle two for an even count). A day without
+    rows has none.
+    """
+    t = schemas.AGG_BOOST_SCORES
+    if isinstance(boost, pd.DataFrame):
+        boost = pa.Table.from_pandas(boost[["as_of_dt", "score", "rank"]], preserve_index=False)
+    bins = schemas.BOOST_SCORE_BINS
+    edges = score_edges()
+    ordinal = pc.cast(boost.column("as_of_dt"), pa.date32()).cast(pa.int32()).to_numpy(zero_copy_only=False)
+    score = boost.column("score").to_numpy(zero_copy_only=False).astype("float64", copy=False)
+    rank = boost.column("rank").to_numpy(zero_copy_only=False)
+    if np.any(ordinal[1:] < ordinal[:-1]):  # marts days come in day order: no sort then
+        order = np.argsort(ordinal, kind="stable")
+        ordinal, score, rank = ordinal[order], score[order], rank[order]
+    day = np.concatenate([[0], np.cumsum(ordinal[1:] != ordinal[:-1])]) if len(ordinal) else ordinal
+    days = ordinal[np.r_[0, np.flatnonzero(ordinal[1:] != ordinal[:-1]) + 1]] if len(ordinal) else ordinal
+    n = len(days)
+    inside = (score >= edges[0]) & (score <= edges[-1])
+    at = np.minimum(np.searchsorted(edges, score[inside], side="right") - 1, bins - 1)
+    signals = np.bincount(day[inside] * bins + at, minlength=n * bins)
+    day_signals = np.bincount(day, minlength=n)
+    day_users = np.bincount(day[rank == 1], minlength=n)
+    by_day = score
+    ends = np.cumsum(day_signals)
+    median = np.empty(n)
+    for i, (lo, hi) in enumerate(zip(ends - day_signals, ends, strict=True)):  # a few days, not rows
+        middle = ((hi - lo - 1) // 2, (hi - lo) // 2)
+        part = np.partition(by_day[lo:hi], middle)
+        median[i] = (part[middle[0]] + part[middle[1]]) / 2
+    per_bin = np.repeat(np.arange(n), bins)
+    low, high = np.tile(edges[:-1], n), np.tile(edges[1:], n)
+    frame = pa.table(
+        {
+            "as_of_dt": pa.array(days.astype("int32")[per_bin]).view(pa.date32()),
+            "bin_low": low,
+            "bin_high": high,
+            "signals": signals.astype("int64"),
+            "day_signals": day_signals[per_bin].astype("int64"),
+            "day_users": day_users[per_bin].astype("int64"),
+            "day_median_score": median[per_bin],
+            "run_id": pa.array([run_id] * len(per_bin), pa.string()),
+        }
+    ).to_pandas(types_mapper={pa.date32(): pd.ArrowDtype(pa.date32())}.get)
+    return schemas.conform(t, frame)

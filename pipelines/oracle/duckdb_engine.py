@@ -885,3 +885,36 @@ def _input_arrow(name: str, df: pd.DataFrame) -> pa.Table:
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
             raise ValueError(f"funnel input {name}.{c}: cannot read as {t.column(c).type}: {e}") from e
     return pa.table(arrays)
+
+
+def boost_scores(boost: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """agg_boost_scores from brand_boost_signals rows, in SQL: every day's ten bins
+    [k/10, (k+1)/10) (the last one [0.9, 1]), its signals, users (rank 1) and median score."""
+    n = schemas.BOOST_SCORE_BINS
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.register("boost", pa.Table.from_pandas(boost[["as_of_dt", "score", "rank"]], preserve_index=False))
+        frame = con.sql(
+            f"""
+            WITH days AS (
+                SELECT as_of_dt, count(*) AS day_signals, count(*) FILTER (WHERE rank = 1) AS day_users,
+                       quantile_cont(score, 0.5) AS day_median_score
+                FROM boost GROUP BY as_of_dt
+            ), bins AS (
+                SELECT k, k / {n} AS bin_low, (k + 1) / {n} AS bin_high FROM range({n}) AS r(k)
+            ), counted AS (
+                SELECT s.as_of_dt, b.k, count(*) AS signals
+                FROM boost s JOIN bins b
+                  ON s.score >= b.bin_low AND (s.score < b.bin_high OR (b.k = {n} - 1 AND s.score <= 1))
+                GROUP BY s.as_of_dt, b.k
+            )
+            SELECT d.as_of_dt, b.bin_low, b.bin_high, coalesce(c.signals, 0) AS signals,
+                   d.day_signals, d.day_users, d.day_median_score
+            FROM days d CROSS JOIN bins b LEFT JOIN counted c ON c.as_of_dt = d.as_of_dt AND c.k = b.k
+            """
+        ).to_arrow_table().to_pandas()
+    finally:
+        con.close()
+    frame["run_id"] = run_id
+    return _finish(schemas.AGG_BOOST_SCORES, frame)

@@ -61,6 +61,8 @@ SERIES_COLORS = ("#1f6feb", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#0a3069
 PLATFORM_COLORS = dict(
     zip(schemas.PLATFORMS, ("#ff2442", "#111111", "#00a1d6", "#ff6a00", "#e6162d"), strict=True)
 )
+#: The figure's margin around its axes and labels, in font sizes (matplotlib's default is 1.08).
+PAD = 1.4
 INK = "#24292f"
 MUTED = "#8c959f"
 # Characters XML 1.0 forbids (control characters, lone surrogates, U+FFFE/U+FFFF).
@@ -148,6 +150,15 @@ def _subplots(*args, figsize, **kwargs):
     return fig, fig.subplots(*args, **kwargs)
 
 
+def layout(fig) -> None:
+    """Fit the axes and their labels in the figure, with a margin the browser's own fonts can use.
+
+    Once: ``tight_layout`` leaves a placeholder layout engine behind, and ``savefig`` draws a
+    figure with any engine twice (once to lay it out again); without one it draws it once."""
+    fig.tight_layout(pad=PAD)
+    fig.set_layout_engine(None)
+
+
 def label(text: object, limit: int = 28) -> str:
     """Data text made safe for a matplotlib label: no mathtext, bounded length, one line, and only
     characters XML allows (the label becomes text of the SVG)."""
@@ -160,7 +171,8 @@ def label(text: object, limit: int = 28) -> str:
 def svg(fig) -> bytes:
     """The figure as SVG, its text as ``<text>`` in ``BROWSER_FONTS``."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    # The whole figure as laid out (``layout``), not its tight box: that would draw it twice.
+    fig.savefig(buf, format="svg", metadata={"Date": None})
     # matplotlib names the fonts it measured with in each element's style; one rule in the SVG's
     # own style sheet (the first <style>, before any text) gives the browser the fonts to draw with.
     opening = b'<style type="text/css">'
@@ -213,7 +225,7 @@ def funnel(rows: pd.DataFrame, labels: Sequence[str]) -> str:
         if not rows.empty:
             axes[0].set_yticks(y, [label(s) for s in labels])
             axes[0].invert_yaxis()
-        fig.tight_layout()
+        layout(fig)
         return _data_uri(fig)
 
 
@@ -251,7 +263,7 @@ def search_back_rate(rate: pd.DataFrame) -> str:
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
         ax.set_xlabel("exposure day")
         ax.legend(ncols=6, fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-        fig.tight_layout()
+        layout(fig)
         return _data_uri(fig)
 
 
@@ -313,7 +325,7 @@ def forest(rows: pd.DataFrame, labels: Sequence[str], reference) -> str:
             _empty(ax)
         ax.set_xlabel("times as likely to buy the seeded brand, seeded vs not seeded (log scale, 95% interval)")
         ax.legend(fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2)
-        fig.tight_layout()
+        layout(fig)
         return _data_uri(fig)
 
 
@@ -339,7 +351,7 @@ def credits(wide: pd.DataFrame, labels: Sequence[str], title: str) -> str:
         ax.set_xlim(0, top * 1.15)
         ax.set_xlabel(f"{title} (yuan)")
         ax.legend(ncols=5, fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-        fig.tight_layout()
+        layout(fig)
         return _data_uri(fig)
 
 
@@ -360,7 +372,7 @@ def boost(hist: pd.DataFrame) -> str:
         ax.set_xticks(np.linspace(0, 1, len(left) + 1))
         ax.set_xlabel("score = 1 - exp(-raw)")
         ax.set_ylabel("(user, brand) signals")
-        fig.tight_layout()
+        layout(fig)
         return _data_uri(fig)
 
 
@@ -421,7 +433,7 @@ def shares(rows: pd.DataFrame, channels: Sequence[str], labels: Sequence[str] | 
         ax.set_xlim(0, min(max(top * 1.12, 1.0), 100.0))
         ax.set_xlabel("share of the window's seeded GMV (%), 95% bootstrap interval over users")
         ax.legend(ncols=4, fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-        fig.tight_layout()
+        layout(fig)
         return _data_uri(fig)
 
 
@@ -463,7 +475,7 @@ def cost(rows: pd.DataFrame, labels: Sequence[str]) -> str:
             ax.set_xlim(0, float(finite.max()) * 1.15 if finite.max() > 0 else 1.0)
         axes[0].set_yticks(y, [label(s) for s in labels])
         axes[0].set_ylim(n - 0.5, -0.5)
-        fig.tight_layout()
+        layout(fig)
         return _data_uri(fig)
 
 
@@ -501,5 +513,5 @@ def roi_curve(rows: pd.DataFrame, brands: Sequence[str], labels: Sequence[str]) 
         ax.set_xlabel("x: days after the touch an order may be paid to count (log scale)")
         ax.set_ylabel("ROI = GMV / spend")
         ax.legend(ncols=4, fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-        fig.tight_layout()
+        layout(fig)
         return _data_uri(fig)

@@ -5,9 +5,10 @@ Every figure the report shows is computed here, as a small frame, from the publi
 tables, so the page states exactly what the warehouse holds. Big tables are aggregated in SQL
 restricted to the window's days (a WHERE on the indexed day column); only small results come back
 to pandas. Each big table is read once per report: the window's seeded search pairs serve both the
-funnel and the top queries, the day's boost scores both the histogram and its median; each SPEC
-5.11 snapshot table (agg_attribution_channels, agg_cost, agg_roi_curve) is read once, for the day's
-as_of_dt, only the rows the models section shows. The functions take an engine and a window (or
+funnel and the top queries; the day's boost scores are read as their published distribution
+(agg_boost_scores, a dozen rows), not row by row; each SPEC 5.11 snapshot table
+(agg_attribution_channels, agg_cost, agg_roi_curve) is read once, for the day's as_of_dt, only the
+rows the models section shows. The functions take an engine and a window (or
 the day) and do no rendering.
 """
 
@@ -29,6 +30,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from .. import lake, schemas, warehouse
+from ..funnel.boost import score_edges
 from ..funnel.strata import ADJUSTED, STRATUM
 from ..funnel.uplift import COUNTS, adjusted_over, with_uplift
 from ..redact import redact_url
@@ -42,7 +44,6 @@ TOP_BRANDS = 15
 TOP_CREATORS = 10
 TOP_NOTES = 10
 TOP_QUERIES = 10
-BOOST_BINS = 10
 MODELS = schemas.ATTRIBUTION_MODELS
 #: SPEC 5.11 snapshots: the models shown beside each other (heuristic, then data-driven), the
 #: models of the vertical table, the model that assigns orders and GMV in the cost block, and how
@@ -465,51 +466,27 @@ def _wide(long: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return wide.reindex(columns=list(MODELS), fill_value=0.0).astype("float64").reset_index().rename_axis(columns=None)
 
 
-def boost_histogram(engine: sa.Engine, day: date, bins: int = BOOST_BINS) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Counts of brand_boost_signals scores as of ``day`` in equal bins over [0, 1], as
-    ``numpy.histogram`` counts them: each bin [low, high), the last one [low, 1].
+def boost_histogram(engine: sa.Engine, day: date) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The day's distribution of brand_boost_signals scores, as agg_boost_scores holds it: the
+    signals in each bin [low, high) (the last [low, 1]), and the day's signals, users and median.
 
-    No score leaves the database (a million rows at 100k users): one pass over the day's rows
-    counts each bin, the rows outside [0, 1] and the users (the rows of rank 1: each user's highest
-    score; every user with signals has exactly one); a second takes the median, the middle one or
-    two scores in score order, among the rows of the bin that holds them only.
-    """
-    t = T[schemas.BRAND_BOOST_SIGNALS.name]
-    on_day = t.c.as_of_dt == day
-    edges = np.linspace(0.0, 1.0, bins + 1).tolist()
-    ranges = [(t.c.score >= lo, t.c.score < hi) for lo, hi in zip(edges[:-2], edges[1:-1], strict=True)]
-    ranges.append((t.c.score >= edges[-2], t.c.score <= edges[-1]))
-    counted = [sa.func.count().filter(sa.and_(*r)) for r in ranges]
+    A dozen rows, published beside the boost snapshots: no score is read (two million rows a day
+    at 100k users)."""
+    t = T[schemas.AGG_BOOST_SCORES.name]
     with warehouse.reading(engine) as conn:
-        *binned, users, n = conn.execute(
-            sa.select(*(c.label(f"bin_{i}") for i, c in enumerate(counted)),
-                      sa.func.count().filter(t.c.rank == 1), sa.func.count())
-            .where(on_day)
-        ).one()
-        middle = []
-        if n:
-            # The middle rows' positions in score order; the rows below [0, 1] come first.
-            first, take = (n - 1) // 2, 2 - n % 2
-            below = conn.execute(sa.select(sa.func.count()).where(on_day, t.c.score < edges[0])).scalar_one() if sum(binned) < n else 0
-            where, offset = [on_day], first
-            if below == 0 and first + take <= sum(binned):
-                ends = np.cumsum(binned)
-                lo_bin = int(np.searchsorted(ends, first, side="right"))
-                hi_bin = int(np.searchsorted(ends, first + take - 1, side="right"))
-                where += [ranges[lo_bin][0], *ranges[hi_bin][1:]]
-                offset = first - (int(ends[lo_bin - 1]) if lo_bin else 0)
-            middle = conn.execute(
-                sa.select(t.c.score).where(*where).order_by(t.c.score).limit(take).offset(offset)
-            ).scalars().all()
-    hist = pd.DataFrame({
-        "bin_low": np.array(edges[:-1]).round(6), "bin_high": np.array(edges[1:]).round(6),
-        "signals": np.array(binned, dtype="int64"),
-    })
-    stats = {
-        "signals": int(n),
-        "users": int(users),
-        "median": float(np.mean(np.array(middle, dtype="float64"))) if n else float("nan"),
-    }
+        rows = _frame(
+            conn,
+            sa.select(t.c.bin_low, t.c.bin_high, t.c.signals, t.c.day_signals, t.c.day_users, t.c.day_median_score)
+            .where(t.c.as_of_dt == day)
+            .order_by(t.c.bin_low),
+        )
+    if rows.empty:
+        edges = score_edges()
+        rows = pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "signals": 0})
+        return rows, {"signals": 0, "users": 0, "median": float("nan")}
+    hist = rows[["bin_low", "bin_high", "signals"]].astype({"bin_low": "float64", "bin_high": "float64", "signals": "int64"})
+    first = rows.iloc[0]
+    stats = {"signals": int(first["day_signals"]), "users": int(first["day_users"]), "median": float(first["day_median_score"])}
     return hist, stats
 
 
