@@ -870,11 +870,12 @@ def _write_changed_days(settings: Settings, plan: Plan, state: arrival.State, pa
                 say(f"model snapshot (SPEC 5.11) as of {latest}")
                 fitting = pool.submit(fit)
         # A summary follows its source's days as the marts now hold them (whole days, also after
-        # a scoped restatement): those this run changed, and any it lacks.
+        # a scoped restatement): those this run changed, and any it lacks (a lake from before the
+        # summary existed gets all of its days, restated or not).
         source, summary = schemas.BRAND_BOOST_SIGNALS.name, schemas.AGG_BOOST_SCORES
         changed = {r["dt"] for r in records if r["table_name"] == source}
         lacking = set(lake.partitions(marts, source)) - set(lake.partitions(marts, summary.name))
-        days = sorted(d for d in changed | lacking if start <= d <= latest)
+        days = sorted(changed | lacking)
         counts[summary.name] = restate(summary, _sliced(summary, boost_scores(settings, days, plan.run_id)), days)
         models = fitting.result()
     for t in schemas.MODEL_TABLES:

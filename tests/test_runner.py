@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import fields
 from datetime import date, timedelta
 
@@ -179,3 +180,33 @@ def test_reading_one_bucket_equals_splitting_the_whole(world):
             )
     with pytest.raises(ValueError, match="bucket 3 is not one of 0..2"):
         runner.load_inputs(settings, bucket=3, buckets=3)
+
+
+def test_a_lake_from_before_the_boost_distribution_gets_every_day_of_it(world):
+    """agg_boost_scores is derived from the marts' boost snapshots: a lake without it (made before
+    the table existed) gets it for every day at its next run, restated or not, and it equals the
+    distribution of each day's whole snapshot as published."""
+    settings = _settings(world, "home-summary")
+    end = START + timedelta(days=DAYS - 1)
+    runner.run_days(settings, START, end - timedelta(days=1))
+    summary = schemas.AGG_BOOST_SCORES.name
+    marts = settings.lake / runner.MARTS
+    held = lake.partitions(marts, summary)
+    assert held == lake.partitions(marts, schemas.BRAND_BOOST_SIGNALS.name) and len(held) == DAYS - 1
+    for d in held:  # as a lake written before the table existed
+        shutil.rmtree(lake.partition_path(marts, summary, d))
+    runner.run_days(settings, end, end)
+    assert lake.partitions(marts, summary) == lake.partitions(marts, schemas.BRAND_BOOST_SIGNALS.name)
+    engine = warehouse.make_engine(settings.resolved_warehouse_url())
+    try:
+        got = warehouse.read_table(engine, summary)
+        boost = warehouse.read_table(engine, schemas.BRAND_BOOST_SIGNALS.name)
+    finally:
+        engine.dispose()
+    assert sorted(set(got["as_of_dt"])) == sorted(set(boost["as_of_dt"])) and len(set(got["as_of_dt"])) == DAYS
+    for day, rows in boost.groupby("as_of_dt"):
+        mine = got[got["as_of_dt"] == day].sort_values("bin_low")
+        counts, _ = np.histogram(rows["score"], bins=np.arange(11) / 10)
+        assert mine["signals"].tolist() == counts.tolist(), day
+        assert (mine["day_signals"] == len(rows)).all() and (mine["day_users"] == (rows["rank"] == 1).sum()).all()
+        assert mine["day_median_score"].iloc[0] == pytest.approx(float(np.median(rows["score"])), rel=1e-15)
