@@ -185,20 +185,18 @@ def score_distribution(boost: pa.Table | pd.DataFrame, run_id: str) -> pd.DataFr
     if np.any(ordinal[1:] < ordinal[:-1]):  # marts days come in day order: no sort then
         order = np.argsort(ordinal, kind="stable")
         ordinal, score, rank = ordinal[order], score[order], rank[order]
-    day = np.concatenate([[0], np.cumsum(ordinal[1:] != ordinal[:-1])]) if len(ordinal) else ordinal
-    days = ordinal[np.r_[0, np.flatnonzero(ordinal[1:] != ordinal[:-1]) + 1]] if len(ordinal) else ordinal
-    n = len(days)
+    starts = run_starts(ordinal)
+    days, n = ordinal[starts], len(starts)
+    day_signals = np.diff(np.append(starts, len(ordinal)))
+    day = np.repeat(np.arange(n), day_signals)
     inside = (score >= edges[0]) & (score <= edges[-1])
     at = np.minimum(np.searchsorted(edges, score[inside], side="right") - 1, bins - 1)
     signals = np.bincount(day[inside] * bins + at, minlength=n * bins)
-    day_signals = np.bincount(day, minlength=n)
     day_users = np.bincount(day[rank == 1], minlength=n)
-    by_day = score
-    ends = np.cumsum(day_signals)
     median = np.empty(n)
-    for i, (lo, hi) in enumerate(zip(ends - day_signals, ends, strict=True)):  # a few days, not rows
-        middle = ((hi - lo - 1) // 2, (hi - lo) // 2)
-        part = np.partition(by_day[lo:hi], middle)
+    for i, (lo, size) in enumerate(zip(starts, day_signals, strict=True)):  # a few days, not rows
+        middle = ((size - 1) // 2, size // 2)
+        part = np.partition(score[lo : lo + size], middle)
         median[i] = (part[middle[0]] + part[middle[1]]) / 2
     per_bin = np.repeat(np.arange(n), bins)
     low, high = np.tile(edges[:-1], n), np.tile(edges[1:], n)
