@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import arrival, lake, schemas, windows
+from . import arrival, lake, schemas, windows, workers
 from .funnel.boost import score_distribution
 from .funnel.buckets import AGGREGATES, merge_table
 from .funnel.inputs import FunnelInputs
@@ -148,6 +148,11 @@ def ingest_pending(
     # Before the first computation every day is computed anyway: what each delivery changed
     # is not needed (finding it reads the lake around every delivery).
     detect = state.computed is not None
+    if len(todo) > 1:
+        # Each day's notes are mapped in the worker process, beside its event files
+        # (``ingest.day._notes``). A lone day in a process without a worker maps them here: the
+        # worker's start, about a second of imports, would cost more than they do.
+        workers.start()
     for d, fp in todo:
         say(f"ingesting delivery {d}")
         if detect:

@@ -8,9 +8,18 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
-from test_ingest_helpers import DAY, FIXTURES, drop, reasons, run, sqlite_from_sql
+from test_ingest_helpers import (
+    DAY,
+    FIXTURES,
+    assert_accounting,
+    drop,
+    reasons,
+    run,
+    sqlite_from_sql,
+)
 
 from pipelines import lake, schemas
+from pipelines.settings import Settings
 
 NOTES = FIXTURES / "notes"
 #: A delivery day after every note of the real samples was published (they run to 2025-09):
@@ -383,3 +392,59 @@ def test_note_files_mapped_together_give_each_file_what_it_gets_alone():
         assert checks.detail.tolist() == alone_checks.detail.tolist(), ctx.source_file
     hostile_checks = together[-2][1].reason.tolist()
     assert hostile_checks == ["bad_type", "bad_type", "negative_count", "missing_required"]
+
+
+def test_notes_mapped_in_the_worker_process_give_the_same_day(tmp_path, monkeypatch):
+    """A delivery day whose notes are read, mapped and settled in the worker process (``workers``)
+    is the day mapped here: the same lake partitions, quarantine records, file accounting and errors."""
+    from pipelines import workers
+    from pipelines.ingest import day as ingest
+
+    good = json.loads((NOTES / "mediacrawler_xhs_v2026.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    hostile = [
+        {**good, "time": 1704513600000, "title": {"oops": 1}, "liked_count": 5},
+        {**good, "note_id": "h2", "time": {"t": 1}, "collected_count": "一些"},
+        {**good, "note_id": "", "creator_hash": "NOT-A-HASH", "tag_list": "#a[话题]#, b"},
+        {**good, "note_id": "n1", "title": 123},
+    ]
+    homes = {mode: tmp_path / mode for mode in ("here", "worker")}
+    for home in homes.values():
+        for name in ("mediacrawler_xhs_notes.json", "mediacrawler_xhs_notes_phones.csv"):
+            drop(home, f"notes/xiaohongshu/dt={REAL_DAY}/{name}", (REAL / name).read_bytes())
+        for name, platform in [
+            ("mediacrawler_xhs_url_only.csv", "xiaohongshu"), ("mediacrawler_douyin_new_types.jsonl", "douyin"),
+            ("mediacrawler_bili.csv", "bilibili"), ("mediacrawler_kuaishou.jsonl", "kuaishou"),
+            ("mediacrawler_weibo_v2026.json", "weibo"), ("xhs_downloader.csv", "xiaohongshu"),
+        ]:
+            _land_fixture(home, name, platform, REAL_DAY)
+        drop(home, f"notes/xiaohongshu/dt={REAL_DAY}/hostile.jsonl",
+             "\n".join(json.dumps(r, ensure_ascii=False) for r in hostile) + "\n{not json\n")
+        drop(home, f"notes/douyin/dt={REAL_DAY}/broken.json", b"\xff\xfe[{")
+        drop(home, f"notes/myspace/dt={REAL_DAY}/unknown_platform.jsonl", json.dumps(good))
+        sqlite_from_sql(home / "landing" / "notes" / "xiaohongshu" / f"dt={REAL_DAY}" / "mediacrawler.db",
+                        (NOTES / "mediacrawler_xhs_store.sql").read_text(encoding="utf-8"))
+        drop(home, f"searches/dt={REAL_DAY}/s.csv", "search_id,user_id,event_time,query\ns1,u1,1757462400,露营\n")
+
+    mapped_here = []
+    real_map = ingest._map_notes
+
+    def counted(*args):
+        mapped_here.append(1)
+        return real_map(*args)
+
+    monkeypatch.setattr(ingest, "_map_notes", counted)  # this process's module only, not the worker's
+    results = {}
+    for mode, home in homes.items():
+        monkeypatch.setattr(workers, "running", lambda mode=mode: mode == "worker")
+        results[mode] = ingest.ingest_day(Settings(home=home, landing=home / "landing"), REAL_DAY, run_id="same")
+        assert_accounting(results[mode])
+    here, there = results["here"], results["worker"]
+    pd.testing.assert_frame_equal(here.quarantine, there.quarantine)
+    pd.testing.assert_frame_equal(here.ingest_files, there.ingest_files)
+    assert (here.written, here.collapsed, here.errors) == (there.written, there.collapsed, there.errors)
+    for source in ("notes", "searches", "quarantine", "ingest_files"):
+        pd.testing.assert_frame_equal(
+            lake.read_table(homes["here"] / "lake", source), lake.read_table(homes["worker"] / "lake", source)
+        )
+    assert here.written["notes"] > 100 and len(here.quarantine) >= 5 and here.errors
+    assert mapped_here == [1]  # mapped here once; the other time in the worker process

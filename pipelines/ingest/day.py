@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import lake, schemas
+from .. import lake, schemas, workers
 from ..settings import Settings
 from ..timeutil import days as day_range
 from . import fast, quarantine
@@ -186,14 +186,10 @@ def ingest_day(
         exposures = reader.submit(settle_exposures)
         for source, entry, _platform in entries:
             say(f"{source}: {entry.rel}")
-        notes = {
-            entry.rel: _parse_path(entry, source, platform, day, run_id, items)
-            for source, entry, platform in entries
-            if source == "notes"
-        }
-        note_files = [p for found in notes.values() for p in found]
-        _map_notes(note_files, run_id)
-        settled["notes"] = _settle("notes", day, note_files, run_id, collapsed)
+        note_entries = [(entry, platform) for source, entry, platform in entries if source == "notes"]
+        # The notes in the worker process when one runs (``_notes``), else here.
+        notes_call = workers.submit if workers.running() else _here
+        notes, settled["notes"], collapsed["notes"] = notes_call(_notes, note_entries, day, run_id).result()
         exposures.result()
         for source, entry, _platform in entries:
             parsed += notes[entry.rel] if source == "notes" else events[source, entry.rel].result()
@@ -409,6 +405,35 @@ def _parse_file(
         out.result.format = out.records.format if out.records is not None else "unknown"
         return _fail(out, data, "wrong_shape", str(e), run_id)
     _quarantine_rows(out, frame, checks, run_id)
+    return out
+
+
+def _notes(
+    entries: list[tuple[Entry, str | None]], day: date, run_id: str
+) -> tuple[dict[str, list[_Parsed]], pd.DataFrame, int]:
+    """The day's note files read, mapped and settled: each file's results (by its landing path),
+    the accepted notes, and how many collapsed.
+
+    Pure (files in, results out), so the worker process can run it beside the event files
+    (``workers``): it is Python and pandas from end to end, and would otherwise hold the
+    interpreter lock the event readers need. What the rest of the day needs of each file is its
+    accounting and quarantine records; its records and accepted rows are dropped before they are
+    handed back.
+    """
+    notes = {entry.rel: _parse_path(entry, "notes", platform, day, run_id, None) for entry, platform in entries}
+    files = [p for found in notes.values() for p in found]
+    _map_notes(files, run_id)
+    collapsed: dict[str, int] = {}
+    frame = _settle("notes", day, files, run_id, collapsed)
+    for p in files:
+        p.records = p.accepted = p.note_format = None
+    return notes, frame, collapsed["notes"]
+
+
+def _here(fn, *args) -> Future:
+    """``fn(*args)`` run in this thread, as a settled ``Future`` (what ``workers.submit`` gives)."""
+    out: Future = Future()
+    out.set_result(fn(*args))
     return out
 
 

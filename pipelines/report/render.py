@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from .. import schemas
-from . import charts, painter
+from .. import schemas, workers
+from . import charts
 from .data import (
     COST_MODEL,
     TOP_BRANDS,
@@ -164,8 +164,8 @@ def context(data: ReportData, report_path: Path, reports_root: Path) -> dict:
         "window_days": (data.day - data.start).days + 1,
         "warehouse_url": data.warehouse_url,
         "kpis": kpis(data),
-        # The charts were drawn in the chart worker meanwhile (``painter``): their data URIs, here.
-        "sections": painter.settled([funnel, rate, up, attribution, models, content, boost, quality]),
+        # The charts were drawn in the worker process meanwhile (``workers``): their data URIs, here.
+        "sections": workers.settled([funnel, rate, up, attribution, models, content, boost, quality]),
         "index_href": _href(reports_root / "index.html", report_path),
     }
 
@@ -210,7 +210,7 @@ def funnel_section(data: ReportData) -> dict:
         ),
         "blocks": [{
             "chart": "funnel",
-            "src": painter.draw(charts.funnel, top, top["brand_name"].tolist()),
+            "src": workers.submit(charts.funnel, top, top["brand_name"].tolist()),
             "alt": "Bar charts of exposed users, search-back users, seeded orders and GMV per brand",
             "table": number_table("funnel", funnel, [
                 Col("brand_name", "brand", "text"), Col("brand_id", "brand_id", "text"),
@@ -244,7 +244,7 @@ def search_back_rate_section(data: ReportData) -> dict:
         ),
         "blocks": [{
             "chart": "search_back_rate",
-            "src": painter.draw(charts.search_back_rate, rate),
+            "src": workers.submit(charts.search_back_rate, rate),
             "alt": "Line chart of the search-back rate per day and platform",
             "table": number_table("search_back_rate", table, [
                 Col("dt", "exposure day", "date"), Col("exposed_users", "exposed (user, brand)"),
@@ -302,7 +302,7 @@ def uplift_section(data: ReportData) -> dict:
         ),
         "blocks": [{
             "chart": "uplift",
-            "src": painter.draw(charts.forest, up, up["label"].tolist(), ref),
+            "src": workers.submit(charts.forest, up, up["label"].tolist(), ref),
             "alt": "Forest plot of conversion uplift, naive and engagement-adjusted, with 95% intervals",
             "table": number_table("uplift", up, [
                 Col("label", "row", "text"), Col("seeded_pairs", "seeded pairs"),
@@ -344,13 +344,13 @@ def attribution_section(data: ReportData) -> dict:
         "blocks": [{
             "subtitle": "By platform",
             "chart": "attribution_platform",
-            "src": painter.draw(charts.credits, cp, cp["platform"].tolist(), "attributed GMV by platform"),
+            "src": workers.submit(charts.credits, cp, cp["platform"].tolist(), "attributed GMV by platform"),
             "alt": "Grouped bars of attributed GMV per platform and model",
             "table": number_table("attribution_platform", cp, [Col("platform", "platform", "text"), *model_cols], "platform"),
         }, {
             "subtitle": f"Top {len(cc)} creators (by last-touch credit)",
             "chart": "attribution_creator",
-            "src": painter.draw(charts.credits, cc, cc["creator"].tolist() if len(cc) else [], "attributed GMV by creator"),
+            "src": workers.submit(charts.credits, cc, cc["creator"].tolist() if len(cc) else [], "attributed GMV by creator"),
             "alt": "Grouped bars of attributed GMV per creator and model",
             "table": number_table("attribution_creator", cc, [
                 Col("platform", "platform", "text"), Col("author_id", "author_id", "text"),
@@ -463,7 +463,7 @@ def _shares_block(data: ReportData) -> dict:
             + tied_sentence(data.channels) + _markov_sentence(platform)
         ),
         "chart": "attribution_shares",
-        "src": painter.draw(charts.shares, rows, channels),
+        "src": workers.submit(charts.shares, rows, channels),
         "alt": "Each model's share per platform with its 95% bootstrap interval; data-driven models as diamonds",
         "table": number_table("attribution_shares", rows, SHARE_COLUMNS, "key"),
     }
@@ -510,7 +510,7 @@ def _cost_blocks(data: ReportData) -> list[dict]:
             "GMV / spend), each with its 95% interval from the same bootstrap over users."
         ),
         "chart": "cost_platform",
-        "src": painter.draw(charts.cost, platform, platform["subject_id"].tolist()),
+        "src": workers.submit(charts.cost, platform, platform["subject_id"].tolist()),
         "alt": "Spend, ROAS and cost per seeded order per platform, with 95% intervals",
         "table": table,
     }, {
@@ -554,7 +554,7 @@ def _roi_block(data: ReportData) -> dict:
             "with spend."
         ),
         "chart": "roi_curve",
-        "src": painter.draw(charts.roi_curve, rows, shown, [_brand(data.brand_names, b) for b in shown]),
+        "src": workers.submit(charts.roi_curve, rows, shown, [_brand(data.brand_names, b) for b in shown]),
         "alt": "ROI against days after the touch, one line per brand, decision cycles starred",
         "table": number_table("roi_curve", rows, [
             Col("brand_name", "brand", "text"), Col("brand_id", "brand_id", "text"),
@@ -681,7 +681,7 @@ def boost_section(data: ReportData) -> dict:
         ),
         "blocks": [{
             "chart": "boost",
-            "src": painter.draw(charts.boost, boost),
+            "src": workers.submit(charts.boost, boost),
             "alt": "Histogram of boost scores",
             "table": number_table("boost", boost, [
                 Col("bin", "score bin", "text"), Col("bin_low", "from", "float"), Col("bin_high", "to", "float"),

@@ -1,21 +1,24 @@
-"""The report's charts drawn in a worker process, while this process reads the figures.
+"""A worker process that runs this process's pure-Python work beside it, on the other core.
 
-Drawing a chart is pure Python (matplotlib lays out and writes every artist), and so is most of
-building the frames the database returns; in one process the two take turns on the interpreter
-lock. ``draw(chart, *args)`` hands the chart to one worker process and returns a ``Future`` of
-its data URI, so the charts are drawn on one core while the figures are read on the other.
+Drawing a chart, or parsing and mapping a day's note files, is pure Python (with pandas), and so
+is much of what runs beside it: in one process the two take turns on the interpreter lock.
+``submit(fn, *args)`` hands a call of a module-level function to one worker process and returns
+a ``Future`` of its result, so the two run on both cores. The report draws its charts there
+(docs/report.md, "Cost") and ingestion maps a day's notes there (docs/ingestion.md, "Speed").
 
-The worker is this interpreter running ``python -m pipelines.report.painter`` with this
-process's ``sys.path``, started at the first chart and kept for the life of the process (it ends
-when this process closes its pipe). It runs nothing but the charts: no ``__main__`` of the caller
-is imported again, as a ``multiprocessing`` child would, and a daemonic process may start it. It
-reads pickled ``(chart, args)`` calls from its stdin, one after another, and writes each pickled
-result or error to its stdout; its own prints go to stderr. A chart is pickled when it is handed
-over, so a caller may change its frames afterwards.
+The worker is this interpreter running ``python -m pipelines.workers`` with this process's
+``sys.path``, started by ``start`` or the first ``submit`` and kept for the life of the process
+(it ends when this process closes its pipe). It runs nothing but the calls handed to it: no
+``__main__`` of the caller is imported again, as a ``multiprocessing`` child would, and a
+daemonic process may start it. It reads pickled ``(fn, args)`` from its stdin, one after another,
+and writes each pickled result or error to its stdout; its own prints go to stderr. A call is
+pickled when it is handed over, so a caller may change its frames afterwards.
 
-It draws exactly what a call in this process would (the same function and arguments, the same
-matplotlib style and fonts), byte for byte. Where no worker can be started, or the worker dies,
-the charts it had not returned are drawn here instead, and the next chart starts a worker again.
+A call gives what it would give in this process (the same function and arguments; it must not
+depend on this process's state). Where no worker can be started, or the worker dies, the calls it
+had not answered run here instead, and the next call starts a worker again, unless the worker
+ended before its first answer (its interpreter cannot run it: it would fail at every start), after
+which this process runs its calls itself; a forked child starts its own.
 """
 
 from __future__ import annotations
@@ -60,15 +63,15 @@ def _receive(stream: BinaryIO):
     return pickle.loads(blob)
 
 
-def _here(chart: Callable[..., str], args: tuple, out: Future) -> None:
+def _here(fn: Callable, args: tuple, out: Future) -> None:
     try:
-        out.set_result(chart(*args))
-    except BaseException as exc:  # the caller sees the chart's own error when it reads the result
+        out.set_result(fn(*args))
+    except BaseException as exc:  # the caller sees the call's own error when it reads the result
         out.set_exception(exc)
 
 
 class _Worker:
-    """One worker process and the charts handed to it, answered in the order they were sent."""
+    """One worker process and the calls handed to it, answered in the order they were sent."""
 
     def __init__(self) -> None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
@@ -79,14 +82,16 @@ class _Worker:
             env=env,
             close_fds=True,
         )
-        self.pending: deque[tuple[Future, Callable[..., str], tuple]] = deque()
+        self.pending: deque[tuple[Future, Callable, tuple]] = deque()
         self.lock = threading.Lock()
         self.sending = threading.Lock()
         self.alive = True
-        threading.Thread(target=self._answers, name="report-painter", daemon=True).start()
+        self.answered = 0
+        self.closing = False
+        threading.Thread(target=self._answers, name="worker-answers", daemon=True).start()
 
-    def submit(self, chart: Callable[..., str], args: tuple) -> Future:
-        message = _pickled((chart, args))  # now: the caller may change its frames afterwards
+    def submit(self, fn: Callable, args: tuple) -> Future:
+        message = _pickled((fn, args))  # now: the caller may change its frames afterwards
         out: Future = Future()
         # Sends are one at a time and in the order of ``pending``. The answer thread takes only
         # ``lock``, never ``sending``: it goes on reading answers while a long send waits for the
@@ -94,12 +99,12 @@ class _Worker:
         with self.sending:
             with self.lock:
                 if not self.alive:
-                    raise BrokenPipeError("the chart worker has ended")
-                self.pending.append((out, chart, args))
+                    raise BrokenPipeError("the worker process has ended")
+                self.pending.append((out, fn, args))
             try:
                 _send(self.process.stdin, message)
             except OSError:
-                pass  # the worker ended: the answer thread draws what it did not answer, this too
+                pass  # the worker ended: the answer thread runs here what it did not answer, this too
         return out
 
     def _answers(self) -> None:
@@ -108,7 +113,8 @@ class _Worker:
             while True:
                 ok, value = _receive(stream)
                 with self.lock:
-                    out, _chart, _args = self.pending.popleft()
+                    out, _fn, _args = self.pending.popleft()
+                self.answered += 1
                 if ok:
                     out.set_result(value)
                 else:
@@ -116,16 +122,19 @@ class _Worker:
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
             with self.lock:
                 self.alive = False
+                if not self.answered and not self.closing:
+                    _give_up(f"the worker process ended before its first answer ({exc})")
                 left = list(self.pending)
                 self.pending.clear()
             if left:
-                log.warning("the chart worker ended (%s); drawing %d chart(s) in this process", exc, len(left))
-            for out, chart, args in left:
-                _here(chart, args, out)
+                log.warning("the worker process ended (%s); running %d call(s) in this process", exc, len(left))
+            for out, fn, args in left:
+                _here(fn, args, out)
 
     def close(self) -> None:
         with self.lock:
             self.alive = False
+            self.closing = True
         try:
             self.process.stdin.close()
         except OSError:
@@ -138,32 +147,56 @@ class _Worker:
 
 _lock = threading.Lock()
 _worker: _Worker | None = None
+_refused: str | None = None  # why this process runs its calls itself from now on (``_give_up``)
 _inherited: list[_Worker] = []  # a forked child's copy of its parent's worker (``_forget``)
+
+
+def _give_up(why: str) -> None:
+    """No more workers in this process: one that cannot answer anything (its interpreter cannot
+    import this package, say) would fail the same way each time it is started again."""
+    global _refused
+    if _refused is None:
+        _refused = why
+        log.warning("%s; calls run in this process from now on", why)
 
 
 def _current() -> _Worker | None:
     global _worker
     with _lock:
+        if _refused is not None:
+            return None
         if _worker is None or not _worker.alive:
             try:
                 _worker = _Worker()
             except OSError as exc:
-                log.info("charts drawn in this process: %s", exc)
+                log.info("no worker process, calls run in this process: %s", exc)
                 _worker = None
         return _worker
 
 
-def draw(chart: Callable[..., str], *args) -> Future:
-    """The ``Future`` of ``chart(*args)`` (a module-level function), drawn in the worker process."""
+def running() -> bool:
+    """Whether this process has a worker (started, and not known to have ended)."""
+    with _lock:
+        return _worker is not None and _worker.alive
+
+
+def start() -> None:
+    """Start this process's worker now, unless it runs: its start (about a second of imports)
+    then overlaps what this process does before its first call."""
+    _current()
+
+
+def submit(fn: Callable, *args) -> Future:
+    """The ``Future`` of ``fn(*args)`` (a module-level function), run in the worker process."""
     worker = _current()
     if worker is not None:
         try:
-            return worker.submit(chart, args)
+            return worker.submit(fn, args)
         except (BrokenPipeError, pickle.PicklingError, TypeError, AttributeError) as exc:
             # The worker ended between the check and the send, or an argument does not pickle.
-            log.info("charts drawn in this process: %s", exc)
+            log.info("calls run in this process: %s", exc)
     out: Future = Future()
-    _here(chart, args, out)
+    _here(fn, args, out)
     return out
 
 
@@ -186,11 +219,12 @@ def _close() -> None:
 
 def _forget() -> None:
     """In a forked child: the parent's worker is not this process's (its answer thread stayed in
-    the parent), so the child starts its own at its first chart. The parent's is kept referenced,
+    the parent), so the child starts its own at its first call. The parent's is kept referenced,
     never closed here: its pipes' locks may have been held by that thread at the fork, and
     collecting it would close file descriptors this process may reuse."""
-    global _worker, _lock
+    global _worker, _lock, _refused
     _lock = threading.Lock()
+    _refused = None
     if _worker is not None:
         _inherited.append(_worker)
     _worker = None
@@ -203,11 +237,11 @@ def _serve(requests: BinaryIO, answers: BinaryIO) -> None:
     """The worker's loop: answer each call read from ``requests`` until it ends."""
     while True:
         try:
-            chart, args = _receive(requests)
+            fn, args = _receive(requests)
         except EOFError:
             return
         try:
-            answer = (True, chart(*args))
+            answer = (True, fn(*args))
         except Exception as exc:  # noqa: BLE001 - handed back to the caller, raised there
             answer = (False, exc)
         try:
@@ -218,9 +252,7 @@ def _serve(requests: BinaryIO, answers: BinaryIO) -> None:
 
 
 if __name__ == "__main__":
-    # The pipe to the parent is fd 1; anything the charts print goes to stderr instead.
+    # The pipe to the parent is fd 1; anything the calls print goes to stderr instead.
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    from . import charts  # noqa: F401 - imported before the first call, not during it
-
     _serve(sys.stdin.buffer, answers)
