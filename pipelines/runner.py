@@ -516,8 +516,17 @@ def stage_funnel_bucket(
         start, latest = plan.dates()
         since = date.fromisoformat(plan.read_from)
         inputs = load_inputs(settings, since, bucket=bucket, buckets=buckets)
-        extra = {"boost_scope": _engine_scope(settings, plan)} if engine == "pandas" else {}
-        outputs = engine_module(engine).compute(inputs, settings.funnel, start, latest, plan.run_id, **extra)
+        if engine == "pandas":
+            # The boost snapshots, the largest table, go to their file a day at a time.
+            boost = schemas.BRAND_BOOST_SIGNALS
+            with pq.ParquetWriter(out / f"{boost.name}.parquet", boost.arrow_schema()) as writer:
+                outputs = engine_module(engine).compute(
+                    inputs, settings.funnel, start, latest, plan.run_id,
+                    boost_scope=_engine_scope(settings, plan),
+                    boost_sink=lambda day: _write_days(writer, boost, schemas.to_arrow(boost, day)),
+                )
+        else:
+            outputs = engine_module(engine).compute(inputs, settings.funnel, start, latest, plan.run_id)
         for name, frame in outputs.items():
             _write_bucket_table(out, schemas.table(name), schemas.to_arrow(name, frame))
     return str(out)
@@ -526,10 +535,15 @@ def stage_funnel_bucket(
 def _write_bucket_table(out: Path, t: schemas.Table, data: pa.Table) -> None:
     """One funnel table of a bucket, its rows grouped by day (the engine's order kept within a
     day), each row group of one day: the reduce reads a large table one day at a time."""
+    with pq.ParquetWriter(out / f"{t.name}.parquet", t.arrow_schema()) as writer:
+        _write_days(writer, t, data)
+
+
+def _write_days(writer: pq.ParquetWriter, t: schemas.Table, data: pa.Table) -> None:
+    """``data``'s rows as one row group per day, in day order (the engine's order within a day)."""
     days = data.column(t.partition).cast(pa.int32()).to_numpy(zero_copy_only=False)
-    with pq.ParquetWriter(out / f"{t.name}.parquet", data.schema) as writer:
-        for d in np.unique(days):
-            writer.write_table(data.filter(days == d))
+    for d in np.unique(days):
+        writer.write_table(data.filter(days == d))
 
 
 def _engine_scope(settings: Settings, plan: Plan):
@@ -1045,6 +1059,10 @@ def run_day(
     ``validate=False`` skips the quality gate (tests of the arrival rules that run hundreds of days).
     """
     t0 = time.perf_counter()
+    if report:
+        # The report draws its charts in the worker process (``workers``); started now, its
+        # imports overlap the stages before it.
+        workers.start()
     with arrival.locked(settings, say, f"run {day}"):
         plan = Plan.of(stage_plan(settings, day, run_id, say))
         parts = [stage_funnel_bucket(settings, plan, b, settings.buckets, engine) for b in range(settings.buckets)]

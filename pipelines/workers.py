@@ -6,6 +6,9 @@ is much of what runs beside it: in one process the two take turns on the interpr
 a ``Future`` of its result, so the two run on both cores. The report draws its charts there
 (docs/report.md, "Cost") and ingestion maps a day's notes there (docs/ingestion.md, "Speed").
 
+``call`` runs its call there only when the process already has a worker (``running``), and here
+otherwise: a process that runs several stages starts one (``start``) at its beginning.
+
 The worker is this interpreter running ``python -m pipelines.workers`` with this process's
 ``sys.path``, started by ``start`` or the first ``submit`` and kept for the life of the process
 (it ends when this process closes its pipe). It runs nothing but the calls handed to it: no
@@ -195,6 +198,19 @@ def submit(fn: Callable, *args) -> Future:
         except (BrokenPipeError, pickle.PicklingError, TypeError, AttributeError) as exc:
             # The worker ended between the check and the send, or an argument does not pickle.
             log.info("calls run in this process: %s", exc)
+    out: Future = Future()
+    _here(fn, args, out)
+    return out
+
+
+def call(fn: Callable, *args) -> Future:
+    """The ``Future`` of ``fn(*args)``: run in the worker process when this process has one
+    (``running``), else here and now. What ingestion and the report use: a process that runs
+    several stages starts the worker at its start (``runner.run_day``, a run ingesting several
+    deliveries), where its imports overlap the work before; a lone stage in a fresh process does
+    its work itself, since starting the worker (seconds of imports) would cost more than it saves."""
+    if running():
+        return submit(fn, *args)
     out: Future = Future()
     _here(fn, args, out)
     return out

@@ -21,13 +21,23 @@ sys.addaudithook(_audit)  # inert unless a block is watched (an audit hook canno
 
 
 class watch_opens:  # noqa: N801 - used as a context manager
-    """Every file ``open`` / ``os.open`` reached while the block runs (links resolved)."""
+    """Every file ``open`` / ``os.open`` reached while the block runs (links resolved).
+
+    The audit hook sees this process only, so while the block runs nothing is handed to the
+    worker process (``pipelines.workers``: ingestion maps a day's notes there when one runs)."""
 
     def __enter__(self) -> list[str]:
         global _opened
+        from pipelines import workers
+
+        self._running = workers.running
+        workers.running = lambda: False
         _opened = []
         return _opened
 
     def __exit__(self, *exc) -> None:
         global _opened
+        from pipelines import workers
+
+        workers.running = self._running
         _opened = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import replace
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -252,3 +253,28 @@ def test_engines_agree_on_an_empty_world():
     problems = [p for t in schemas.FUNNEL_TABLES for p in differences(t, ours[t.name], theirs[t.name])]
     assert not problems, "\n".join(problems)
     assert len(ours["agg_brand_funnel_daily"]) == 2 * len(world.brands) * 6
+
+
+@needs_pandas_engine
+@pytest.mark.parametrize(
+    ("seed", "users", "days", "brands", "categories"),
+    [next(c for c in CASES if c[2] >= 3), next(c for c in WINDOW_CASES if c[2] >= 3)],
+)
+def test_boost_handed_over_a_day_at_a_time_is_the_whole_table(seed, users, days, brands, categories):
+    """``compute(..., boost_sink=...)``: brand_boost_signals comes one as-of day at a time, in day
+    order, each day published, and the days together are the table computed whole; the other
+    tables are the same."""
+    params = _params(seed) if (seed, users, days, brands, categories) in CASES else _window_params(seed)
+    inputs, start, end = random_inputs(seed, users=users, days=days, brands=brands, categories=categories, params=params)
+    whole = pandas_engine.compute(inputs, params, start, end, "run-x")
+    handed: list[pd.DataFrame] = []
+    streamed = pandas_engine.compute(inputs, params, start, end, "run-x", boost_sink=handed.append)
+    boost = schemas.BRAND_BOOST_SIGNALS.name
+    assert set(streamed) == set(whole) - {boost}
+    for name, frame in streamed.items():
+        pd.testing.assert_frame_equal(frame, whole[name])
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    assert len(handed) == len(days)
+    assert all(set(f["as_of_dt"]) <= {day} for day, f in zip(days, handed, strict=True))
+    assert sum(len(f) > 0 for f in handed) > 1
+    pd.testing.assert_frame_equal(pd.concat(handed, ignore_index=True), whole[boost])

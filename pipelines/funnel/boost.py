@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -45,12 +45,31 @@ def boost_signals(
 ) -> pd.DataFrame:
     """brand_boost_signals rows (without run_id): the snapshot as of the end of every day in
     ``days`` (ascending, at least one), every exposure kind counted; with a ``scope``, only the
-    users it names before its ``all_from``.
+    users it names before its ``all_from``. Sorted by (as_of_dt, user_id, brand_id).
 
-    Each snapshot is vectorised; one pass per day over the exposures of its window (found by
-    binary search in the exposures sorted by time). The window is the seed window of the brand's
-    category (SPEC 5.11; the global one for a brand missing from brands.csv): the search takes the
-    longest, then each exposure keeps to its own. Sorted by (as_of_dt, user_id, brand_id).
+    Each snapshot is vectorised (``_snapshots``); the window of an exposure is the seed window of
+    its brand's category (SPEC 5.11; the global one for a brand missing from brands.csv).
+    """
+    return _frame(linked, list(_snapshots(linked, days, params, scope)))
+
+
+def boost_days(
+    linked: Linked, days: Sequence[date], params: FunnelParams, scope: BoostScope | None = None
+) -> Iterator[pd.DataFrame]:
+    """The rows of ``boost_signals`` one as-of day at a time, in day order: the same rows, each
+    day's frame made only when the one before has been taken (a caller that writes each day away
+    holds one day of snapshots, not all of them)."""
+    for snapshot in _snapshots(linked, days, params, scope):
+        yield _frame(linked, [snapshot])
+
+
+def _snapshots(
+    linked: Linked, days: Sequence[date], params: FunnelParams, scope: BoostScope | None
+) -> Iterator[tuple[date, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
+    """(day, (user, brand, raw, rank) codes) of each day's snapshot, in day order.
+
+    One pass per day over the exposures of its window (found by binary search in the exposures
+    sorted by time): the search takes the longest window, then each exposure keeps to its own.
     """
     by_time = np.argsort(linked.t, kind="stable")
     t_sorted = linked.t[by_time]
@@ -70,7 +89,6 @@ def boost_signals(
         log_weight = np.log2(kind_weight)
     log_term = log_weight[linked.kind] - (last - linked.t) / DAY_US / params.boost_half_life_days
     order = lexsort((log_term, pair))
-    snapshots = []
     in_window = np.zeros(len(pair), dtype=bool)
     for day in days:
         end = as_of(day).value // 1_000
@@ -82,13 +100,20 @@ def boost_signals(
             rows = rows[first_day[linked.user[rows]] <= day.toordinal()]
         _check_kinds(linked, rows, params)
         in_window[rows] = True
-        snapshots.append(_snapshot(linked, order[in_window[order]], pair, end, kind_weight, params))
+        snapshot = _snapshot(linked, order[in_window[order]], pair, end, kind_weight, params)
         in_window[rows] = False
-    user, brand, raw, rank = (np.concatenate(column) for column in zip(*snapshots, strict=True))
-    as_of_dt = pd.concat(
-        [same_day(day, len(s[0])) for day, s in zip(days, snapshots, strict=True)],
-        ignore_index=True,
-    )
+        yield day, snapshot
+
+
+def _frame(linked: Linked, snapshots: list[tuple[date, tuple]]) -> pd.DataFrame:
+    """brand_boost_signals rows (without run_id) of the snapshots, in their order."""
+    if snapshots:
+        user, brand, raw, rank = (np.concatenate(column) for column in zip(*(s for _, s in snapshots), strict=True))
+        as_of_dt = pd.concat([same_day(day, len(s[0])) for day, s in snapshots], ignore_index=True)
+    else:
+        user = brand = rank = np.zeros(0, dtype="int64")
+        raw = np.zeros(0, dtype="float64")
+        as_of_dt = pd.Series(pd.array([], dtype="date32[pyarrow]"))
     n = len(user)
     # Already in key order (as_of_dt, user_id, brand_id); "_order" tells publish so.
     return pd.DataFrame(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import numpy as np
@@ -12,7 +13,7 @@ from ..settings import FunnelParams
 from ..timeutil import days as day_range
 from ..windows import daily_final, pairs_final
 from .attribution import credits
-from .boost import BoostScope, boost_signals
+from .boost import BoostScope, boost_days, boost_signals
 from .daily import brand_daily
 from .inputs import FunnelInputs
 from .orders import seeded_orders
@@ -76,10 +77,16 @@ def compute(
     end: date,
     run_id: str,
     boost_scope: BoostScope | None = None,
+    boost_sink: Callable[[pd.DataFrame], None] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every table of schemas.FUNNEL_TABLES for the days start..end (boost: a snapshot as of the
     end of each of those days, for the users ``boost_scope`` names where it does); finality
-    relative to end (``pipelines.windows``)."""
+    relative to end (``pipelines.windows``).
+
+    With a ``boost_sink``, brand_boost_signals is not returned: each as-of day's rows, published
+    (``publish``), are handed to it in day order as soon as they are computed, so the snapshots of
+    many days are never in memory at once (the funnel step writes them to its bucket file).
+    """
     days = pd.Series(day_range(start, end), dtype="date32[pyarrow]")
     brands = brand_categories(inputs.brands)
     categories = columns(inputs.categories, schemas.CATEGORIES, ["category_id"]).drop_duplicates()
@@ -122,7 +129,13 @@ def compute(
         (linked.users, linked.brands),
         params,
     )
-    boost = boost_signals(linked, day_range(start, end), params, boost_scope)
+    boost_table = schemas.BRAND_BOOST_SIGNALS
+    if boost_sink is None:
+        boost = boost_signals(linked, day_range(start, end), params, boost_scope)
+    else:
+        for day in boost_days(linked, day_range(start, end), params, boost_scope):
+            boost_sink(publish(boost_table, day, run_id))
+        boost = None
 
     # Finality follows each row's own category windows (pipelines.windows).
     facts = _within(facts, start, end)
@@ -147,9 +160,11 @@ def compute(
         schemas.AGG_BRAND_FUNNEL_DAILY.name: daily,
         schemas.AGG_CONVERSION_UPLIFT.name: uplift,
         schemas.AGG_UPLIFT_STRATA.name: uplift_strata,
-        schemas.BRAND_BOOST_SIGNALS.name: boost,
+        boost_table.name: boost,
     }
     del boost  # each frame is released once published (frames.pop): the boost's copies do not pile up
     return {
-        table.name: publish(table, frames.pop(table.name), run_id) for table in schemas.FUNNEL_TABLES
+        table.name: publish(table, frames.pop(table.name), run_id)
+        for table in schemas.FUNNEL_TABLES
+        if frames[table.name] is not None
     }

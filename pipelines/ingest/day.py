@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -188,8 +188,7 @@ def ingest_day(
             say(f"{source}: {entry.rel}")
         note_entries = [(entry, platform) for source, entry, platform in entries if source == "notes"]
         # The notes in the worker process when one runs (``_notes``), else here.
-        notes_call = workers.submit if workers.running() else _here
-        notes, settled["notes"], collapsed["notes"] = notes_call(_notes, note_entries, day, run_id).result()
+        notes, settled["notes"], collapsed["notes"] = workers.call(_notes, note_entries, day, run_id).result()
         exposures.result()
         for source, entry, _platform in entries:
             parsed += notes[entry.rel] if source == "notes" else events[source, entry.rel].result()
@@ -428,13 +427,6 @@ def _notes(
     for p in files:
         p.records = p.accepted = p.note_format = None
     return notes, frame, collapsed["notes"]
-
-
-def _here(fn, *args) -> Future:
-    """``fn(*args)`` run in this thread, as a settled ``Future`` (what ``workers.submit`` gives)."""
-    out: Future = Future()
-    out.set_result(fn(*args))
-    return out
 
 
 def _map_notes(parsed: list[_Parsed], run_id: str) -> None:

@@ -10,25 +10,36 @@ from datetime import date
 from pathlib import Path
 
 from ..settings import Settings
-from .data import WINDOW_DAYS, NoDataError
 
 FOLDER = "attribution"
 
 __all__ = ["FOLDER", "NoDataError", "WINDOW_DAYS", "build_report", "report_path"]
 
 
+def __getattr__(name: str):
+    # ``data`` (SQLAlchemy, the warehouse) only when asked for: the worker process that draws
+    # the charts imports ``charts`` without it.
+    if name in ("WINDOW_DAYS", "NoDataError"):
+        from . import data
+
+        return getattr(data, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def report_path(settings: Settings, day: date) -> Path:
     return settings.reports / FOLDER / f"{day.isoformat()}.html"
 
 
-def build_report(settings: Settings, day: date, *, days: int = WINDOW_DAYS) -> Path:
-    """Write the report of ``day`` (a window of ``days`` ending there) and the index; returns its path.
+def build_report(settings: Settings, day: date, *, days: int | None = None) -> Path:
+    """Write the report of ``day`` (a window of ``days`` ending there, ``WINDOW_DAYS`` when not
+    given) and the index; returns its path.
 
     Raises NoDataError when the warehouse holds no funnel rows for ``day``.
     """
     from .. import warehouse
     from . import data, render
 
+    days = data.WINDOW_DAYS if days is None else days
     path = report_path(settings, day)
     engine = warehouse.make_engine(settings.resolved_warehouse_url())
     try:

@@ -210,7 +210,7 @@ def funnel_section(data: ReportData) -> dict:
         ),
         "blocks": [{
             "chart": "funnel",
-            "src": workers.submit(charts.funnel, top, top["brand_name"].tolist()),
+            "src": workers.call(charts.funnel, top, top["brand_name"].tolist()),
             "alt": "Bar charts of exposed users, search-back users, seeded orders and GMV per brand",
             "table": number_table("funnel", funnel, [
                 Col("brand_name", "brand", "text"), Col("brand_id", "brand_id", "text"),
@@ -244,7 +244,7 @@ def search_back_rate_section(data: ReportData) -> dict:
         ),
         "blocks": [{
             "chart": "search_back_rate",
-            "src": workers.submit(charts.search_back_rate, rate),
+            "src": workers.call(charts.search_back_rate, rate),
             "alt": "Line chart of the search-back rate per day and platform",
             "table": number_table("search_back_rate", table, [
                 Col("dt", "exposure day", "date"), Col("exposed_users", "exposed (user, brand)"),
@@ -302,7 +302,7 @@ def uplift_section(data: ReportData) -> dict:
         ),
         "blocks": [{
             "chart": "uplift",
-            "src": workers.submit(charts.forest, up, up["label"].tolist(), ref),
+            "src": workers.call(charts.forest, up, up["label"].tolist(), ref),
             "alt": "Forest plot of conversion uplift, naive and engagement-adjusted, with 95% intervals",
             "table": number_table("uplift", up, [
                 Col("label", "row", "text"), Col("seeded_pairs", "seeded pairs"),
@@ -344,13 +344,13 @@ def attribution_section(data: ReportData) -> dict:
         "blocks": [{
             "subtitle": "By platform",
             "chart": "attribution_platform",
-            "src": workers.submit(charts.credits, cp, cp["platform"].tolist(), "attributed GMV by platform"),
+            "src": workers.call(charts.credits, cp, cp["platform"].tolist(), "attributed GMV by platform"),
             "alt": "Grouped bars of attributed GMV per platform and model",
             "table": number_table("attribution_platform", cp, [Col("platform", "platform", "text"), *model_cols], "platform"),
         }, {
             "subtitle": f"Top {len(cc)} creators (by last-touch credit)",
             "chart": "attribution_creator",
-            "src": workers.submit(charts.credits, cc, cc["creator"].tolist() if len(cc) else [], "attributed GMV by creator"),
+            "src": workers.call(charts.credits, cc, cc["creator"].tolist() if len(cc) else [], "attributed GMV by creator"),
             "alt": "Grouped bars of attributed GMV per creator and model",
             "table": number_table("attribution_creator", cc, [
                 Col("platform", "platform", "text"), Col("author_id", "author_id", "text"),
@@ -463,7 +463,7 @@ def _shares_block(data: ReportData) -> dict:
             + tied_sentence(data.channels) + _markov_sentence(platform)
         ),
         "chart": "attribution_shares",
-        "src": workers.submit(charts.shares, rows, channels),
+        "src": workers.call(charts.shares, rows, channels),
         "alt": "Each model's share per platform with its 95% bootstrap interval; data-driven models as diamonds",
         "table": number_table("attribution_shares", rows, SHARE_COLUMNS, "key"),
     }
@@ -510,7 +510,7 @@ def _cost_blocks(data: ReportData) -> list[dict]:
             "GMV / spend), each with its 95% interval from the same bootstrap over users."
         ),
         "chart": "cost_platform",
-        "src": workers.submit(charts.cost, platform, platform["subject_id"].tolist()),
+        "src": workers.call(charts.cost, platform, platform["subject_id"].tolist()),
         "alt": "Spend, ROAS and cost per seeded order per platform, with 95% intervals",
         "table": table,
     }, {
@@ -554,7 +554,7 @@ def _roi_block(data: ReportData) -> dict:
             "with spend."
         ),
         "chart": "roi_curve",
-        "src": workers.submit(charts.roi_curve, rows, shown, [_brand(data.brand_names, b) for b in shown]),
+        "src": workers.call(charts.roi_curve, rows, shown, [_brand(data.brand_names, b) for b in shown]),
         "alt": "ROI against days after the touch, one line per brand, decision cycles starred",
         "table": number_table("roi_curve", rows, [
             Col("brand_name", "brand", "text"), Col("brand_id", "brand_id", "text"),
@@ -681,7 +681,7 @@ def boost_section(data: ReportData) -> dict:
         ),
         "blocks": [{
             "chart": "boost",
-            "src": workers.submit(charts.boost, boost),
+            "src": workers.call(charts.boost, boost),
             "alt": "Histogram of boost scores",
             "table": number_table("boost", boost, [
                 Col("bin", "score bin", "text"), Col("bin_low", "from", "float"), Col("bin_high", "to", "float"),
