@@ -39,6 +39,9 @@ START, WORLD_DAYS, RUN_DAYS = date(2026, 3, 1), 4, 3
 
 # ---------------------------------------------------------------- import, policies, structure
 
+#: Libraries of the work, not of the wiring: a DAG file must not import them when it is parsed.
+HEAVY = {"pandas", "great_expectations", "matplotlib", "duckdb", "psycopg", "sklearn", "scipy", "jieba", "ahocorasick"}
+
 
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory) -> dict:
@@ -55,8 +58,15 @@ def test_every_dag_file_imports_without_database_or_network(bag):
     # Only the DAG files: dags/.airflowignore keeps the tooling in dags/seedfunnel_ops unparsed.
     assert sorted(Path(f).name for f in bag["file_seconds"]) == files
     assert set(bag["dags"]) == {INGEST, ATTRIBUTION}
-    # Wiring only: a DAG file parses in well under a second (Airflow's own budget is 30 s).
-    slow = {f: s for f, s in bag["file_seconds"].items() if s > 1.0}
+    # Wiring only: parsing the DAG files imports nothing of the project but its schemas (numpy and
+    # pyarrow), none of the libraries that do the work; what a task needs it imports when it runs.
+    project = {m for m in bag["imported"] if m.split(".")[0] == "pipelines"}
+    assert project <= {"pipelines", "pipelines.schemas"}, sorted(project)
+    heavy = {m.split(".")[0] for m in bag["imported"]} & HEAVY
+    assert not heavy, f"parsing the DAG files imported {sorted(heavy)}"
+    # And a budget far from Airflow's own (30 s) whatever the machine's speed; what it costs is
+    # the imports above, measured where speed is measured (make bench), not here.
+    slow = {f: s for f, s in bag["file_seconds"].items() if s > 10.0}
     assert not slow, f"DAG files too slow to import: {slow}"
 
 

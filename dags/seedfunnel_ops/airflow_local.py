@@ -364,9 +364,11 @@ def _inspect(job: dict) -> dict:
     socket.socket.connect = socket.create_connection = socket.getaddrinfo = no_network
     from airflow.dag_processing.dagbag import DagBag
 
+    before = set(sys.modules)
     t = time.perf_counter()
     bag = DagBag(dag_folder=job["dags"])
     parse = time.perf_counter() - t
+    imported = sorted(set(sys.modules) - before)
     dags = {}
     for dag in bag.dags.values():
         dags[dag.dag_id] = {
@@ -398,6 +400,7 @@ def _inspect(job: dict) -> dict:
         "dags": dags,
         "file_seconds": stats,
         "parse_seconds": parse,
+        "imported": imported,
     }
 
 
