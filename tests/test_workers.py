@@ -3,6 +3,7 @@ that dies costs no call; the caller's script is not run again in it; a forked ch
 
 from __future__ import annotations
 
+import operator
 import os
 import shutil
 import signal
@@ -57,54 +58,51 @@ def test_a_chart_that_fails_raises_its_own_error():
 
 
 def test_a_worker_that_dies_costs_no_call():
-    workers.submit(charts.boost, _hist()).result(timeout=120)  # a worker is running
+    workers.submit(operator.pow, 2, 1).result(timeout=120)  # a worker is running
     worker = workers._worker
-    os.kill(worker.process.pid, signal.SIGSTOP)  # handed charts it cannot answer yet
-    waiting = [workers.submit(charts.boost, _hist(s)) for s in (1.0, 2.0, 3.0)]
+    os.kill(worker.process.pid, signal.SIGSTOP)  # handed calls it cannot answer yet
+    waiting = [workers.submit(operator.pow, 2, n) for n in (10, 20, 30)]
     os.kill(worker.process.pid, signal.SIGKILL)
     worker.process.wait(timeout=30)
-    assert [f.result(timeout=120) for f in waiting] == [charts.boost(_hist(s)) for s in (1.0, 2.0, 3.0)]
-    again = workers.submit(charts.boost, _hist(4.0))  # the next chart starts a new worker
+    assert [f.result(timeout=120) for f in waiting] == [2**10, 2**20, 2**30]
+    again = workers.submit(operator.pow, 3, 3)  # the next call starts a new worker
     assert workers._worker is not worker and workers._worker.alive
-    assert again.result(timeout=120) == charts.boost(_hist(4.0))
+    assert again.result(timeout=120) == 27
 
 
 def test_futures_are_settled_at_any_depth():
-    done = workers.submit(charts.boost, _hist())
+    done = workers.submit(operator.pow, 2, 4)
     value = workers.settled([{"blocks": [{"src": done, "n": 1}]}, "text"])
-    assert value == [{"blocks": [{"src": charts.boost(_hist()), "n": 1}]}, "text"]
+    assert value == [{"blocks": [{"src": 16, "n": 1}]}, "text"]
 
 
 def test_the_callers_script_is_not_run_again_in_the_worker(tmp_path):
-    """A script without a ``__main__`` guard that draws a chart runs once: the worker imports only
-    the charts, where a ``multiprocessing`` child would import the script again."""
+    """A script without a ``__main__`` guard that hands a call to the worker runs once: the worker
+    imports only what the call needs, where a ``multiprocessing`` child would import the script again."""
     marker = tmp_path / "ran"
     script = tmp_path / "unguarded.py"
     script.write_text(textwrap.dedent(f"""
-        import pandas as pd
+        import operator
         from pipelines import workers
-        from pipelines.report import charts
         with open({str(marker)!r}, "a") as f:
             f.write("x")
-        hist = pd.DataFrame({{"bin_low": [0.0, 0.5], "bin_high": [0.5, 1.0], "signals": [1.0, 2.0]}})
-        assert workers.submit(charts.boost, hist).result(timeout=120) == charts.boost(hist)
-        assert workers._worker is not None
+        assert workers.submit(operator.pow, 2, 5).result(timeout=120) == 32
+        assert workers._worker is not None and workers._worker.answered == 1
     """))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=300, cwd=tmp_path)
     assert marker.read_text() == "x"
 
 
-def test_a_forked_child_draws_with_its_own_worker():
-    workers.submit(charts.boost, _hist()).result(timeout=120)  # the parent has a worker
+def test_a_forked_child_has_its_own_worker():
+    workers.submit(operator.pow, 2, 1).result(timeout=120)  # the parent has a worker
     parent = workers._worker
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report through the pipe, never return into pytest
         ok = 0
         try:
-            ok = int(workers.submit(charts.boost, _hist(2.0)).result(timeout=120) == charts.boost(_hist(2.0))
-                     and workers._worker is not parent)
+            ok = int(workers.submit(operator.pow, 2, 7).result(timeout=120) == 128 and workers._worker is not parent)
         finally:
             os.write(write, b"%d" % ok)
             os._exit(0)
@@ -113,7 +111,7 @@ def test_a_forked_child_draws_with_its_own_worker():
     os.waitpid(pid, 0)
     os.close(read)
     assert workers._worker is parent and parent.alive
-    assert workers.submit(charts.boost, _hist(3.0)).result(timeout=120) == charts.boost(_hist(3.0))
+    assert workers.submit(operator.pow, 2, 9).result(timeout=120) == 512
 
 
 def test_a_worker_that_never_answers_is_not_started_again(monkeypatch):
