@@ -122,7 +122,9 @@ class _Worker:
                     out.set_result(value)
                 else:
                     out.set_exception(value)
-        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the pipe ended, or an answer could not be read
+            if self.process.poll() is None:
+                self.process.kill()  # an answer not read leaves the stream out of step: no more
             with self.lock:
                 self.alive = False
                 if not self.answered and not self.closing:

@@ -129,3 +129,28 @@ def test_a_worker_that_never_answers_is_not_started_again(monkeypatch):
     monkeypatch.setattr(workers, "_Worker", lambda: started.append(1))
     assert workers.submit(charts.boost, _hist(2.0)).result(timeout=120) == charts.boost(_hist(2.0))
     assert started == []
+
+
+def _explode():
+    raise ValueError("this answer cannot be read here")
+
+
+class _Unreadable:
+    """Pickles in the worker; unpickling it (in the caller) raises."""
+
+    def __reduce__(self):
+        return _explode, ()
+
+
+def _unreadable() -> _Unreadable:
+    return _Unreadable()
+
+
+def test_an_answer_that_cannot_be_read_runs_the_call_here():
+    workers.submit(operator.pow, 2, 1).result(timeout=120)  # a worker that has answered
+    worker = workers._worker
+    got = workers.submit(_unreadable).result(timeout=120)
+    assert isinstance(got, _Unreadable)  # the call ran here, after the worker was ended
+    worker.process.wait(timeout=30)
+    assert not worker.alive
+    assert workers.submit(operator.pow, 2, 3).result(timeout=120) == 8 and workers._worker is not worker
