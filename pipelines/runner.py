@@ -151,7 +151,7 @@ def ingest_pending(
     if len(todo) > 1:
         # Each day's notes are mapped in the worker process, beside its event files
         # (``ingest.day._notes``). A lone day in a process without a worker maps them here: the
-        # worker's start, about a second of imports, would cost more than they do.
+        # worker's start, seconds of imports, would cost more than they do.
         workers.start()
     for d, fp in todo:
         say(f"ingesting delivery {d}")

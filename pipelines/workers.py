@@ -66,11 +66,14 @@ def _receive(stream: BinaryIO):
     return pickle.loads(blob)
 
 
-def _here(fn: Callable, args: tuple, out: Future) -> None:
+def _here(fn: Callable, args: tuple, out: Future | None = None) -> Future:
+    """``out`` (a new ``Future`` when not given) settled with ``fn(*args)`` run in this thread."""
+    out = Future() if out is None else out
     try:
         out.set_result(fn(*args))
     except BaseException as exc:  # the caller sees the call's own error when it reads the result
         out.set_exception(exc)
+    return out
 
 
 class _Worker:
@@ -186,7 +189,7 @@ def running() -> bool:
 
 
 def start() -> None:
-    """Start this process's worker now, unless it runs: its start (about a second of imports)
+    """Start this process's worker now, unless it runs: its start (seconds of imports: pandas, matplotlib)
     then overlaps what this process does before its first call."""
     _current()
 
@@ -200,9 +203,7 @@ def submit(fn: Callable, *args) -> Future:
         except (BrokenPipeError, pickle.PicklingError, TypeError, AttributeError) as exc:
             # The worker ended between the check and the send, or an argument does not pickle.
             log.info("calls run in this process: %s", exc)
-    out: Future = Future()
-    _here(fn, args, out)
-    return out
+    return _here(fn, args)
 
 
 def call(fn: Callable, *args) -> Future:
@@ -211,11 +212,7 @@ def call(fn: Callable, *args) -> Future:
     several stages starts the worker at its start (``runner.run_day``, a run ingesting several
     deliveries), where its imports overlap the work before; a lone stage in a fresh process does
     its work itself, since starting the worker (seconds of imports) would cost more than it saves."""
-    if running():
-        return submit(fn, *args)
-    out: Future = Future()
-    _here(fn, args, out)
-    return out
+    return submit(fn, *args) if running() else _here(fn, args)
 
 
 def settled(value):

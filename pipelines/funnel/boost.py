@@ -106,14 +106,9 @@ def _snapshots(
 
 
 def _frame(linked: Linked, snapshots: list[tuple[date, tuple]]) -> pd.DataFrame:
-    """brand_boost_signals rows (without run_id) of the snapshots, in their order."""
-    if snapshots:
-        user, brand, raw, rank = (np.concatenate(column) for column in zip(*(s for _, s in snapshots), strict=True))
-        as_of_dt = pd.concat([same_day(day, len(s[0])) for day, s in snapshots], ignore_index=True)
-    else:
-        user = brand = rank = np.zeros(0, dtype="int64")
-        raw = np.zeros(0, dtype="float64")
-        as_of_dt = pd.Series(pd.array([], dtype="date32[pyarrow]"))
+    """brand_boost_signals rows (without run_id) of the snapshots (at least one), in their order."""
+    user, brand, raw, rank = (np.concatenate(column) for column in zip(*(s for _, s in snapshots), strict=True))
+    as_of_dt = pd.concat([same_day(day, len(s[0])) for day, s in snapshots], ignore_index=True)
     n = len(user)
     # Already in key order (as_of_dt, user_id, brand_id); "_order" tells publish so.
     return pd.DataFrame(
