@@ -109,8 +109,13 @@ class _IngestClock:
 
 
 def staged_run(settings, day: date) -> dict:
-    """One run for ``day``, the runner's stages in order, each timed (``runner.run_day``'s order)."""
-    from pipelines import runner
+    """One run for ``day``, the runner's stages in order, each timed (``runner.run_day``'s order).
+
+    Like ``runner.run_day`` with its report, the run starts the process's worker first (the
+    report's charts and the notes of each delivery are done there, ``pipelines.workers``)."""
+    from pipelines import runner, workers
+
+    workers.start()
 
     times: dict[str, float] = {}
     peaks: dict[str, float] = {}

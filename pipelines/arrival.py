@@ -247,13 +247,16 @@ def scopes(lake_root: Path, state: State, table: str) -> dict[date, pa.Array | N
 
 
 def unpublished_parts(lake_root: Path, state: State, table: str) -> Iterator[pa.Table]:
-    """The rows a publish of ``table`` writes, one unpublished marts day at a time (scoped days
-    restricted to their keys), typed as the table's Arrow schema: a publish holds one day."""
+    """The rows a publish of ``table`` writes: the unpublished marts days in order (scoped days
+    restricted to their keys), each in its stored row order, in batches of at most
+    ``lake.BATCH_ROWS`` rows typed as the table's Arrow schema. A publish holds one batch, not a
+    day: a boost day of a million users is some twenty million rows."""
     for d, keys in scopes(lake_root, state, table).items():
-        data = lake.read_arrow(Path(lake_root) / MARTS, table, [d])
-        if keys is not None:
-            data = data.filter(pc.is_in(data.column(SCOPED[table]).cast(pa.large_string()), value_set=keys))
-        yield data
+        for data in lake.iter_arrow(Path(lake_root) / MARTS, table, d):
+            if keys is not None:
+                data = data.filter(pc.is_in(data.column(SCOPED[table]).cast(pa.large_string()), value_set=keys))
+            if data.num_rows:
+                yield data
 
 
 def read_unpublished(lake_root: Path, state: State, table: str) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from .settings import ENV_FSYNC
 
 PART = "part-0.parquet"
 SNAPSHOT = "snapshot"
+#: Rows per batch of ``iter_arrow`` (and of a warehouse load): bounds what a streaming reader holds.
+BATCH_ROWS = 100_000
 
 
 class LakeError(RuntimeError):
@@ -184,6 +186,21 @@ def read_arrow(
             raise damaged(f, e, Path(lake)) from e
         parts.append(part.filter(pa.array(keep(part))) if keep is not None else part)
     return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+def iter_arrow(lake: Path, name: str, day: date | None, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+    """One partition's rows in their stored order, at most ``batch_rows`` at a time, typed as the
+    table's Arrow schema (``read_arrow`` of that day, in slices): a reader holds one batch."""
+    schema = schemas.table(name).arrow_schema()
+    for f in _files(lake, name, None if day is None else [day]):
+        try:
+            file = pq.ParquetFile(f)
+            batches = file.iter_batches(batch_size=batch_rows, columns=schema.names)
+            while (batch := next(batches, None)) is not None:
+                part = pa.Table.from_batches([batch])
+                yield part if part.schema.equals(schema) else part.cast(schema)
+        except (pa.ArrowException, OSError) as e:
+            raise damaged(f, e, Path(lake)) from e
 
 
 def read_table(

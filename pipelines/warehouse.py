@@ -17,9 +17,12 @@ from __future__ import annotations
 import sqlite3
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from . import schemas
+from . import lake, schemas
 from .redact import redact_text, redact_url
 
 _SA_TYPES = {
@@ -132,16 +135,35 @@ def _what_to_check(url: str) -> str:
 
 
 #: What ``publish`` takes for a table: a frame, an Arrow table, or a callable that gives its rows
-#: in parts (Arrow tables of the table's schema), loaded one after another so that one part at a
-#: time is in memory (``arrival.unpublished_parts``: one day).
+#: in parts (Arrow tables of the table's schema), loaded one after another so that few parts at a
+#: time are in memory (``arrival.unpublished_parts``: batches of ``lake.BATCH_ROWS`` rows).
 Rows = pd.DataFrame | pa.Table | Callable[[], Iterable[pa.Table]]
 
 
-def _parts(t: schemas.Table, rows: Rows) -> Iterator[pa.Table]:
+def _parts(t: schemas.Table, rows: Rows, dialect: str) -> Iterator[_Prepared]:
+    """A table's rows ready to load, part by part."""
     if callable(rows):
-        yield from rows()
+        yield from _read_ahead(rows(), partial(_prepare, t, dialect=dialect))
     else:
-        yield rows if isinstance(rows, pa.Table) else schemas.to_arrow(t, rows)
+        yield _prepare(t, rows if isinstance(rows, pa.Table) else schemas.to_arrow(t, rows), dialect)
+
+
+def _read_ahead(parts: Iterable[pa.Table], prepare: Callable[[pa.Table], _Prepared]) -> Iterator[_Prepared]:
+    """``parts`` prepared, in order, the next one read and prepared on a thread while the caller
+    loads this one: the Parquet read, the filter and the conversion overlap the database's work
+    (SQLite's steps and psycopg's writes let go of the GIL). At most two parts are held; an
+    error making a part is raised where that part's turn comes."""
+    parts = iter(parts)
+
+    def made() -> _Prepared | None:
+        part = next(parts, None)
+        return None if part is None else prepare(part)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-read") as pool:
+        ahead = pool.submit(made)
+        while (part := ahead.result()) is not None:
+            ahead = pool.submit(made)
+            yield part
 
 
 def publish(
@@ -186,10 +208,10 @@ def publish(
             for day, keys in sorted((scoped or {}).get(name, {}).items()):
                 _delete_keys(conn, sat, part, day, schemas.RESTATED_BY_USER[name], keys)
             written[name] = 0
-            for arrow in _parts(t, df):
-                if arrow.num_rows:
-                    _load(conn, t, arrow)
-                written[name] += arrow.num_rows
+            for part in _parts(t, df, engine.dialect.name):
+                if part.rows:
+                    _load(conn, t, part)
+                written[name] += part.rows
             if fail_after == name:
                 raise RuntimeError(f"injected failure after loading {name}")
     return written
@@ -213,7 +235,7 @@ def _lock_id(name: str) -> int:
 
 
 #: Rows per batch of a load: bounds the memory of converted values, not the transaction.
-BATCH_ROWS = 100_000
+BATCH_ROWS = lake.BATCH_ROWS
 #: Rows per SQLite INSERT statement (fewer statement steps than one row each).
 _SQLITE_ROWS_PER_INSERT = 500
 #: Microseconds and days from the Unix epoch to PostgreSQL's (2000-01-01), for binary COPY.
@@ -222,12 +244,25 @@ _PG_EPOCH_DAYS = 10_957
 _PG_NULL = b"\xff\xff\xff\xff"  # a field of length -1
 
 
-def _load(conn: sa.Connection, t: schemas.Table, arrow: pa.Table) -> None:
+class _Prepared(NamedTuple):
+    """Rows of a table converted for one dialect, in batches of ``BATCH_ROWS``: SQLite's bound
+    values (``_sqlite_rows``) or PostgreSQL's binary COPY tuples (``_binary_rows``)."""
+
+    rows: int
+    batches: list
+
+
+def _prepare(t: schemas.Table, arrow: pa.Table, dialect: str) -> _Prepared:
     arrow = _encode_lists(t, arrow)
+    convert = _binary_rows if dialect == "postgresql" else _sqlite_rows
+    return _Prepared(arrow.num_rows, [convert(t, batch) for batch in _batches(arrow)])
+
+
+def _load(conn: sa.Connection, t: schemas.Table, part: _Prepared) -> None:
     if conn.dialect.name == "postgresql":
-        _copy_postgres(conn, t, arrow)
+        _copy_postgres(conn, t, part.batches)
     else:
-        _insert_many(conn, t, arrow)
+        _insert_many(conn, t, part.batches)
 
 
 def _encode_lists(t: schemas.Table, arrow: pa.Table) -> pa.Table:
@@ -253,7 +288,15 @@ def _batches(arrow: pa.Table):
 # ---------------------------------------------------------------- SQLite: executemany
 
 
-def _insert_many(conn: sa.Connection, t: schemas.Table, arrow: pa.Table) -> None:
+def _sqlite_rows(t: schemas.Table, batch: pa.Table) -> np.ndarray:
+    """A batch's values as SQLite binds them, row-major (an object array of rows x columns)."""
+    values = np.empty((batch.num_rows, len(t.columns)), dtype=object)  # row-major: rows bound flat
+    for j, (c, col) in enumerate(zip(t.columns, batch.columns, strict=True)):
+        values[:, j] = _sqlite_values(c, col)
+    return values
+
+
+def _insert_many(conn: sa.Connection, t: schemas.Table, batches: list[np.ndarray]) -> None:
     """Multi-row INSERTs (up to ``_SQLITE_ROWS_PER_INSERT`` rows each) with the values bound flat."""
     dbapi = conn.connection.driver_connection  # the transaction's own connection
     width = len(t.columns)
@@ -264,16 +307,13 @@ def _insert_many(conn: sa.Connection, t: schemas.Table, arrow: pa.Table) -> None
     one = f'INSERT INTO "{t.name}" ({names}) VALUES {row}'
     cur = dbapi.cursor()
     try:
-        for batch in _batches(arrow):
-            values = np.empty((batch.num_rows, width), dtype=object)  # row-major: rows bound flat
-            for j, (c, col) in enumerate(zip(t.columns, batch.columns, strict=True)):
-                values[:, j] = _sqlite_values(c, col)
-            full = batch.num_rows // per * per
+        for values in batches:
+            full = len(values) // per * per
             flat = values[:full].ravel().tolist()
             step = per * width
             for i in range(0, len(flat), step):
                 cur.execute(many, flat[i : i + step])
-            if full < batch.num_rows:
+            if full < len(values):
                 cur.executemany(one, values[full:].tolist())
     finally:
         cur.close()
@@ -305,7 +345,7 @@ def _sqlite_values(c: schemas.Column, col: pa.ChunkedArray) -> np.ndarray:
 # ---------------------------------------------------------------- PostgreSQL: binary COPY
 
 
-def _copy_postgres(conn: sa.Connection, t: schemas.Table, arrow: pa.Table) -> None:
+def _copy_postgres(conn: sa.Connection, t: schemas.Table, batches: list[pa.Buffer]) -> None:
     """COPY in PostgreSQL's binary format, built column-wise with Arrow (no per-row Python)."""
     names = ", ".join(f'"{n}"' for n in t.names)
     dbapi = conn.connection.driver_connection
@@ -313,8 +353,8 @@ def _copy_postgres(conn: sa.Connection, t: schemas.Table, arrow: pa.Table) -> No
     with dbapi.cursor() as cur:
         with cur.copy(f'COPY "{t.name}" ({names}) FROM STDIN (FORMAT binary)') as copy:
             copy.write(header)
-            for batch in _batches(arrow):
-                copy.write(memoryview(_binary_rows(t, batch)))
+            for rows in batches:
+                copy.write(memoryview(rows))
             copy.write(b"\xff\xff")  # end of data: a field count of -1
 
 

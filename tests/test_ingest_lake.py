@@ -6,6 +6,7 @@ import os
 from datetime import date, timedelta
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from test_ingest_helpers import DAY, drop, run
 
@@ -162,3 +163,27 @@ def test_resolve_notes_latest_delivery_then_file_then_record(tmp_path):
     )
     resolved = lake.resolve_notes(notes).set_index("note_id").title.to_dict()
     assert resolved == {"a": "a-later-day", "b": "b-file-b", "c": "c-row-7"}
+
+
+def test_a_partition_read_in_batches_is_the_partition_in_order(tmp_path):
+    rows = pd.DataFrame(
+        {
+            "dt": DAY,
+            "search_id": [f"s{i:03d}" for i in range(250)],
+            "user_id": [f"u{i % 7}" for i in range(250)],
+            "event_time": pd.Timestamp("2024-01-06", tz="UTC") + pd.to_timedelta(range(250), unit="s"),
+            "query": [f"q{i % 11}" for i in range(250)],
+        }
+    )
+    lake.write_partition(tmp_path, "searches", DAY, schemas.conform("searches", rows))
+    whole = lake.read_arrow(tmp_path, "searches", [DAY])
+    batches = list(lake.iter_arrow(tmp_path, "searches", DAY, batch_rows=100))
+    assert [b.num_rows for b in batches] == [100, 100, 50]
+    assert all(b.schema.equals(schemas.SEARCHES.arrow_schema()) for b in batches)
+    assert pa.concat_tables(batches).equals(whole)
+    assert list(lake.iter_arrow(tmp_path, "searches", DAY + timedelta(days=1))) == []
+
+    path = lake.partition_path(tmp_path, "searches", DAY) / lake.PART
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(lake.LakeError, match="damaged"):
+        list(lake.iter_arrow(tmp_path, "searches", DAY))

@@ -138,3 +138,31 @@ def test_two_publishes_at_once_to_postgres_equal_serial_publishing(tmp_path, pg_
         for name, frame in serial.items():
             pd.testing.assert_frame_equal(concurrent[name], frame, obj=name)
     engine.dispose()
+
+
+def test_rows_given_in_parts_all_load_and_a_failing_part_keeps_previous_data(warehouse_url, monkeypatch):
+    # Parts are read and converted one ahead, on a thread, while the previous one loads; a load
+    # converts in batches (made small here, so parts hold several).
+    monkeypatch.setattr(warehouse, "BATCH_ROWS", 7)
+    engine = warehouse.make_engine(warehouse_url)
+    warehouse.create_all(engine)
+    frames = [_touches(D1, n, "r1", seed=n) for n in (20, 1, 33)]
+    parts = [schemas.to_arrow(schemas.FCT_TOUCHES, f) for f in frames]
+    written = warehouse.publish(engine, {"fct_touches": lambda: iter(parts)}, {"fct_touches": [D1]})
+    assert written == {"fct_touches": 54}
+    back = warehouse.read_table(engine, "fct_touches")
+    pd.testing.assert_frame_equal(_sorted(back), _sorted(schemas.conform("fct_touches", pd.concat(frames))))
+
+    made = []
+
+    def failing():
+        for i, part in enumerate(parts):
+            if i == 2:
+                raise OSError("the third part cannot be read")
+            made.append(i)
+            yield part
+
+    with pytest.raises(OSError, match="third part"):
+        warehouse.publish(engine, {"fct_touches": failing}, {"fct_touches": [D1]})
+    assert made == [0, 1]
+    pd.testing.assert_frame_equal(_sorted(warehouse.read_table(engine, "fct_touches")), _sorted(back))
