@@ -561,7 +561,8 @@ def _gx_results(settings: Settings, name: str, frame: pd.DataFrame) -> dict:
 
 def _proof(settings: Settings, name: str, frame: pd.DataFrame, folder: Path) -> dict | None:
     """``fast.suite_passes`` on ``frame`` written as the lake writes it (one Parquet file per day)
-    and read back as validation reads it (``checks._file_parts``)."""
+    and read back as validation reads it (``checks._file_parts``; past ``checks.STREAM_ROWS``, a
+    file when the proof comes to it)."""
     from pipelines.quality import fast
 
     t = schemas.table(name)
@@ -619,8 +620,14 @@ PLANTED = [
 ]
 
 
-@pytest.mark.parametrize(("name", "defect"), PLANTED)
-def test_a_pass_is_proven_only_where_gx_passes_with_the_same_results(world, tmp_path, name, defect):
+@pytest.mark.parametrize(
+    ("name", "defect", "streamed"),
+    [(*p, False) for p in PLANTED] + [(*p, True) for p in PLANTED if p[0] in ("brand_boost_signals", "fct_touches")],
+)
+def test_a_pass_is_proven_only_where_gx_passes_with_the_same_results(world, tmp_path, monkeypatch, name, defect, streamed):
+    # ``streamed``: every table read a file at a time, when the proof comes to it (a table of
+    # more than ``checks.STREAM_ROWS`` rows).
+    monkeypatch.setattr(checks, "STREAM_ROWS", 0 if streamed else checks.STREAM_ROWS)
     settings = _settings(world)
     t = schemas.table(name)
     frame = checks.table_frames(settings, DAY)[name]
@@ -679,6 +686,12 @@ def test_fast_proofs_and_the_kept_gx_plans_give_gx_s_own_results(world, tmp_path
     assert validate._RUNTIME.plans, "GX's plans are kept"
     again = validate_day(settings, day, data_docs=False)  # plans reused
     pd.testing.assert_frame_equal(again.results, quick.results)
+    # Every table read a file at a time, when its proof comes to it (as a table of more than
+    # STREAM_ROWS rows is): the same rows, the boost still proven.
+    monkeypatch.setattr(checks, "STREAM_ROWS", 0)
+    proven.clear()
+    pd.testing.assert_frame_equal(validate_day(settings, day, data_docs=False).results, quick.results)
+    assert dict(proven).get(schemas.BRAND_BOOST_SIGNALS.name), proven
     # GX alone (no proofs, no kept plans): the same rows.
     monkeypatch.setattr(fast, "suite_passes", lambda *a, **k: None)
     monkeypatch.setattr(validate, "_planned", lambda *a, **k: None)
@@ -699,6 +712,8 @@ def test_fast_proofs_and_the_kept_gx_plans_give_gx_s_own_results(world, tmp_path
     assert set(planted.failed["expectation"]) == {failed}
     assert planted.results.set_index("expectation").loc[failed, "observed"] == f"2 of {len(published) + 1} rows unexpected"
     assert [s["user_id"] for s in json.loads(planted.failed.iloc[0]["details"])["sample"]] == [row["user_id"].iloc[0]] * 2
+    monkeypatch.setattr(checks, "STREAM_ROWS", 0)
+    pd.testing.assert_frame_equal(validate_day(settings, day, data_docs=False).results, planted.results)
     monkeypatch.setattr(fast, "suite_passes", lambda *a, **k: None)
     monkeypatch.setattr(validate, "_planned", lambda *a, **k: None)
     pd.testing.assert_frame_equal(validate_day(settings, day, data_docs=False).results, planted.results)
