@@ -195,8 +195,7 @@ def iter_arrow(lake: Path, name: str, day: date | None, batch_rows: int = BATCH_
     for f in _files(lake, name, None if day is None else [day]):
         try:
             file = pq.ParquetFile(f)
-            batches = file.iter_batches(batch_size=batch_rows, columns=schema.names)
-            while (batch := next(batches, None)) is not None:
+            for batch in file.iter_batches(batch_size=batch_rows, columns=schema.names):
                 part = pa.Table.from_batches([batch])
                 yield part if part.schema.equals(schema) else part.cast(schema)
         except (pa.ArrowException, OSError) as e:

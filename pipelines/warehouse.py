@@ -141,23 +141,21 @@ Rows = pd.DataFrame | pa.Table | Callable[[], Iterable[pa.Table]]
 
 
 def _parts(t: schemas.Table, rows: Rows, dialect: str) -> Iterator[_Prepared]:
-    """A table's rows ready to load, part by part."""
-    if callable(rows):
-        yield from _read_ahead(rows(), partial(_prepare, t, dialect=dialect))
-    else:
-        yield _prepare(t, rows if isinstance(rows, pa.Table) else schemas.to_arrow(t, rows), dialect)
+    """A table's rows ready to load, in batches of at most ``BATCH_ROWS`` rows."""
+    tables = rows() if callable(rows) else [rows if isinstance(rows, pa.Table) else schemas.to_arrow(t, rows)]
+    yield from _read_ahead((b for table in tables for b in _batches(table)), partial(_prepare, t, dialect=dialect))
 
 
-def _read_ahead(parts: Iterable[pa.Table], prepare: Callable[[pa.Table], _Prepared]) -> Iterator[_Prepared]:
-    """``parts`` prepared, in order, the next one read and prepared on a thread while the caller
+def _read_ahead(batches: Iterable[pa.Table], prepare: Callable[[pa.Table], _Prepared]) -> Iterator[_Prepared]:
+    """``batches`` prepared, in order, the next one read and prepared on a thread while the caller
     loads this one: the Parquet read, the filter and the conversion overlap the database's work
-    (SQLite's steps and psycopg's writes let go of the GIL). At most two parts are held; an
-    error making a part is raised where that part's turn comes."""
-    parts = iter(parts)
+    (SQLite's steps and psycopg's writes let go of the GIL). At most two batches are held; an
+    error making a batch is raised where that batch's turn comes."""
+    batches = iter(batches)
 
     def made() -> _Prepared | None:
-        part = next(parts, None)
-        return None if part is None else prepare(part)
+        batch = next(batches, None)
+        return None if batch is None else prepare(batch)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-read") as pool:
         ahead = pool.submit(made)
@@ -208,10 +206,9 @@ def publish(
             for day, keys in sorted((scoped or {}).get(name, {}).items()):
                 _delete_keys(conn, sat, part, day, schemas.RESTATED_BY_USER[name], keys)
             written[name] = 0
-            for part in _parts(t, df, engine.dialect.name):
-                if part.rows:
-                    _load(conn, t, part)
-                written[name] += part.rows
+            for batch in _parts(t, df, engine.dialect.name):
+                _load(conn, t, batch)
+                written[name] += batch.rows
             if fail_after == name:
                 raise RuntimeError(f"injected failure after loading {name}")
     return written
@@ -245,24 +242,24 @@ _PG_NULL = b"\xff\xff\xff\xff"  # a field of length -1
 
 
 class _Prepared(NamedTuple):
-    """Rows of a table converted for one dialect, in batches of ``BATCH_ROWS``: SQLite's bound
-    values (``_sqlite_rows``) or PostgreSQL's binary COPY tuples (``_binary_rows``)."""
+    """One batch of a table's rows converted for one dialect: SQLite's bound values
+    (``_sqlite_rows``) or PostgreSQL's binary COPY tuples (``_binary_rows``)."""
 
     rows: int
-    batches: list
+    values: np.ndarray | pa.Buffer
 
 
-def _prepare(t: schemas.Table, arrow: pa.Table, dialect: str) -> _Prepared:
-    arrow = _encode_lists(t, arrow)
+def _prepare(t: schemas.Table, batch: pa.Table, dialect: str) -> _Prepared:
+    batch = _encode_lists(t, batch)
     convert = _binary_rows if dialect == "postgresql" else _sqlite_rows
-    return _Prepared(arrow.num_rows, [convert(t, batch) for batch in _batches(arrow)])
+    return _Prepared(batch.num_rows, convert(t, batch))
 
 
-def _load(conn: sa.Connection, t: schemas.Table, part: _Prepared) -> None:
+def _load(conn: sa.Connection, t: schemas.Table, batch: _Prepared) -> None:
     if conn.dialect.name == "postgresql":
-        _copy_postgres(conn, t, part.batches)
+        _copy_postgres(conn, t, batch.values)
     else:
-        _insert_many(conn, t, part.batches)
+        _insert_many(conn, t, batch.values)
 
 
 def _encode_lists(t: schemas.Table, arrow: pa.Table) -> pa.Table:
@@ -296,7 +293,7 @@ def _sqlite_rows(t: schemas.Table, batch: pa.Table) -> np.ndarray:
     return values
 
 
-def _insert_many(conn: sa.Connection, t: schemas.Table, batches: list[np.ndarray]) -> None:
+def _insert_many(conn: sa.Connection, t: schemas.Table, values: np.ndarray) -> None:
     """Multi-row INSERTs (up to ``_SQLITE_ROWS_PER_INSERT`` rows each) with the values bound flat."""
     dbapi = conn.connection.driver_connection  # the transaction's own connection
     width = len(t.columns)
@@ -307,14 +304,13 @@ def _insert_many(conn: sa.Connection, t: schemas.Table, batches: list[np.ndarray
     one = f'INSERT INTO "{t.name}" ({names}) VALUES {row}'
     cur = dbapi.cursor()
     try:
-        for values in batches:
-            full = len(values) // per * per
-            flat = values[:full].ravel().tolist()
-            step = per * width
-            for i in range(0, len(flat), step):
-                cur.execute(many, flat[i : i + step])
-            if full < len(values):
-                cur.executemany(one, values[full:].tolist())
+        full = len(values) // per * per
+        flat = values[:full].ravel().tolist()
+        step = per * width
+        for i in range(0, len(flat), step):
+            cur.execute(many, flat[i : i + step])
+        if full < len(values):
+            cur.executemany(one, values[full:].tolist())
     finally:
         cur.close()
 
@@ -345,7 +341,7 @@ def _sqlite_values(c: schemas.Column, col: pa.ChunkedArray) -> np.ndarray:
 # ---------------------------------------------------------------- PostgreSQL: binary COPY
 
 
-def _copy_postgres(conn: sa.Connection, t: schemas.Table, batches: list[pa.Buffer]) -> None:
+def _copy_postgres(conn: sa.Connection, t: schemas.Table, rows: pa.Buffer) -> None:
     """COPY in PostgreSQL's binary format, built column-wise with Arrow (no per-row Python)."""
     names = ", ".join(f'"{n}"' for n in t.names)
     dbapi = conn.connection.driver_connection
@@ -353,8 +349,7 @@ def _copy_postgres(conn: sa.Connection, t: schemas.Table, batches: list[pa.Buffe
     with dbapi.cursor() as cur:
         with cur.copy(f'COPY "{t.name}" ({names}) FROM STDIN (FORMAT binary)') as copy:
             copy.write(header)
-            for rows in batches:
-                copy.write(memoryview(rows))
+            copy.write(memoryview(rows))
             copy.write(b"\xff\xff")  # end of data: a field count of -1
 
 
